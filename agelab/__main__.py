@@ -1,0 +1,5 @@
+import sys
+
+from agelab.cli import main
+
+sys.exit(main())

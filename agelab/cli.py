@@ -1,0 +1,42 @@
+"""``python -m agelab VERB``: one entry point for every task.
+
+Each verb lives in its own module and is imported only when used, so ``index`` never pays for
+importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+VERBS: dict[str, tuple[str, str]] = {
+    "setup": ("agelab.assets", "Make the UTKFace images, Keras weights and face detector available."),
+    "index": ("agelab.data", "Build or load the index of a UTKFace folder and report its flaws."),
+    "train": ("agelab.training", "Train a model: python -m agelab train key=value ..."),
+    "evaluate": ("agelab.evaluation", "Evaluate a saved model on a folder of UTKFace-named images."),
+    "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m agelab VERB [options]", "", "verbs:"]
+    lines += [f"  {verb:<9} {help_}" for verb, (_, help_) in VERBS.items()]
+    lines += ["", "python -m agelab VERB --help shows a verb's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(usage())
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        import difflib
+
+        close = difflib.get_close_matches(verb, VERBS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        print(f"agelab: unknown verb {verb!r}; choose from {', '.join(VERBS)}.{hint}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(VERBS[verb][0])
+    return int(module.cli(rest) or 0)
