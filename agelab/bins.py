@@ -63,7 +63,9 @@ class BinScheme:
 
 def _validate_edges(edges: tuple[int, ...]) -> None:
     if len(edges) < 2:
-        raise ValueError(f"bin edges {list(edges)}: need at least 2 edges (2 bins), e.g. bins=0,3,13,20,40,60")
+        raise ValueError(
+            f"bin edges {list(edges)}: need at least 2 edges (2 bins), e.g. bins=0,3,13,20,40,60"
+        )
     if edges[0] != 0:
         raise ValueError(f"bin edges {list(edges)}: the first edge must be 0 so that every age has a bin")
     if any(b <= a for a, b in zip(edges, edges[1:])):

@@ -1,0 +1,328 @@
+"""The UTKFace data layer: strict name parsing, the cached index, duplicates and the saved split.
+
+UTKFace labels live in the file name, ``age_gender_race_datetime.jpg.chip.jpg``. Names that do not
+parse strictly are reported with a reason and left out, and byte-identical images that sit under
+different names (often with conflicting labels) are found by content hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agelab import atomic
+from agelab.bins import MAX_AGE, SEED10, BinScheme
+from agelab.paths import cache_dir, data_dir
+
+GENDERS = {0: "Male", 1: "Female"}
+RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
+SUFFIX = ".jpg.chip.jpg"
+STRICT_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d{17})\.jpg\.chip\.jpg$")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+INDEX_VERSION = 3
+
+
+class MalformedName(ValueError):
+    """A file name that does not follow ``age_gender_race_datetime.jpg.chip.jpg`` strictly."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    age: int
+    gender: int
+    race: int
+    timestamp: str
+
+
+def parse_name(name: str) -> Labels:
+    """Labels from a UTKFace file name; raises :class:`MalformedName` saying what is wrong."""
+    match = STRICT_NAME.match(name)
+    if match:
+        age = int(match.group(1))
+        if not 1 <= age <= MAX_AGE:
+            raise MalformedName(f"age {age} is outside 1-{MAX_AGE}")
+        return Labels(age, int(match.group(2)), int(match.group(3)), match.group(4))
+    raise MalformedName(_malformed_reason(name))
+
+
+def _malformed_reason(name: str) -> str:
+    if " " in name:
+        return "contains a space"
+    if not name.endswith(SUFFIX):
+        if name.endswith("jpg.chip.jpg"):
+            return "missing '.' before 'jpg.chip.jpg'"
+        return f"does not end with {SUFFIX!r}"
+    fields = name[: -len(SUFFIX)].split("_")
+    if len(fields) == 3 and all(f.isdigit() for f in fields):
+        if fields[1] not in {"0", "1"}:
+            return f"gender {fields[1]!r} is not 0 (male) or 1 (female), and the race field is missing"
+        return "race field missing (3 fields, expected age_gender_race_datetime)"
+    if len(fields) != 4:
+        return f"{len(fields)} '_'-separated fields, expected 4 (age_gender_race_datetime)"
+    age, gender, race, stamp = fields
+    if not age.isdigit():
+        return f"age {age!r} is not a number"
+    if gender not in {"0", "1"}:
+        return f"gender {gender!r} is not 0 (male) or 1 (female)"
+    if race not in {"0", "1", "2", "3", "4"}:
+        return f"race {race!r} is not 0-4"
+    if not stamp.isdigit():
+        return f"timestamp {stamp!r} is not all digits"
+    return f"timestamp has {len(stamp)} digits, expected 17"
+
+
+@dataclass
+class Index:
+    """The index of one folder: ``frame`` (well-named images) and ``malformed`` (name, reason)."""
+
+    folder: Path
+    frame: pd.DataFrame
+    malformed: pd.DataFrame
+    cached: bool
+    seconds: float
+
+    @property
+    def duplicate_groups(self) -> pd.DataFrame:
+        """One row per file that shares its bytes with another (malformed names included)."""
+        both = pd.concat([self.frame, self.malformed], ignore_index=True)
+        dups = both[both["dup_group"] >= 0]
+        return dups.sort_values(["dup_group", "file"])[
+            ["dup_group", "file", "age", "gender", "race", "dup_conflict", "reason", "path"]
+        ]
+
+    def summary(self, kept: int | None = None) -> dict:
+        groups = self.duplicate_groups[["dup_group", "dup_conflict"]].drop_duplicates()
+        return {
+            "total": int(len(self.frame) + len(self.malformed)),
+            "valid": int(len(self.frame)),
+            "malformed": int(len(self.malformed)),
+            "duplicate_groups": int(len(groups)),
+            "conflicting_groups": int(groups["dup_conflict"].sum()),
+            "kept": int(len(dedupe(self.frame)) if kept is None else kept),
+            "seconds": round(self.seconds, 3),
+            "cached": self.cached,
+        }
+
+
+def _listing(folder: Path) -> list[os.DirEntry]:
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"dataset folder {folder} does not exist: run `python -m agelab setup`, "
+            "or point AGELAB_DATA (or --data) at a folder of UTKFace images"
+        )
+    return sorted(
+        (e for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)),
+        key=lambda e: e.name,
+    )
+
+
+def _signature(entries: list[os.DirEntry]) -> str:
+    """Changes whenever a file is added, removed, renamed or rewritten."""
+    digest = hashlib.sha1(str(INDEX_VERSION).encode())
+    for entry in entries:
+        stat = entry.stat()
+        digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def index_cache_dir(folder: str | Path) -> Path:
+    """Where the index and split of ``folder`` are cached (inside the project, never the image folder)."""
+    folder = Path(folder).resolve()
+    key = hashlib.sha1(str(folder).encode()).hexdigest()[:12]
+    return cache_dir() / f"{folder.name}-{key}"
+
+
+def _md5(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.md5(handle.read()).hexdigest()
+
+
+def _mark_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Number the groups of byte-identical files and flag those whose labels disagree.
+
+    A group with a malformed name counts as conflicting: that copy's labels cannot be trusted.
+    """
+    sizes = frame.groupby("md5")["md5"].transform("size")
+    dup_md5 = sorted(frame.loc[sizes > 1, "md5"].unique())
+    group_of = {md5: i for i, md5 in enumerate(dup_md5)}
+    frame["dup_group"] = frame["md5"].map(group_of).fillna(-1).astype(int)
+    grouped = frame.groupby("md5")
+    n_labels = grouped[["age", "gender", "race"]].transform("nunique").max(axis=1)
+    has_malformed = grouped["reason"].transform(lambda r: r.notna().any())
+    frame["dup_conflict"] = (sizes > 1) & ((n_labels > 1) | has_malformed)
+    return frame
+
+
+def build_index(
+    folder: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
+) -> Index:
+    """Index ``folder``; reuse the Parquet cache unless the folder changed since it was written."""
+    start = time.perf_counter()
+    folder = Path(folder or data_dir()).resolve()
+    entries = _listing(folder)
+    signature = _signature(entries)
+    cache = index_cache_dir(folder)
+    meta = atomic.read_json(cache / "meta.json", {})
+    if use_cache and meta.get("signature") == signature:
+        try:
+            frame = pd.read_parquet(cache / "index.parquet")
+            malformed = pd.read_parquet(cache / "malformed.parquet")
+            return Index(folder, frame, malformed, True, time.perf_counter() - start)
+        except (OSError, ValueError):
+            pass  # an unreadable cache is rebuilt below
+
+    rows = []
+    for i, entry in enumerate(entries):
+        row = {"path": entry.path, "file": entry.name, "md5": _md5(entry.path)}
+        try:
+            labels = parse_name(entry.name)
+            row.update(age=labels.age, gender=labels.gender, race=labels.race)
+        except MalformedName as err:
+            row["reason"] = str(err)
+        rows.append(row)
+        if progress and (i % 500 == 0 or i == len(entries) - 1):
+            progress(i + 1, len(entries))
+    columns = ["path", "file", "age", "gender", "race", "md5", "reason"]
+    everything = _mark_duplicates(pd.DataFrame(rows, columns=columns))
+    is_malformed = everything["reason"].notna()
+    frame = everything[~is_malformed].drop(columns="reason").reset_index(drop=True)
+    frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
+    malformed = everything.loc[
+        is_malformed, ["file", "reason", "path", "md5", "dup_group", "dup_conflict"]
+    ].reset_index(drop=True)
+    atomic.write_parquet(cache / "index.parquet", frame)
+    atomic.write_parquet(cache / "malformed.parquet", malformed)
+    atomic.write_json(cache / "meta.json", {"signature": signature, "folder": str(folder)})
+    return Index(folder, frame, malformed, False, time.perf_counter() - start)
+
+
+load_index = build_index
+
+
+def dedupe(frame: pd.DataFrame, policy: str = "drop_conflicts") -> pd.DataFrame:
+    """Apply the duplicate policy.
+
+    ``drop_conflicts`` (default): drop every copy in a group whose labels disagree (nobody knows
+    which label is right) and keep one copy where they agree. ``none``: keep every file.
+    """
+    if policy == "none":
+        return frame
+    if policy != "drop_conflicts":
+        raise ValueError(f"duplicate policy {policy!r}: use 'drop_conflicts' or 'none'")
+    kept = frame[~frame["dup_conflict"]]
+    return kept.drop_duplicates("md5", keep="first")
+
+
+def stratum(frame: pd.DataFrame, scheme: BinScheme = SEED10) -> pd.Series:
+    """The age bin x gender stratum of each row, used to stratify the split."""
+    return pd.Series(
+        scheme.bin_of(frame["age"].to_numpy()) * 2 + frame["gender"].to_numpy(), index=frame.index
+    )
+
+
+def make_split(
+    frame: pd.DataFrame, seed: int = 0, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+) -> pd.Series:
+    """A split per content hash, stratified by seed10 bin x gender.
+
+    Splitting by hash keeps byte-identical copies together, so a test image never has a twin in
+    training.
+    """
+    if abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions {fractions} must be non-negative and sum to 1")
+    units = frame.drop_duplicates("md5")
+    strata = stratum(units)
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    for _, members in units.groupby(strata):
+        md5s = members["md5"].to_numpy()[rng.permutation(len(members))]
+        n_train = int(round(fractions[0] * len(md5s)))
+        n_val = int(round(fractions[1] * len(md5s)))
+        for i, md5 in enumerate(md5s):
+            assignment[md5] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+    return pd.Series(assignment, name="split").rename_axis("md5")
+
+
+def load_split(index: Index, seed: int = 0) -> pd.Series:
+    """The saved split of ``index`` (md5 -> split), made once and reused by every run.
+
+    Images added later are placed by their hash, so existing assignments never move.
+    """
+    path = index_cache_dir(index.folder) / f"split-seed{seed}.parquet"
+    if path.exists():
+        saved = pd.read_parquet(path).set_index("md5")["split"]
+        missing = index.frame.loc[~index.frame["md5"].isin(saved.index), "md5"].unique()
+        if len(missing) == 0:
+            return saved
+        extra = pd.Series({m: _split_by_hash(m, seed) for m in missing}, name="split").rename_axis("md5")
+        split = pd.concat([saved, extra])
+    else:
+        split = make_split(index.frame, seed)
+    atomic.write_parquet(path, split.reset_index())
+    return split
+
+
+def _split_by_hash(md5: str, seed: int) -> str:
+    value = int(hashlib.sha1(f"{seed}:{md5}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if value < DEFAULT_FRACTIONS[0] else "val" if value < 1 - DEFAULT_FRACTIONS[2] else "test"
+
+
+def load_dataset(
+    folder: str | Path | None = None, dedupe_policy: str = "drop_conflicts", seed: int = 0
+) -> pd.DataFrame:
+    """The index after the duplicate policy, with a ``split`` column (train / val / test)."""
+    index = build_index(folder)
+    split = load_split(index, seed)
+    frame = dedupe(index.frame, dedupe_policy).copy()
+    frame["split"] = frame["md5"].map(split)
+    return frame.reset_index(drop=True)
+
+
+def _print_progress(done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    print(f"\rhashing [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
+    if done == total:
+        print(file=sys.stderr)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agelab index", description="Index a UTKFace folder.")
+    parser.add_argument("--data", default=None, help="image folder (default: AGELAB_DATA or data/UTKFace)")
+    parser.add_argument("--rebuild", action="store_true", help="ignore the cache and rebuild")
+    parser.add_argument(
+        "--duplicates", default="drop_conflicts", choices=["drop_conflicts", "none"], help="duplicate policy"
+    )
+    args = parser.parse_args(argv)
+    try:
+        index = build_index(args.data, progress=_print_progress, use_cache=not args.rebuild)
+    except FileNotFoundError as err:
+        print(f"agelab index: {err}", file=sys.stderr)
+        return 1
+    summary = index.summary(kept=len(dedupe(index.frame, args.duplicates)))
+    load_split(index)
+    print(
+        f"{index.folder}: {summary['valid']} images indexed, {summary['malformed']} malformed names skipped, "
+        f"{summary['duplicate_groups']} duplicate groups ({summary['conflicting_groups']} with conflicting "
+        f"labels), {summary['kept']} kept; {'from cache' if index.cached else 'built'} in {summary['seconds']} s",
+        file=sys.stderr,
+    )
+    for row in index.malformed.itertuples():
+        print(f"  malformed: {row.file}: {row.reason}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
