@@ -1,0 +1,57 @@
+"""Summaries behind the Dataset page: distributions, crossings and their imbalance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from agelab.bins import BinScheme
+from agelab.data import GENDERS, RACES
+
+
+def labelled(frame: pd.DataFrame, scheme: BinScheme) -> pd.DataFrame:
+    """Add readable ``bin``, ``bin_label``, ``gender_name`` and ``race_name`` columns."""
+    bins = scheme.bin_of(frame["age"].to_numpy())
+    labels = np.array(scheme.labels)
+    return frame.assign(
+        bin=bins,
+        bin_label=pd.Categorical(labels[bins], categories=scheme.labels, ordered=True),
+        gender_name=frame["gender"].map(GENDERS),
+        race_name=pd.Categorical(frame["race"].map(RACES), categories=list(RACES.values())),
+    )
+
+
+def imbalance_ratio(counts: pd.Series | np.ndarray) -> float:
+    """Largest class over smallest non-empty class (inf when a class is empty)."""
+    counts = np.asarray(counts, dtype=float).ravel()
+    if counts.size == 0:
+        return float("nan")
+    if counts.min() == 0:
+        return float("inf")
+    return float(counts.max() / counts.min())
+
+
+def crosstab(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Counts of age bin (rows) x ``column`` (``gender_name`` or ``race_name``), empty cells kept."""
+    return pd.crosstab(frame["bin_label"], frame[column], dropna=False)
+
+
+def sample_faces(
+    frame: pd.DataFrame,
+    bins: list[int] | None = None,
+    genders: list[int] | None = None,
+    races: list[int] | None = None,
+    n: int = 24,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A reproducible random sample of rows matching the filters (``None`` means any)."""
+    mask = np.ones(len(frame), dtype=bool)
+    for column, wanted in (("bin", bins), ("gender", genders), ("race", races)):
+        if wanted:
+            mask &= frame[column].isin(wanted).to_numpy()
+    matching = frame[mask]
+    return matching.sample(n=min(n, len(matching)), random_state=seed) if len(matching) else matching
+
+
+def caption(row: pd.Series) -> str:
+    return f"{row['age']} y, {GENDERS[row['gender']]}, {RACES[row['race']]}"

@@ -1,0 +1,13 @@
+"""agelab dashboard: ``streamlit run app.py`` (or ``make run``)."""
+
+import streamlit as st
+
+st.set_page_config(page_title="agelab", page_icon=":material/face:", layout="wide")
+
+pages = [
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/review.py", title="Review", icon=":material/rule:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/photo_camera:"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,174 @@
+"""Dataset: the UTKFace images, their flaws and their imbalance."""
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from agelab import eda
+from agelab.bins import BUILTIN_SCHEMES, get_scheme
+from agelab.data import GENDERS, RACES, build_index, dedupe
+from agelab.paths import data_dir
+from agelab.rebalance import STRATEGIES, default_target, rebalance
+
+COLORS = {"Male": "#4C78A8", "Female": "#E45756"}
+
+
+@st.cache_data(show_spinner="Indexing images...")
+def load(folder: str, signature: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    index = build_index(folder)
+    return index.frame, index.malformed, index.duplicate_groups, index.summary()
+
+
+st.title("Dataset")
+with st.sidebar:
+    folder = st.text_input("Dataset folder", value=str(data_dir()), help="AGELAB_DATA sets the default")
+    scheme_name = st.selectbox("Age bins", [*BUILTIN_SCHEMES, "custom"])
+    edges = st.text_input("Custom edges", "0,3,13,20,40,60", disabled=scheme_name != "custom")
+    drop_dups = st.toggle(
+        "Drop duplicates", value=True, help="Drop conflicting copies, keep one of agreeing ones"
+    )
+
+try:
+    scheme = get_scheme(edges if scheme_name == "custom" else scheme_name)
+    frame, malformed, duplicates, summary = load(folder, Path(folder).stat().st_mtime)
+except (ValueError, FileNotFoundError) as err:
+    st.error(str(err))
+    st.stop()
+
+data = eda.labelled(dedupe(frame, "drop_conflicts" if drop_dups else "none"), scheme)
+
+cols = st.columns(6)
+for col, (label, key) in zip(
+    cols,
+    [
+        ("Files", "total"),
+        ("Valid names", "valid"),
+        ("Malformed", "malformed"),
+        ("Duplicate groups", "duplicate_groups"),
+        ("Conflicting groups", "conflicting_groups"),
+        ("Kept", "kept"),
+    ],
+):
+    col.metric(label, f"{summary[key]:,}")
+st.caption(f"Showing {len(data):,} images from `{folder}` with the `{scheme.spec}` bins.")
+
+with st.expander(
+    f"Data quality: {len(malformed)} malformed names, {summary['duplicate_groups']} duplicate groups"
+):
+    st.subheader("Malformed names (left out)")
+    st.dataframe(malformed[["file", "reason"]], hide_index=True, width="stretch")
+    st.image(malformed["path"].tolist(), caption=malformed["file"].tolist(), width=100)
+    st.subheader("Byte-identical images under different names")
+    only_conflicts = st.checkbox("Only groups with conflicting labels", value=True)
+    shown = (
+        duplicates[duplicates["dup_conflict"].fillna(False).astype(bool)] if only_conflicts else duplicates
+    )
+    group_ids = shown["dup_group"].drop_duplicates().tolist()
+    st.dataframe(shown.drop(columns="path"), hide_index=True, width="stretch", height=240)
+    if group_ids:
+        start = st.number_input("First group shown", 0, max(len(group_ids) - 1, 0), 0, step=6)
+        for group in group_ids[start : start + 6]:
+            members = shown[shown["dup_group"] == group]
+            st.image(members["path"].tolist(), caption=members["file"].tolist(), width=110)
+
+st.header("Age")
+left, right = st.columns(2)
+ages = data.groupby(["age", "gender_name"]).size().reset_index(name="images")
+left.plotly_chart(
+    px.bar(
+        ages, x="age", y="images", color="gender_name", color_discrete_map=COLORS, title="Age (1-year bins)"
+    ),
+    width="stretch",
+)
+bin_counts = data["bin_label"].value_counts(sort=False).rename_axis("bin").reset_index(name="images")
+right.plotly_chart(
+    px.bar(
+        bin_counts,
+        x="bin",
+        y="images",
+        title=f"Age bins: imbalance {eda.imbalance_ratio(bin_counts['images']):.1f}x",
+        hover_data={"images": ":,"},
+    ),
+    width="stretch",
+)
+
+left, right = st.columns(2)
+for col, column, title in ((left, "gender_name", "Gender"), (right, "race_name", "Ethnicity")):
+    counts = data[column].value_counts(sort=False).rename_axis(title).reset_index(name="images")
+    col.plotly_chart(
+        px.bar(
+            counts,
+            x=title,
+            y="images",
+            title=f"{title}: imbalance {eda.imbalance_ratio(counts['images']):.2f}x",
+        ),
+        width="stretch",
+    )
+
+st.header("Age bin crossings")
+view = st.radio("Show as", ["Stacked bars", "Heatmap"], horizontal=True)
+left, right = st.columns(2)
+for col, column, title in ((left, "race_name", "ethnicity"), (right, "gender_name", "gender")):
+    table = eda.crosstab(data, column)
+    ratio = eda.imbalance_ratio(table.to_numpy())
+    heading = f"Age bin x {title}: imbalance {ratio:.1f}x (largest cell / smallest cell)"
+    if view == "Heatmap":
+        fig = px.imshow(table, text_auto=True, aspect="auto", title=heading, labels={"color": "images"})
+    else:
+        long = table.reset_index().melt(id_vars="bin_label", value_name="images")
+        fig = px.bar(long, x="bin_label", y="images", color=column, title=heading)
+    col.plotly_chart(fig, width="stretch")
+
+st.header("Sample faces")
+c1, c2, c3, c4 = st.columns([3, 2, 3, 1])
+pick_bins = c1.multiselect("Bins", range(scheme.num_bins), format_func=lambda b: scheme.labels[b])
+pick_genders = c2.multiselect("Gender", list(GENDERS), format_func=GENDERS.get)
+pick_races = c3.multiselect("Ethnicity", list(RACES), format_func=RACES.get)
+seed = c4.number_input("Shuffle", 0, 10_000, 0)
+sample = eda.sample_faces(data, pick_bins, pick_genders, pick_races, n=24, seed=int(seed))
+if sample.empty:
+    st.info("No image matches these filters.")
+else:
+    st.image(sample["path"].tolist(), caption=[eda.caption(r) for _, r in sample.iterrows()], width=120)
+
+st.header("Rebalancing preview")
+c1, c2, c3 = st.columns(3)
+strategy = c1.selectbox("Strategy", STRATEGIES, index=1)
+by_race = c2.toggle("By bin x ethnicity", value=False)
+target = c3.number_input(
+    "Images per group (cap or floor)",
+    1,
+    50_000,
+    default_target(data, scheme, by_race),
+    disabled=strategy in {"none", "class_weights"},
+)
+balanced = eda.labelled(rebalance(data, strategy, scheme, int(target), by_race), scheme)
+group_col = "race_name" if by_race else None
+before = (
+    data.groupby(["bin_label", *([group_col] if group_col else [])], observed=False).size().rename("before")
+)
+after = (
+    balanced.groupby(["bin_label", *([group_col] if group_col else [])], observed=False)["weight"]
+    .sum()
+    .rename("after")
+)
+compare = (
+    pd.concat([before, after], axis=1)
+    .reset_index()
+    .melt(id_vars=[c for c in ("bin_label", group_col) if c], var_name="when", value_name="images")
+)
+st.plotly_chart(
+    px.bar(
+        compare,
+        x="bin_label",
+        y="images",
+        color="when",
+        barmode="group",
+        facet_col=group_col,
+        facet_col_wrap=3,
+        title=f"{strategy}: {len(balanced):,} images kept of {len(data):,} (weighted total {balanced['weight'].sum():,.0f})",
+    ),
+    width="stretch",
+)
