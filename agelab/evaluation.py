@@ -1,0 +1,543 @@
+"""Evaluation: how far off a model is, in ordinal bins, overall and per slice, and which faces.
+
+Everything here works on a predictions table (the predictions contract in docs/architecture.md):
+``path, age, gender, race, true_bin, pred_bin, bin_prob_0..K-1, pred_age, pred_gender, prob_female``.
+:func:`prepare` adds the derived columns that the metrics, the gallery and the Review page share.
+The ``evaluate`` verb (:func:`cli`) makes such a table for any saved model and folder of images.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
+from agelab import atomic
+from agelab.bins import BinScheme, get_scheme
+from agelab.data import GENDERS, RACES
+
+Z_95 = 1.959963984540054
+PREDICTION_COLUMNS = [
+    "path",
+    "age",
+    "gender",
+    "race",
+    "true_bin",
+    "pred_bin",
+    "pred_age",
+    "pred_gender",
+    "prob_female",
+]
+SLICE_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "all": (),
+    "gender": ("gender_label",),
+    "ethnicity": ("ethnicity",),
+    "age bin": ("true_label",),
+    "gender x ethnicity": ("gender_label", "ethnicity"),
+    "gender x age bin": ("gender_label", "true_label"),
+    "ethnicity x age bin": ("ethnicity", "true_label"),
+}
+SORTS = ("confidence", "age error", "random")
+DIRECTIONS = ("any", "over", "under")
+
+
+# --- the predictions table ---------------------------------------------------------------------
+
+
+def bin_prob_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``bin_prob_<k>`` columns in bin order."""
+    cols = [c for c in frame.columns if c.startswith("bin_prob_")]
+    return sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1]))
+
+
+def check_predictions(frame: pd.DataFrame, where: str = "predictions") -> None:
+    """Raise a ValueError naming every contract column that ``frame`` lacks."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{where} lacks column(s) {', '.join(missing)} of the predictions contract")
+
+
+def load_predictions(path: str | Path) -> pd.DataFrame:
+    """Read a ``predictions.parquet`` and check it against the contract."""
+    frame = pd.read_parquet(path)
+    check_predictions(frame, str(path))
+    return frame
+
+
+def rebin(predictions: pd.DataFrame, scheme: BinScheme) -> pd.DataFrame:
+    """The predictions under another scheme: true bins from ``age``, predicted bins from ``pred_age``.
+
+    The bin probabilities belong to the model's own scheme, so they are dropped.
+    """
+    out = predictions.drop(columns=bin_prob_columns(predictions))
+    out["true_bin"] = scheme.bin_of(out["age"].to_numpy())
+    out["pred_bin"] = scheme.bin_of(out["pred_age"].to_numpy())
+    return out
+
+
+def prepare(
+    predictions: pd.DataFrame, native: BinScheme | str, scheme: BinScheme | str | None = None
+) -> pd.DataFrame:
+    """The predictions with the columns every view needs.
+
+    ``native`` is the scheme the bins were predicted in; when ``scheme`` differs, the table is
+    rebinned (:func:`rebin`). Added: ``distance`` (predicted minus true bin), ``abs_distance``,
+    ``direction`` (over / under / exact), ``confidence`` (probability of the predicted bin, NaN
+    after rebinning), ``age_error`` (predicted minus true age), ``abs_age_error``,
+    ``gender_correct``, and display labels ``true_label``, ``pred_label``, ``gender_label``,
+    ``ethnicity``, ``pred_gender_label``.
+    """
+    check_predictions(predictions)
+    native = get_scheme(native)
+    scheme = native if scheme is None else get_scheme(scheme)
+    frame = predictions.copy() if scheme.spec == native.spec else rebin(predictions, scheme)
+    frame = frame.reset_index(drop=True)
+    frame["true_bin"] = frame["true_bin"].astype(int)
+    frame["pred_bin"] = frame["pred_bin"].astype(int)
+    distance = BinScheme.distance(frame["true_bin"].to_numpy(), frame["pred_bin"].to_numpy())
+    frame["distance"] = distance
+    frame["abs_distance"] = np.abs(distance)
+    frame["direction"] = np.select([distance > 0, distance < 0], ["over", "under"], "exact")
+    probs = bin_prob_columns(frame)
+    if probs:
+        matrix = frame[probs].to_numpy(dtype=float)
+        frame["confidence"] = matrix[np.arange(len(frame)), np.clip(frame["pred_bin"], 0, len(probs) - 1)]
+    else:
+        frame["confidence"] = np.nan
+    frame["age_error"] = frame["pred_age"].astype(float) - frame["age"].astype(float)
+    frame["abs_age_error"] = frame["age_error"].abs()
+    frame["gender_correct"] = frame["pred_gender"].astype(int) == frame["gender"].astype(int)
+    labels = np.array(scheme.labels)
+    frame["true_label"] = labels[frame["true_bin"].to_numpy()]
+    frame["pred_label"] = labels[frame["pred_bin"].to_numpy()]
+    frame["gender_label"] = frame["gender"].map(GENDERS)
+    frame["pred_gender_label"] = frame["pred_gender"].map(GENDERS)
+    frame["ethnicity"] = frame["race"].map(RACES)
+    frame.attrs["scheme"] = scheme.spec
+    return frame
+
+
+# --- intervals ---------------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a proportion; (nan, nan) when ``n`` is 0."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+def bootstrap_mean_interval(
+    values: np.ndarray | Sequence[float], n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (used for MAE), seeded so it is reproducible."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    # Resample in chunks so a 20k-image folder does not allocate n_boot x n indices at once.
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return (float(lo), float(hi))
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def _rate(mask: pd.Series | np.ndarray) -> float:
+    mask = np.asarray(mask)
+    return float(mask.mean()) if len(mask) else math.nan
+
+
+def headline(frame: pd.DataFrame) -> dict[str, Any]:
+    """The headline numbers of a prepared table: bin accuracy (exact, within 1 and 2), age MAE,
+    gender accuracy and ROC AUC, and the share of over- and under-estimates."""
+    n = len(frame)
+    abs_distance = frame["abs_distance"].to_numpy()
+    gender = frame["gender"].to_numpy().astype(int)
+    auc = None
+    if n and len(np.unique(gender)) == 2:
+        auc = float(roc_auc_score(gender, frame["prob_female"].to_numpy(dtype=float)))
+    return {
+        "n": int(n),
+        "exact": _rate(abs_distance == 0),
+        "within1": _rate(abs_distance <= 1),
+        "within2": _rate(abs_distance <= 2),
+        "mean_abs_distance": float(abs_distance.mean()) if n else math.nan,
+        "over": _rate(frame["distance"].to_numpy() > 0),
+        "under": _rate(frame["distance"].to_numpy() < 0),
+        "mae": float(frame["abs_age_error"].mean()) if n else math.nan,
+        "gender_acc": _rate(frame["gender_correct"].to_numpy()),
+        "gender_auc": auc,
+    }
+
+
+def distance_distribution(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counts per signed bin distance (predicted minus true), with share and direction."""
+    counts = frame["distance"].value_counts().sort_index()
+    out = pd.DataFrame({"distance": counts.index.astype(int), "count": counts.to_numpy().astype(int)})
+    out["share"] = out["count"] / max(len(frame), 1)
+    out["direction"] = np.select([out["distance"] > 0, out["distance"] < 0], ["over", "under"], "exact")
+    return out.reset_index(drop=True)
+
+
+def abs_distance_distribution(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counts per absolute bin distance, with share and cumulative share (within-k accuracy)."""
+    counts = frame["abs_distance"].value_counts().sort_index()
+    out = pd.DataFrame({"abs_distance": counts.index.astype(int), "count": counts.to_numpy().astype(int)})
+    out["share"] = out["count"] / max(len(frame), 1)
+    out["cumulative"] = out["share"].cumsum()
+    return out
+
+
+def confusion(frame: pd.DataFrame, num_bins: int, normalize: bool = False) -> np.ndarray:
+    """Confusion matrix, rows true bins and columns predicted bins; ``normalize`` divides each row
+    by its total (rows with no images stay 0)."""
+    return sk_confusion_matrix(
+        frame["true_bin"],
+        frame["pred_bin"],
+        labels=list(range(num_bins)),
+        normalize="true" if normalize else None,
+    )
+
+
+def per_bin_report(frame: pd.DataFrame, scheme: BinScheme) -> pd.DataFrame:
+    """Precision, recall and support of each bin (scikit-learn; an empty bin scores 0)."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        frame["true_bin"], frame["pred_bin"], labels=list(range(scheme.num_bins)), zero_division=0
+    )
+    predicted = np.bincount(frame["pred_bin"].to_numpy(dtype=int), minlength=scheme.num_bins)
+    return pd.DataFrame(
+        {
+            "bin": range(scheme.num_bins),
+            "label": scheme.labels,
+            "support": support.astype(int),
+            "predicted": predicted[: scheme.num_bins].astype(int),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+        }
+    )
+
+
+def group_metrics(group: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Count, exact / within-1 / gender accuracy with Wilson intervals, MAE with a bootstrap interval."""
+    n = len(group)
+    out: dict[str, float] = {"n": n}
+    for name, mask in (
+        ("exact", group["abs_distance"].to_numpy() == 0),
+        ("within1", group["abs_distance"].to_numpy() <= 1),
+        ("gender_acc", group["gender_correct"].to_numpy()),
+    ):
+        hits = int(np.count_nonzero(mask))
+        out[name] = hits / n if n else math.nan
+        out[f"{name}_lo"], out[f"{name}_hi"] = wilson_interval(hits, n)
+    errors = group["abs_age_error"].to_numpy(dtype=float)
+    out["mae"] = float(errors.mean()) if n else math.nan
+    out["mae_lo"], out["mae_hi"] = bootstrap_mean_interval(errors, n_boot=n_boot, seed=seed)
+    return out
+
+
+def slice_metrics(
+    frame: pd.DataFrame, dimensions: Iterable[str] | None = None, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """The group metrics for every slice: overall, gender, ethnicity, age bin and their crossings.
+
+    One row per (slice, group) with ``n`` and 95 % intervals; empty groups are left out.
+    """
+    rows = []
+    for dimension in dimensions or SLICE_DIMENSIONS:
+        if dimension not in SLICE_DIMENSIONS:
+            raise ValueError(f"unknown slice {dimension!r}: choose from {', '.join(SLICE_DIMENSIONS)}")
+        columns = SLICE_DIMENSIONS[dimension]
+        if not columns:
+            rows.append({"slice": dimension, "group": "all", **group_metrics(frame, n_boot, seed)})
+            continue
+        # Sort groups by the ordinal/numeric codes, not the labels, so "Child" comes before "Adult".
+        order_cols = [
+            {"gender_label": "gender", "ethnicity": "race", "true_label": "true_bin"}[c] for c in columns
+        ]
+        for _, group in frame.groupby(order_cols, sort=True):
+            label = " / ".join(str(group[c].iloc[0]) for c in columns)
+            rows.append({"slice": dimension, "group": label, **group_metrics(group, n_boot, seed)})
+    return pd.DataFrame(rows)
+
+
+def compare_headlines(headlines: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Headline metrics of several runs side by side (one column per run, one row per metric)."""
+    metrics = ["n", "exact", "within1", "within2", "mean_abs_distance", "mae", "gender_acc", "gender_auc"]
+    table = pd.DataFrame({name: [h.get(m) for m in metrics] for name, h in headlines.items()}, index=metrics)
+    if len(headlines) == 2:
+        a, b = table.columns
+        table["difference"] = pd.to_numeric(table[b], errors="coerce") - pd.to_numeric(
+            table[a], errors="coerce"
+        )
+    return table
+
+
+# --- the gallery -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GalleryQuery:
+    """What the gallery shows: filters, then an order.
+
+    ``distance`` with ``at_least`` False keeps images exactly that many bins off, with True at
+    least that many. Empty tuples mean "any".
+    """
+
+    distance: int | None = None
+    at_least: bool = False
+    true_bins: tuple[int, ...] = ()
+    pred_bins: tuple[int, ...] = ()
+    genders: tuple[int, ...] = ()
+    races: tuple[int, ...] = ()
+    direction: str = "any"
+    sort: str = "confidence"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction {self.direction!r}: choose from {', '.join(DIRECTIONS)}")
+        if self.sort not in SORTS:
+            raise ValueError(f"sort {self.sort!r}: choose from {', '.join(SORTS)}")
+        if self.distance is not None and self.distance < 0:
+            raise ValueError(f"distance {self.distance}: give a number of bins >= 0 and a direction")
+
+
+def filter_predictions(frame: pd.DataFrame, query: GalleryQuery) -> pd.DataFrame:
+    """The rows of a prepared table that pass the query's filters (order unchanged)."""
+    keep = np.ones(len(frame), dtype=bool)
+    if query.distance is not None:
+        abs_distance = frame["abs_distance"].to_numpy()
+        keep &= abs_distance >= query.distance if query.at_least else abs_distance == query.distance
+    for column, allowed in (
+        ("true_bin", query.true_bins),
+        ("pred_bin", query.pred_bins),
+        ("gender", query.genders),
+        ("race", query.races),
+    ):
+        if allowed:
+            keep &= frame[column].isin(allowed).to_numpy()
+    if query.direction == "over":
+        keep &= frame["distance"].to_numpy() > 0
+    elif query.direction == "under":
+        keep &= frame["distance"].to_numpy() < 0
+    return frame[keep]
+
+
+def sort_predictions(frame: pd.DataFrame, by: str = "confidence", seed: int = 0) -> pd.DataFrame:
+    """Most confident first, largest age error first, or a seeded shuffle.
+
+    Without bin probabilities (a rebinned table) "confidence" falls back to the age error.
+    """
+    if by == "random":
+        return frame.iloc[np.random.default_rng(seed).permutation(len(frame))]
+    if by == "confidence" and frame["confidence"].notna().any():
+        return frame.sort_values(
+            ["confidence", "abs_age_error"], ascending=False, kind="stable", na_position="last"
+        )
+    if by in ("confidence", "age error"):
+        return frame.sort_values("abs_age_error", ascending=False, kind="stable")
+    raise ValueError(f"sort {by!r}: choose from {', '.join(SORTS)}")
+
+
+def query_gallery(frame: pd.DataFrame, query: GalleryQuery) -> pd.DataFrame:
+    """Filter, then sort."""
+    return sort_predictions(filter_predictions(frame, query), query.sort, query.seed)
+
+
+def page_count(n_rows: int, page_size: int) -> int:
+    return max(1, math.ceil(n_rows / page_size))
+
+
+def page_of(frame: pd.DataFrame, page: int, page_size: int) -> pd.DataFrame:
+    """Rows of 1-based ``page``; a page past the end gives the last page."""
+    page = min(max(1, page), page_count(len(frame), page_size))
+    return frame.iloc[(page - 1) * page_size : page * page_size]
+
+
+def tile_caption(row: Any) -> str:
+    """What a gallery tile says: true age and bin, predicted bin with probability, predicted age,
+    and the gender prediction."""
+    prob = "" if pd.isna(row.confidence) else f" {row.confidence:.0%}"
+    sign = f"{row.distance:+d}" if row.distance else "0"
+    female = float(row.prob_female)
+    gender_prob = female if row.pred_gender == 1 else 1 - female
+    mark = "ok" if row.gender_correct else "wrong"
+    return (
+        f"true {int(row.age)} · {row.true_label}\n"
+        f"pred {row.pred_label}{prob} ({sign} bins) · {row.pred_age:.1f} y\n"
+        f"{row.pred_gender_label} {gender_prob:.0%} ({mark})"
+    )
+
+
+def query_from_selection(points: Sequence[dict[str, Any]], chart: str) -> dict[str, Any]:
+    """Gallery filters for a Plotly selection.
+
+    ``chart="confusion"``: points carry ``customdata`` [true_bin, pred_bin]; the result keeps
+    exactly those cells. ``chart="distance"``: points carry the signed distance as ``x``; the result
+    keeps exactly that distance and its direction (one bar), or the union of bins when several
+    cells are picked.
+    """
+    if not points:
+        return {}
+    if chart == "confusion":
+        cells = {(int(p["customdata"][0]), int(p["customdata"][1])) for p in points}
+        return {
+            "true_bins": tuple(sorted({t for t, _ in cells})),
+            "pred_bins": tuple(sorted({q for _, q in cells})),
+        }
+    if chart == "distance":
+        distances = sorted({int(round(float(p["x"]))) for p in points})
+        signs = {int(np.sign(d)) for d in distances}
+        direction = {1: "over", -1: "under"}.get(signs.pop(), "any") if len(signs) == 1 else "any"
+        if len({abs(d) for d in distances}) == 1:
+            return {"distance": abs(distances[0]), "at_least": False, "direction": direction}
+        return {"distance": min(abs(d) for d in distances), "at_least": True, "direction": direction}
+    raise ValueError(f"chart {chart!r}: 'confusion' or 'distance'")
+
+
+# --- confident mistakes ------------------------------------------------------------------------
+
+
+def confident_mistakes(
+    frame: pd.DataFrame, index_frame: pd.DataFrame | None = None, limit: int = 12
+) -> pd.DataFrame:
+    """The most confident wrong bin predictions, often label noise.
+
+    With ``index_frame`` (``agelab.data.load_index(folder).frame``), each mistake gets its
+    ``dup_group`` and a ``conflicting_duplicates`` list: the byte-identical copies under other
+    names whose labels disagree, as dicts with path, file, age, gender, race.
+    """
+    wrong = sort_predictions(frame[frame["distance"] != 0], "confidence").head(limit).copy()
+    wrong["dup_group"] = -1
+    wrong["conflicting_duplicates"] = [[] for _ in range(len(wrong))]
+    if index_frame is None or wrong.empty:
+        return wrong
+    by_path = index_frame.set_index("path")
+    conflicts = index_frame[index_frame["dup_conflict"] & (index_frame["dup_group"] >= 0)]
+    groups = {g: members for g, members in conflicts.groupby("dup_group")}
+    dup_groups, duplicates = [], []
+    for path in wrong["path"]:
+        group = int(by_path.at[path, "dup_group"]) if path in by_path.index else -1
+        dup_groups.append(group)
+        members = groups.get(group)
+        if members is None:
+            duplicates.append([])
+            continue
+        others = members[members["path"] != path]
+        duplicates.append(others[["path", "file", "age", "gender", "race"]].to_dict("records"))
+    wrong["dup_group"] = dup_groups
+    wrong["conflicting_duplicates"] = duplicates
+    return wrong
+
+
+def image_folder(frame: pd.DataFrame) -> Path | None:
+    """The one folder all images of a table sit in, or None when they are spread over several."""
+    folders = {os.path.dirname(p) for p in frame["path"]}
+    return Path(folders.pop()) if len(folders) == 1 else None
+
+
+# --- export ------------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = [
+    "path",
+    "age",
+    "gender",
+    "race",
+    "ethnicity",
+    "true_bin",
+    "true_label",
+    "pred_bin",
+    "pred_label",
+    "confidence",
+    "distance",
+    "pred_age",
+    "age_error",
+    "pred_gender",
+    "prob_female",
+]
+
+
+def export_csv(frame: pd.DataFrame) -> bytes:
+    """The rows as CSV (UTF-8), with the labels a reader needs."""
+    columns = [c for c in EXPORT_COLUMNS if c in frame.columns]
+    buffer = io.StringIO()
+    frame[columns].to_csv(buffer, index=False)
+    return buffer.getvalue().encode("utf-8")
+
+
+# --- where predictions live --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictionSource:
+    """A predictions table the Review page can open: a run's, or one the evaluate verb saved."""
+
+    name: str
+    predictions: Path
+    bins: str
+    kind: str  # "run" or "evaluation"
+    info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def evaluations_dir() -> Path:
+    """Where ``evaluate`` saves predictions when no ``--out`` is given."""
+    from agelab.paths import runs_dir
+
+    return runs_dir() / "evaluations"
+
+
+def list_sources() -> list[PredictionSource]:
+    """Runs that have predictions, then saved evaluations, newest first within each kind."""
+    sources: list[PredictionSource] = []
+    try:
+        from agelab import runs
+    except ImportError:  # the training backend is optional for reviewing saved evaluations
+        runs = None
+    if runs is not None:
+        for run in runs.list_runs():
+            folder = Path(getattr(run, "path", None) or getattr(run, "folder", None) or run)
+            predictions = folder / "predictions.parquet"
+            if predictions.exists():
+                config = atomic.read_json(folder / "config.json", {}) or {}
+                sources.append(
+                    PredictionSource(
+                        folder.name, predictions, str(config.get("bins", "seed10")), "run", config
+                    )
+                )
+    folder = evaluations_dir()
+    if folder.is_dir():
+        saved = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for predictions in saved:
+            info = atomic.read_json(predictions.with_suffix(".json"), {}) or {}
+            sources.append(
+                PredictionSource(
+                    f"evaluation: {predictions.stem}",
+                    predictions,
+                    str(info.get("bins", "seed10")),
+                    "evaluation",
+                    info,
+                )
+            )
+    return sources

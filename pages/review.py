@@ -1,0 +1,375 @@
+"""Review: a model's mistakes by how many age bins off they are, overall, per slice, and face by face."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from agelab import evaluation as ev
+from agelab.bins import BUILTIN_SCHEMES, get_scheme
+from agelab.data import GENDERS, RACES
+
+FILTER_KEYS = ("rv_dist_mode", "rv_dist_k", "rv_direction", "rv_true", "rv_pred", "rv_gender", "rv_eth")
+DIST_MODES = ("any", "exactly", "at least")
+COLORS = {"under": "#4C78A8", "exact": "#54A24B", "over": "#E45756"}
+
+
+@st.cache_data(show_spinner="Loading predictions...", max_entries=8)
+def load_prepared(path: str, mtime: float, native: str, scheme: str) -> pd.DataFrame:
+    return ev.prepare(ev.load_predictions(path), native, scheme)
+
+
+@st.cache_data(show_spinner="Computing slice metrics and intervals...", max_entries=8)
+def load_slices(path: str, mtime: float, native: str, scheme: str) -> pd.DataFrame:
+    return ev.slice_metrics(load_prepared(path, mtime, native, scheme))
+
+
+@st.cache_data(show_spinner="Indexing the image folder for duplicates...", max_entries=4)
+def load_index_frame(folder: str) -> pd.DataFrame | None:
+    from agelab.data import load_index
+
+    try:
+        return load_index(folder).frame
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def prepared(source: ev.PredictionSource, scheme: str) -> pd.DataFrame:
+    path = str(source.predictions)
+    return load_prepared(path, os.path.getmtime(path), source.bins, scheme)
+
+
+def reset_filters() -> None:
+    for key in FILTER_KEYS:
+        st.session_state.pop(key, None)
+
+
+def apply_selection(update: dict, labels: list[str]) -> None:
+    """Turn a chart selection into gallery filters; runs before the filter widgets are drawn."""
+    reset_filters()
+    if "distance" in update:
+        st.session_state["rv_dist_mode"] = "at least" if update["at_least"] else "exactly"
+        st.session_state["rv_dist_k"] = int(update["distance"])
+        st.session_state["rv_direction"] = update["direction"]
+    if "true_bins" in update:
+        st.session_state["rv_true"] = [labels[b] for b in update["true_bins"]]
+        st.session_state["rv_pred"] = [labels[b] for b in update["pred_bins"]]
+
+
+def selection_points(event: object) -> list[dict]:
+    try:
+        return list(event.selection.points)  # type: ignore[attr-defined]
+    except AttributeError:
+        return []
+
+
+def take_selection(event: object, chart: str, labels: list[str]) -> None:
+    """Apply a chart's selection once: a selection persists across reruns, so remember the last one."""
+    points = selection_points(event)
+    signature = repr(sorted(repr(p.get("customdata", p.get("x"))) for p in points))
+    if not points or st.session_state.get(f"rv_applied_{chart}") == signature:
+        return
+    st.session_state[f"rv_applied_{chart}"] = signature
+    apply_selection(ev.query_from_selection(points, chart), labels)
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.1%}"
+
+
+def show_headline(h: dict, other: dict | None = None) -> None:
+    def delta(key: str, scale: float = 100, unit: str = " pp") -> str | None:
+        if other is None or h.get(key) is None or other.get(key) is None:
+            return None
+        return f"{(h[key] - other[key]) * scale:+.1f}{unit}"
+
+    cols = st.columns(7)
+    cols[0].metric("Exact bin", percent(h["exact"]), delta("exact"))
+    cols[1].metric("Within 1 bin", percent(h["within1"]), delta("within1"))
+    cols[2].metric("Within 2 bins", percent(h["within2"]), delta("within2"))
+    cols[3].metric("Age MAE", f"{h['mae']:.2f} y", delta("mae", 1, " y"), delta_color="inverse")
+    cols[4].metric("Gender accuracy", percent(h["gender_acc"]), delta("gender_acc"))
+    auc = h.get("gender_auc")
+    cols[5].metric("Gender ROC AUC", "n/a" if auc is None else f"{auc:.3f}", delta("gender_auc", 1, ""))
+    cols[6].metric("Images", f"{h['n']:,}")
+
+
+def confusion_figure(frame: pd.DataFrame, scheme_labels: list[str], normalized: bool) -> go.Figure:
+    k = len(scheme_labels)
+    counts = ev.confusion(frame, k)
+    z = ev.confusion(frame, k, normalize=True) if normalized else counts
+    text = [[f"{v:.0%}" if normalized else f"{int(v)}" for v in row] for row in z]
+    ticks = list(range(k))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=ticks,
+            y=ticks,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            customdata=counts,
+            hovertemplate="true %{y}, predicted %{x}<br>%{customdata} images<extra></extra>",
+        )
+    )
+    # Streamlit reports no selection for heatmap cells, so an invisible marker on each cell
+    # carries the click.
+    true_idx, pred_idx = np.meshgrid(ticks, ticks, indexing="ij")
+    fig.add_trace(
+        go.Scatter(
+            x=pred_idx.ravel(),
+            y=true_idx.ravel(),
+            mode="markers",
+            marker={"size": max(12, 360 // k), "symbol": "square", "opacity": 0.01, "color": "black"},
+            customdata=np.stack([true_idx.ravel(), pred_idx.ravel(), counts.ravel()], axis=1),
+            hovertemplate="true %{customdata[0]}, predicted %{customdata[1]}: %{customdata[2]} images"
+            "<br>click to show them<extra></extra>",
+            showlegend=False,
+        )
+    )
+    fig.update_layout(
+        xaxis={"title": "predicted bin", "tickvals": ticks, "ticktext": scheme_labels, "side": "bottom"},
+        yaxis={"title": "true bin", "tickvals": ticks, "ticktext": scheme_labels, "autorange": "reversed"},
+        height=460 + 8 * k,
+        margin={"t": 10},
+    )
+    return fig
+
+
+def distance_figure(dist: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for direction in ("under", "exact", "over"):
+        part = dist[dist["direction"] == direction]
+        fig.add_trace(
+            go.Bar(
+                x=part["distance"],
+                y=part["count"],
+                name={"under": "under-estimate", "exact": "exact", "over": "over-estimate"}[direction],
+                marker_color=COLORS[direction],
+                customdata=part["share"],
+                hovertemplate="%{x:+d} bins: %{y} images (%{customdata:.1%})<br>click to show them<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        xaxis={"title": "bin distance (predicted - true)", "dtick": 1},
+        yaxis={"title": "images"},
+        height=320,
+        margin={"t": 10},
+        legend={"orientation": "h"},
+        bargap=0.15,
+    )
+    return fig
+
+
+@st.fragment
+def gallery(filtered: pd.DataFrame, sort: str, page_size: int, page_key: str) -> None:
+    """Only this part reruns when the user pages, so paging through thousands stays quick."""
+    ordered = ev.sort_predictions(filtered, sort, seed=0)
+    pages = ev.page_count(len(ordered), page_size)
+    # A new query or order gets a new key, so the pager starts again at page 1.
+    page = st.pagination(pages, key=f"rv_page_{page_key}", max_visible_pages=9)
+    rows = ev.page_of(ordered, page, page_size)
+    first = (page - 1) * page_size
+    st.caption(f"Images {first + 1:,}-{first + len(rows):,} of {len(ordered):,}")
+    with st.grid(columns="auto", min_column_width=150, gap="small"):
+        for row in rows.itertuples(index=False):
+            if os.path.exists(row.path):
+                st.image(row.path, caption=ev.tile_caption(row), width="stretch")
+            else:
+                st.caption(f"missing file {row.path}\n{ev.tile_caption(row)}")
+
+
+def confident_mistakes_section(frame: pd.DataFrame, limit: int) -> None:
+    folder = ev.image_folder(frame)
+    index_frame = load_index_frame(str(folder)) if folder is not None else None
+    mistakes = ev.confident_mistakes(frame, index_frame, limit=limit)
+    if mistakes.empty:
+        st.info("No wrong bin predictions.")
+        return
+    with_dups = int((mistakes["conflicting_duplicates"].str.len() > 0).sum())
+    st.caption(
+        f"The {len(mistakes)} most confident wrong predictions; {with_dups} of them have byte-identical "
+        "copies under other names whose labels disagree (shown beside them), a sign of label noise."
+        + (
+            ""
+            if index_frame is not None
+            else " The image folder could not be indexed, so duplicates are not shown."
+        )
+    )
+    for row in mistakes.itertuples(index=False):
+        duplicates = row.conflicting_duplicates
+        cols = st.columns([1, 3])
+        with cols[0]:
+            if os.path.exists(row.path):
+                st.image(row.path, caption=ev.tile_caption(row), width="stretch")
+        with cols[1]:
+            st.markdown(f"`{os.path.basename(row.path)}`")
+            if duplicates:
+                st.markdown("**Same bytes, other labels:**")
+                with st.grid(columns=4, min_column_width=110):
+                    for dup in duplicates:
+                        caption = (
+                            f"{dup['age']} y · {GENDERS[dup['gender']]} · {RACES[dup['race']]}\n{dup['file']}"
+                        )
+                        if os.path.exists(dup["path"]):
+                            st.image(dup["path"], caption=caption, width="stretch")
+                        else:
+                            st.caption(caption)
+            else:
+                st.caption("No conflicting duplicate.")
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+started = time.perf_counter()
+st.title("Review")
+st.caption("How far off is the model, in ordinal age bins? Click a bar or a cell to see those faces.")
+
+sources = ev.list_sources()
+if not sources:
+    st.info(
+        "No predictions yet. Train a run on the Train page (it saves its test-split predictions), or "
+        "evaluate a saved model on a folder: `python -m agelab evaluate --model runs/NAME --data FOLDER`."
+    )
+    st.stop()
+
+by_name = {s.name: s for s in sources}
+pick = st.columns([3, 3, 2])
+source = by_name[pick[0].selectbox("Run", list(by_name), key="rv_source")]
+other_name = pick[1].selectbox(
+    "Compare with", ["(none)"] + [n for n in by_name if n != source.name], key="rv_other"
+)
+scheme_options = list(dict.fromkeys([source.bins, *BUILTIN_SCHEMES]))
+scheme_spec = pick[2].selectbox(
+    "Bins",
+    scheme_options,
+    key="rv_bins",
+    help="Another scheme than the model's derives bins from the predicted age.",
+)
+if scheme_spec not in scheme_options:
+    scheme_spec = source.bins
+scheme = get_scheme(scheme_spec)
+labels = scheme.labels
+
+context = (source.name, scheme.spec)
+if st.session_state.get("rv_context") != context:
+    reset_filters()
+    for chart in ("confusion", "distance"):
+        st.session_state.pop(f"rv_applied_{chart}", None)
+    st.session_state["rv_context"] = context
+
+try:
+    frame = prepared(source, scheme.spec)
+except (OSError, ValueError) as err:
+    st.error(f"Cannot read {source.predictions}: {err}")
+    st.stop()
+if scheme.spec != get_scheme(source.bins).spec:
+    st.caption(
+        f"Rebinned from the model's scheme `{source.bins}` by predicted age; bin probabilities do not apply."
+    )
+
+main = ev.headline(frame)
+other = None
+if other_name != "(none)":
+    other_source = by_name[other_name]
+    try:
+        other_frame = prepared(other_source, scheme.spec)
+        other = ev.headline(other_frame)
+    except (OSError, ValueError) as err:
+        st.error(f"Cannot read {other_source.predictions}: {err}")
+
+show_headline(main, other)
+if other is not None:
+    st.caption(f"Deltas compare **{source.name}** against **{other_name}**.")
+    st.dataframe(
+        ev.compare_headlines({source.name: main, other_name: other}),
+        width="stretch",
+        key="rv_compare_table",
+    )
+
+st.subheader("Metrics by slice")
+slice_pick = st.selectbox("Slice", ["every slice", *ev.SLICE_DIMENSIONS], key="rv_slice")
+slices = load_slices(str(source.predictions), os.path.getmtime(source.predictions), source.bins, scheme.spec)
+if slice_pick != "every slice":
+    slices = slices[slices["slice"] == slice_pick]
+pct = st.column_config.NumberColumn(format="percent")
+st.dataframe(
+    slices,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        **{c: pct for c in slices.columns if c.startswith(("exact", "within1", "gender_acc"))},
+        **{c: st.column_config.NumberColumn(format="%.2f") for c in ("mae", "mae_lo", "mae_hi")},
+        "n": st.column_config.NumberColumn("n", format="%d"),
+    },
+)
+st.caption("Intervals are 95 %: Wilson for proportions, a seeded bootstrap (1,000 resamples) for MAE.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Confusion matrix")
+    normalized = st.radio("Show", ["counts", "row-normalised"], horizontal=True, key="rv_cm_mode") != "counts"
+    confusion_event = st.plotly_chart(
+        confusion_figure(frame, labels, normalized),
+        on_select="rerun",
+        selection_mode="points",
+        key="rv_confusion_chart",
+    )
+with right:
+    st.subheader("Bin distance")
+    distance_event = st.plotly_chart(
+        distance_figure(ev.distance_distribution(frame)),
+        on_select="rerun",
+        selection_mode="points",
+        key="rv_distance_chart",
+    )
+    st.dataframe(ev.per_bin_report(frame, scheme), hide_index=True, width="stretch", height=260)
+take_selection(confusion_event, "confusion", labels)
+take_selection(distance_event, "distance", labels)
+
+st.subheader("Gallery")
+f = st.columns([2, 1, 2, 3, 3])
+dist_mode = f[0].selectbox("Bins off", DIST_MODES, key="rv_dist_mode")
+dist_k = f[1].number_input("k", min_value=0, max_value=scheme.num_bins - 1, step=1, key="rv_dist_k")
+direction = f[2].radio("Direction", ev.DIRECTIONS, horizontal=True, key="rv_direction")
+true_pick = f[3].multiselect("True bin", labels, key="rv_true")
+pred_pick = f[4].multiselect("Predicted bin", labels, key="rv_pred")
+g = st.columns([2, 3, 2, 1, 1])
+gender_pick = g[0].multiselect("Gender", list(GENDERS.values()), key="rv_gender")
+eth_pick = g[1].multiselect("Ethnicity", list(RACES.values()), key="rv_eth")
+sort = g[2].selectbox("Sort by", ev.SORTS, key="rv_sort")
+page_size = g[3].selectbox("Per page", [24, 48, 96], key="rv_page_size")
+g[4].button("Clear", on_click=reset_filters, key="rv_clear", help="Clear every filter")
+
+query = ev.GalleryQuery(
+    distance=None if dist_mode == "any" else int(dist_k),
+    at_least=dist_mode == "at least",
+    true_bins=tuple(labels.index(x) for x in true_pick),
+    pred_bins=tuple(labels.index(x) for x in pred_pick),
+    genders=tuple(k for k, v in GENDERS.items() if v in gender_pick),
+    races=tuple(k for k, v in RACES.items() if v in eth_pick),
+    direction=direction,
+    sort=sort,
+)
+filtered = ev.filter_predictions(frame, query)
+st.markdown(f"**{len(filtered):,}** of {len(frame):,} images match.")
+st.download_button(
+    "Export the filtered rows (CSV)",
+    data=ev.export_csv(ev.sort_predictions(filtered, sort)),
+    file_name=f"{source.name.replace(' ', '_').replace(':', '')}-filtered.csv",
+    mime="text/csv",
+    key="rv_export",
+)
+if filtered.empty:
+    st.info("No image matches these filters.")
+else:
+    gallery(filtered, sort, int(page_size), page_key=f"{abs(hash((context, query, page_size))):x}")
+
+st.subheader("Confident mistakes")
+confident_mistakes_section(frame, limit=st.slider("How many", 4, 48, 12, step=4, key="rv_mistakes"))
+st.caption(f"Page computed in {time.perf_counter() - started:.2f} s.")
