@@ -1,0 +1,330 @@
+"""Training configuration: the defaults, named recipes, ``key=value`` overrides and validation.
+
+A config is a flat dict of plain JSON values. Every run saves its fully resolved config, and
+``python -m agelab train --config runs/<run>/config.json`` repeats that run exactly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agelab.bins import get_scheme
+
+MODELS = ("seed_cnn", "small_cnn", "mobilenet_v2", "mobilenet", "vgg16", "resnet50", "efficientnetb0")
+# Models with an ImageNet backbone; these can be frozen, fine-tuned and used in fast mode.
+PRETRAINED_MODELS = ("mobilenet_v2", "mobilenet", "vgg16", "resnet50", "efficientnetb0")
+ALPHAS = {"mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), "mobilenet": (0.25, 0.5, 0.75, 1.0)}
+DEFAULT_ALPHA = {"mobilenet_v2": 0.35, "mobilenet": 0.25}
+# Keras downloads a separate weights file for these MobileNet input sizes; other sizes reuse the
+# cached 224 file, so they work offline.
+DOWNLOADING_SIZES = (96, 128, 160, 192)
+REBALANCE = ("none", "undersample", "oversample", "class_weights")
+AGE_HEADS = ("dex", "regression")
+WEIGHTS = ("imagenet", "none")
+CACHE_MODES = ("auto", "memory", "disk")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run. The message names the key and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    kind: str  # "str", "int", "float", "bool", "choice", "bins", "alpha"
+    help: str
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def allowed(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "bins":
+            return "seed10, equal12, decades or comma-separated edges such as 0,3,13,20,40,60"
+        if self.kind == "alpha":
+            return "a MobileNet width: " + "; ".join(
+                f"{m}: {', '.join(map(str, a))}" for m, a in ALPHAS.items()
+            )
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum:g}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum:g}")
+        noun = {"int": "an integer", "float": "a number", "str": "text"}[self.kind]
+        return noun + (" " + " and ".join(bounds) if bounds else "")
+
+
+OPTIONS: dict[str, Option] = {
+    "recipe": Option("none", "choice", "named preset applied before other keys", ()),
+    "data": Option("", "str", "UTKFace folder (empty: AGELAB_DATA or data/UTKFace)"),
+    "name": Option("", "str", "run name; the folder is runs/<name>-<n> (empty: the model name)"),
+    "model": Option("mobilenet_v2", "choice", "architecture", MODELS),
+    "alpha": Option(0.0, "alpha", "MobileNet width multiplier (0: the model's default)"),
+    "weights": Option("imagenet", "choice", "backbone initial weights", WEIGHTS),
+    "image_size": Option(112, "int", "input side in pixels", (), 32, 512),
+    "epochs": Option(8, "int", "epochs of the first stage (heads, or the whole net)", (), 1, 1000),
+    "batch_size": Option(64, "int", "batch size", (), 1, 4096),
+    "learning_rate": Option(1e-3, "float", "learning rate of the first stage", (), 1e-7, 1.0),
+    "fine_tune_layers": Option(
+        0, "int", "top backbone layers unfrozen in stage 2 (0: no stage 2)", (), 0, 1000
+    ),
+    "fine_tune_epochs": Option(3, "int", "epochs of the fine-tuning stage", (), 0, 1000),
+    "fine_tune_learning_rate": Option(1e-4, "float", "learning rate while fine-tuning", (), 1e-8, 1.0),
+    "bins": Option("seed10", "bins", "age-bin scheme"),
+    "rebalance": Option("none", "choice", "class balance of the training split", REBALANCE),
+    "rebalance_by_race": Option(False, "bool", "balance bin x ethnicity cells instead of bins"),
+    "augment": Option(True, "bool", "augment training images (never val/test)"),
+    "aug_flip": Option(True, "bool", "random horizontal flip"),
+    "aug_rotation": Option(0.05, "float", "max rotation, fraction of a full turn", (), 0.0, 0.5),
+    "aug_zoom": Option(0.1, "float", "max zoom fraction", (), 0.0, 0.9),
+    "aug_contrast": Option(0.1, "float", "max contrast change", (), 0.0, 1.0),
+    "aug_brightness": Option(0.1, "float", "max brightness change", (), 0.0, 1.0),
+    "fast": Option(False, "bool", "train the heads on cached frozen-backbone features"),
+    "max_images": Option(0, "int", "stratified subset of the dataset for quick runs (0: all)", (), 0, None),
+    "seed": Option(0, "int", "random seed", (), 0, None),
+    "age_head": Option(
+        "dex", "choice", "age in years: DEX expected value over 0-100, or regression", AGE_HEADS
+    ),
+    "loss_weight_age_bin": Option(1.0, "float", "loss weight of the age-bin head", (), 0.0, 100.0),
+    "loss_weight_age": Option(0.05, "float", "loss weight of the age-in-years head", (), 0.0, 100.0),
+    "loss_weight_gender": Option(1.0, "float", "loss weight of the gender head", (), 0.0, 100.0),
+    "dropout": Option(0.3, "float", "dropout before the heads", (), 0.0, 0.9),
+    "head_units": Option(128, "int", "units of each head's hidden Dense layer", (), 1, 4096),
+    "early_stopping": Option(
+        0, "int", "stop a stage after this many epochs without val_loss gain (0: off)", (), 0, None
+    ),
+    "cache": Option("auto", "choice", "where decoded images are cached", CACHE_MODES),
+    "mixed_precision": Option(False, "bool", "float16 compute on GPU (ignored on CPU)"),
+}
+
+# Named presets. ``default`` is the recipe of the shipped model.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {
+        "model": "mobilenet_v2",
+        "alpha": 0.35,
+        "image_size": 112,
+        "fast": True,
+        "epochs": 12,
+        "fine_tune_layers": 30,
+        "fine_tune_epochs": 3,
+        "fine_tune_learning_rate": 1e-4,
+    },
+    "quick": {"model": "mobilenet_v2", "alpha": 0.35, "image_size": 112, "fast": True, "epochs": 10},
+    "seed": {
+        "model": "seed_cnn",
+        "weights": "none",
+        "image_size": 64,
+        "epochs": 30,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "age_head": "regression",
+        "augment": True,
+    },
+    "finetune": {
+        "model": "mobilenet_v2",
+        "alpha": 0.5,
+        "image_size": 144,
+        "epochs": 5,
+        "fine_tune_layers": 40,
+        "fine_tune_epochs": 5,
+    },
+}
+OPTIONS["recipe"] = Option("none", "choice", "named preset applied before other keys", ("none", *RECIPES))
+
+
+def default_config() -> dict[str, Any]:
+    return {key: option.default for key, option in OPTIONS.items()}
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+_TRUE = {"true", "1", "yes", "on", "y"}
+_FALSE = {"false", "0", "no", "off", "n"}
+
+
+def _bad(key: str, value: Any, option: Option, extra: str = "") -> ConfigError:
+    hint = suggest(value, option.choices) if option.kind == "choice" else ""
+    return ConfigError(f"bad value {key}={value!r}: {key} takes {option.allowed()}.{extra}{hint}")
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Turn ``value`` (a string from the command line, or a YAML/JSON value) into the key's type."""
+    if key not in OPTIONS:
+        raise ConfigError(f"unknown key {key!r}.{suggest(key, OPTIONS)} Known keys: {', '.join(OPTIONS)}.")
+    option = OPTIONS[key]
+    kind = option.kind
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise _bad(key, value, option)
+    if kind in ("int", "float", "alpha"):
+        if isinstance(value, bool):
+            raise _bad(key, value, option)
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise _bad(key, value, option) from None
+        if kind == "int":
+            if number != int(number):
+                raise _bad(key, value, option)
+            number = int(number)
+        if option.minimum is not None and number < option.minimum:
+            raise _bad(key, value, option)
+        if option.maximum is not None and number > option.maximum:
+            raise _bad(key, value, option)
+        return number
+    if kind == "choice":
+        text = str(value).strip()
+        if text not in option.choices:
+            raise _bad(key, value, option)
+        return text
+    if kind == "bins":
+        try:
+            return get_scheme(str(value)).spec
+        except ValueError as err:
+            raise ConfigError(f"bad value bins={value!r}: {err}") from None
+    return "" if value is None else str(value)
+
+
+def check_combination(config: Mapping[str, Any]) -> None:
+    """Rules that involve several keys."""
+    model = config["model"]
+    alpha = config["alpha"]
+    if model in ALPHAS:
+        if alpha and alpha not in ALPHAS[model]:
+            raise ConfigError(
+                f"bad value alpha={alpha:g}: {model} takes alpha in {', '.join(map(str, ALPHAS[model]))}"
+            )
+    elif alpha:
+        raise ConfigError(
+            f"bad value alpha={alpha:g}: only mobilenet and mobilenet_v2 take alpha; use alpha=0"
+        )
+    if model == "seed_cnn" or model == "small_cnn":
+        if config["weights"] != "none":
+            raise ConfigError(
+                f"bad value weights={config['weights']!r}: {model} has no pretrained weights; use weights=none"
+            )
+        if config["fast"]:
+            raise ConfigError(
+                f"bad value fast=true: fast mode caches a pretrained backbone's features and {model} has none;"
+                f" use one of {', '.join(PRETRAINED_MODELS)}"
+            )
+        if config["fine_tune_layers"]:
+            raise ConfigError(
+                f"bad value fine_tune_layers={config['fine_tune_layers']}: {model} trains all its layers"
+                " from the start; use fine_tune_layers=0"
+            )
+    if config["fast"] and config["weights"] == "none":
+        raise ConfigError("bad value fast=true with weights=none: frozen random features teach nothing")
+    if model in ALPHAS and config["weights"] == "imagenet" and config["image_size"] in DOWNLOADING_SIZES:
+        raise ConfigError(
+            f"bad value image_size={config['image_size']}: {model} would download extra ImageNet weights"
+            f" for sizes {', '.join(map(str, DOWNLOADING_SIZES))}; use 112, 144 or 224 (offline cache)"
+        )
+    if model == "seed_cnn" and config["image_size"] < 64:
+        raise ConfigError(f"bad value image_size={config['image_size']}: seed_cnn needs image_size >= 64")
+    if model in PRETRAINED_MODELS and config["image_size"] < 32:
+        raise ConfigError(f"bad value image_size={config['image_size']}: {model} needs image_size >= 32")
+
+
+def build_config(
+    overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Defaults, then the recipe, then ``base`` (a config file), then ``overrides``; validated.
+
+    Raises :class:`ConfigError` naming the first bad key.
+    """
+    layers = [dict(base or {}), dict(overrides or {})]
+    for layer in layers:
+        for key in layer:
+            if key not in OPTIONS:
+                raise ConfigError(
+                    f"unknown key {key!r}.{suggest(key, OPTIONS)} Known keys: {', '.join(OPTIONS)}."
+                )
+    recipe = "none"
+    for layer in layers:
+        if "recipe" in layer:
+            recipe = coerce("recipe", layer["recipe"])
+    config = default_config()
+    config.update(RECIPES.get(recipe, {}))
+    config["recipe"] = recipe
+    for layer in layers:
+        for key, value in layer.items():
+            config[key] = coerce(key, value)
+    if config["model"] in DEFAULT_ALPHA and not config["alpha"]:
+        config["alpha"] = DEFAULT_ALPHA[config["model"]]
+    check_combination(config)
+    return config
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["epochs=3", "model=seed_cnn"]`` -> ``{"epochs": "3", "model": "seed_cnn"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"bad argument {item!r}: expected key=value, e.g. epochs=3")
+        key, value = item.split("=", 1)
+        key = key.strip().lstrip("-").replace("-", "_")
+        if key not in OPTIONS:
+            raise ConfigError(
+                f"unknown key {key!r}.{suggest(key, OPTIONS)} Known keys: {', '.join(OPTIONS)}."
+            )
+        out[key] = value
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON mapping of keys to values."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
+    if path.suffix == ".json":
+        loaded = json.loads(text)
+    else:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of key: value, not {type(loaded).__name__}"
+        )
+    return loaded
+
+
+def describe_options() -> str:
+    """The ``--help`` text listing every key with its default and allowed values."""
+    lines = []
+    for key, option in OPTIONS.items():
+        lines.append(f"  {key:<24} default {option.default!r:<14} {option.help}; {option.allowed()}")
+    lines.append("")
+    lines.append("recipes: " + "; ".join(f"{n}: {json.dumps(r)}" for n, r in RECIPES.items()))
+    return "\n".join(lines)
+
+
+def diff_from_default(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys where ``config`` differs from the defaults, for short run descriptions."""
+    defaults = default_config()
+    return {k: v for k, v in config.items() if defaults.get(k) != v}

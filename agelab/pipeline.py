@@ -1,0 +1,255 @@
+"""The tf.data input pipeline: decode once, resize, cache, shuffle, augment, batch, prefetch.
+
+Training and validation datasets repeat forever and are read with ``steps_per_epoch``: with a
+finite dataset ``fit()`` paused 3-5 s at the start of some epochs while it rebuilt the iterator.
+Batching comes before ``repeat()`` so each "epoch" of ``ceil(n / batch)`` steps is one exact pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
+from agelab import atomic
+from agelab.bins import BinScheme
+from agelab.paths import cache_dir
+
+import keras  # noqa: E402  isort: skip
+import tensorflow as tf  # noqa: E402  isort: skip
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Decoded images are cached as uint8; above this many bytes they go to disk instead of memory.
+MEMORY_CACHE_LIMIT = 3 * 1024**3
+SHUFFLE_BUFFER = 4096
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Strengths of the training-time augmentations; 0 (or False) turns one off."""
+
+    flip: bool = True
+    rotation: float = 0.05
+    zoom: float = 0.1
+    contrast: float = 0.1
+    brightness: float = 0.1
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Augmentation | None:
+        if not config["augment"]:
+            return None
+        return cls(
+            config["aug_flip"],
+            config["aug_rotation"],
+            config["aug_zoom"],
+            config["aug_contrast"],
+            config["aug_brightness"],
+        )
+
+    def layers(self, seed: int = 0) -> keras.Sequential:
+        steps: list[keras.layers.Layer] = []
+        if self.flip:
+            steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        if self.rotation:
+            steps.append(keras.layers.RandomRotation(self.rotation, fill_mode="reflect", seed=seed + 1))
+        if self.zoom:
+            steps.append(keras.layers.RandomZoom((-self.zoom, self.zoom), fill_mode="reflect", seed=seed + 2))
+        if self.contrast:
+            steps.append(keras.layers.RandomContrast(self.contrast, value_range=(0, 255), seed=seed + 3))
+        if self.brightness:
+            steps.append(keras.layers.RandomBrightness(self.brightness, value_range=(0, 255), seed=seed + 4))
+        return keras.Sequential(steps, name="augment")
+
+
+def stratified_subset(frame: pd.DataFrame, count: int, scheme: BinScheme, seed: int = 0) -> pd.DataFrame:
+    """``count`` rows keeping the proportions of split x age bin x gender."""
+    if count <= 0 or count >= len(frame):
+        return frame
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    strata = [
+        shuffled["split"].to_numpy() if "split" in shuffled else np.zeros(len(shuffled)),
+        scheme.bin_of(shuffled["age"].to_numpy()),
+        shuffled["gender"].to_numpy(),
+    ]
+    groups = shuffled.groupby(strata, sort=False)
+    # Position within its stratum as a fraction: taking the smallest fractions first fills every
+    # stratum in proportion to its size.
+    fraction = (groups.cumcount().to_numpy() + 0.5) / groups["age"].transform("size").to_numpy()
+    order = np.argsort(fraction, kind="stable")[:count]
+    return shuffled.iloc[np.sort(order)].reset_index(drop=True)
+
+
+def labels_of(frame: pd.DataFrame, scheme: BinScheme) -> dict[str, np.ndarray]:
+    return {
+        "age_bin": scheme.bin_of(frame["age"].to_numpy()).astype("int32"),
+        "age": frame["age"].to_numpy().astype("float32")[:, None],
+        "gender": frame["gender"].to_numpy().astype("float32")[:, None],
+    }
+
+
+def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """A file -> an RGB uint8 image of ``image_size`` x ``image_size``."""
+    raw = tf.io.read_file(path)
+    image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+class DiskCache:
+    """A private folder for tf.data's file cache, removed when the run ends.
+
+    Per process, because two runs writing one tf.data cache file collide on its lock.
+    """
+
+    def __init__(self) -> None:
+        root = cache_dir() / "tfdata"
+        root.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"run{os.getpid()}-", dir=root))
+
+    def file(self, name: str) -> str:
+        return str(self.folder / name)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def choose_cache(mode: str, images: int, image_size: int) -> str:
+    """``memory`` or ``disk`` for ``auto``, by the size of the decoded images."""
+    if mode != "auto":
+        return mode
+    return "memory" if images * image_size * image_size * 3 <= MEMORY_CACHE_LIMIT else "disk"
+
+
+def image_dataset(
+    frame: pd.DataFrame,
+    scheme: BinScheme,
+    image_size: int,
+    batch_size: int,
+    *,
+    training: bool,
+    augmentation: Augmentation | None = None,
+    cache: str = "memory",
+    weights: np.ndarray | None = None,
+    seed: int = 0,
+    repeat: bool = True,
+    with_labels: bool = True,
+) -> tuple[tf.data.Dataset, int]:
+    """A batched dataset of ``(image float32 0-255, labels[, sample_weight])`` and its steps per pass.
+
+    ``cache`` is ``"memory"``, ``"none"`` or a file path prefix for a disk cache. Augmentation and
+    shuffling apply only when ``training``.
+    """
+    if training:
+        # Shuffle the order once before caching, so the bounded shuffle buffer below mixes
+        # an already random order (the frame is sorted by file name, i.e. by age).
+        frame = frame.sample(frac=1.0, random_state=seed)
+    paths = frame["path"].astype(str).to_numpy()
+    ds = tf.data.Dataset.from_tensor_slices(paths)
+    ds = ds.map(lambda p: decode_image(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache not in ("none", "", None):
+        ds = ds.cache(str(cache))
+    if with_labels:
+        labels = tf.data.Dataset.from_tensor_slices(labels_of(frame, scheme))
+        parts: tuple[tf.data.Dataset, ...] = (ds, labels)
+        if weights is not None:
+            parts += (tf.data.Dataset.from_tensor_slices(np.asarray(weights, dtype="float32")),)
+        ds = tf.data.Dataset.zip(parts)
+    if training:
+        ds = ds.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_to_float(augmentation.layers(seed) if training and augmentation else None), AUTOTUNE)
+    if repeat:
+        ds = ds.repeat()
+    return ds.prefetch(AUTOTUNE), max(1, math.ceil(len(frame) / batch_size))
+
+
+def _to_float(augment: keras.Sequential | None) -> Callable[..., Any]:
+    def convert(images, *rest):
+        images = tf.cast(images, tf.float32)
+        if augment is not None:
+            images = augment(images, training=True)
+        return (images, *rest) if rest else images
+
+    return convert
+
+
+def feature_dataset(
+    features: np.ndarray,
+    labels: dict[str, np.ndarray],
+    batch_size: int,
+    *,
+    training: bool,
+    weights: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[tf.data.Dataset, int]:
+    """Cached feature vectors as a repeating dataset, for training the heads in fast mode."""
+    parts: tuple[Any, ...] = (features.astype("float32"), labels)
+    if weights is not None:
+        parts += (np.asarray(weights, dtype="float32"),)
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    if training:
+        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).repeat().prefetch(AUTOTUNE)
+    return ds, max(1, math.ceil(len(features) / batch_size))
+
+
+def feature_cache_path(key_parts: dict[str, Any], paths: list[str]) -> Path:
+    """Feature cache file for one backbone, size and set of images."""
+    digest = hashlib.sha1("\n".join(sorted(paths)).encode()).hexdigest()[:16]
+    label = "-".join(f"{v}" for v in key_parts.values())
+    return cache_dir() / "features" / f"{label}-{digest}.npz"
+
+
+def cached_features(
+    feature_model: keras.Model,
+    frame: pd.DataFrame,
+    image_size: int,
+    key_parts: dict[str, Any],
+    batch_size: int = 128,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Frozen-backbone features of every row of ``frame`` (in its order), and whether they came
+    from the cache. Computed once per backbone, size and image set, then read from disk."""
+    unique_paths = sorted(set(frame["path"].astype(str)))
+    path = feature_cache_path(key_parts, unique_paths)
+    from_cache = path.exists()
+    if from_cache:
+        with np.load(path, allow_pickle=False) as stored:
+            names, vectors = stored["paths"], stored["features"]
+    else:
+        ds, _ = image_dataset(
+            pd.DataFrame({"path": unique_paths}),
+            None,  # type: ignore[arg-type]
+            image_size,
+            batch_size,
+            training=False,
+            cache="none",
+            repeat=False,
+            with_labels=False,
+        )
+        vectors = feature_model.predict(ds, verbose=0, callbacks=callbacks or [])
+        if len(vectors) != len(unique_paths):
+            raise InterruptedError(
+                f"feature extraction stopped after {len(vectors)} of {len(unique_paths)} images"
+            )
+        names = np.asarray(unique_paths)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, paths=names, features=vectors.astype("float32"))
+
+        atomic.write_with(path, write)
+    position = pd.Series(np.arange(len(names)), index=names)
+    return vectors[position.loc[frame["path"].astype(str)].to_numpy()], from_cache

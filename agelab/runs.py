@@ -1,0 +1,357 @@
+"""Run folders: ``runs/<name>-<n>/``, their status and heartbeat, and launching and stopping runs.
+
+A run is a separate process (``python -m agelab train``), so it goes on when the browser closes.
+Its folder is the only channel between it and the dashboard; every file there is written
+atomically, except the ever-growing ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from agelab import atomic
+from agelab.paths import PROJECT_ROOT, runs_dir
+
+STATES = ("queued", "running", "finished", "failed", "stopped")
+ACTIVE = ("queued", "running")
+HEARTBEAT_EVERY_S = 5.0
+# A live run refreshes its heartbeat every few seconds; this much silence means it died.
+HEARTBEAT_STALE_S = 60.0
+QUEUED_TIMEOUT_S = 120.0
+RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<n>\d+)$")
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+# ---------------------------------------------------------------- folders
+
+
+def create_run(config: dict[str, Any], root: Path | None = None) -> Path:
+    """A new self-numbered folder ``<root>/<name>-<n>`` holding ``config.json`` and a queued status."""
+    root = Path(root or runs_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    name = SAFE_NAME.sub("_", config.get("name") or config.get("model") or "run").strip("_") or "run"
+    while True:
+        taken = [int(m["n"]) for p in root.iterdir() if (m := RUN_NAME.match(p.name)) and m["name"] == name]
+        run_dir = root / f"{name}-{max(taken, default=0) + 1}"
+        try:
+            run_dir.mkdir()  # atomic: two launches never share a folder
+            break
+        except FileExistsError:
+            continue
+    atomic.write_json(run_dir / "config.json", config)
+    write_status(run_dir, status="queued", created=now(), host=socket.gethostname())
+    return run_dir
+
+
+_status_lock = threading.Lock()
+
+
+def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``status.json``."""
+    with _status_lock:
+        status = atomic.read_json(Path(run_dir) / "status.json", {}) or {}
+        status.update(fields)
+        atomic.write_json(Path(run_dir) / "status.json", status)
+        return status
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child that its parent has not reaped yet is a zombie, not a live run
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status with dead runs marked: a queued or running run whose process is gone, or whose
+    heartbeat went stale, reads as ``failed`` with the tail of its log."""
+    status = dict(status if status is not None else atomic.read_json(Path(run_dir) / "status.json", {}) or {})
+    state = status.get("status", "failed")
+    if state not in ACTIVE:
+        return status
+    same_host = status.get("host") in (None, socket.gethostname())
+    pid = status.get("pid")
+    beat = status.get("heartbeat") or status.get("created") or 0
+    reason = None
+    if same_host and pid and not _pid_alive(pid):
+        reason = f"its process {pid} ended without finishing"
+    elif now() - beat > (HEARTBEAT_STALE_S if state == "running" else QUEUED_TIMEOUT_S):
+        reason = f"no heartbeat for {now() - beat:.0f} s"
+    if reason:
+        status["status"] = "failed"
+        status["error"] = status.get("error") or f"The run died: {reason}.\n--- log tail ---\n" + log_tail(
+            run_dir, 20
+        )
+        status["dead"] = True
+    return status
+
+
+def log_tail(run_dir: Path, lines: int = 40) -> str:
+    path = Path(run_dir) / "log.txt"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    # Keras progress bars redraw with carriage returns; keep only the last state of each line.
+    rows = [row.rsplit("\r", 1)[-1] for row in text.splitlines()]
+    return "\n".join(rows[-lines:])
+
+
+@dataclass
+class Run:
+    """Everything the dashboard shows about one run."""
+
+    path: Path
+    config: dict[str, Any]
+    status: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    progress: dict[str, Any] = field(default_factory=dict)
+    _history: pd.DataFrame | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def state(self) -> str:
+        return self.status.get("status", "failed")
+
+    @property
+    def history(self) -> pd.DataFrame:
+        if self._history is None:
+            try:
+                self._history = pd.read_csv(self.path / "history.csv")
+            except (FileNotFoundError, pd.errors.EmptyDataError):
+                self._history = pd.DataFrame()
+        return self._history
+
+    @property
+    def duration_s(self) -> float | None:
+        start = self.status.get("started")
+        if not start:
+            return None
+        end = self.status.get("ended") or (now() if self.state == "running" else self.status.get("heartbeat"))
+        return None if end is None else max(0.0, end - start)
+
+    def log(self, lines: int = 200) -> str:
+        return log_tail(self.path, lines)
+
+
+def load_run(path: str | Path) -> Run:
+    """A run folder's config, effective status, metrics, progress (history loads lazily)."""
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
+    return Run(
+        path=path,
+        config=atomic.read_json(path / "config.json", {}) or {},
+        status=effective_status(path),
+        metrics=atomic.read_json(path / "metrics.json", {}) or {},
+        progress=atomic.read_json(path / "progress.json", {}) or {},
+    )
+
+
+def list_runs(root: str | Path | None = None) -> list[Run]:
+    """Every run under the runs folder, newest first."""
+    root = Path(root or runs_dir())
+    if not root.is_dir():
+        return []
+    runs = []
+    for path in root.iterdir():
+        if path.is_dir() and (path / "config.json").exists():
+            try:
+                runs.append(load_run(path))
+            except (OSError, json.JSONDecodeError):
+                continue  # a folder being deleted or written by hand
+    return sorted(runs, key=lambda r: r.status.get("created") or 0, reverse=True)
+
+
+def runs_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: status, model, key metrics, duration, device."""
+    rows = []
+    for run in runs:
+        c, m = run.config, run.metrics
+        rows.append(
+            {
+                "run": run.name,
+                "status": run.state,
+                "model": c.get("model"),
+                "size": c.get("image_size"),
+                "bins": c.get("bins"),
+                "fast": c.get("fast"),
+                "epochs": run.progress.get("epoch") or m.get("epochs_completed"),
+                "bin_acc": m.get("test_bin_accuracy"),
+                "within_1_bin": m.get("test_within_one_bin"),
+                "age_mae": m.get("test_age_mae"),
+                "gender_acc": m.get("test_gender_accuracy"),
+                "duration_s": None if run.duration_s is None else round(run.duration_s, 1),
+                "device": run.status.get("device"),
+                "started": iso(run.status.get("started") or run.status.get("created")),
+                "path": str(run.path),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def delete_run(path: str | Path) -> None:
+    """Delete a run folder. A running run must be stopped first."""
+    path = Path(path).resolve()
+    root = runs_dir().resolve()
+    if root not in path.parents or not (path / "config.json").exists():
+        raise ValueError(f"{path} is not a run folder under {root}; nothing deleted")
+    if effective_status(path).get("status") in ACTIVE:
+        raise RuntimeError(f"run {path.name} is still running; stop it before deleting it")
+    shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def launch(config: dict[str, Any], root: Path | None = None) -> Path:
+    """Start ``python -m agelab train`` for ``config`` as a detached process; return its folder.
+
+    The config is validated here first, so a bad one never makes a folder.
+    """
+    from agelab.config import build_config
+
+    config = resolve_data(build_config(base=config))
+    run_dir = create_run(config, root)
+    env = dict(os.environ, AGELAB_LOG_REDIRECTED="1", PYTHONUNBUFFERED="1")
+    if root is not None:
+        env["AGELAB_RUNS_DIR"] = str(Path(root))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    with open(run_dir / "log.txt", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agelab", "train", "--run-dir", str(run_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT,
+            env=env,
+            start_new_session=True,  # its own session: closing the dashboard does not end it
+        )
+    write_status(run_dir, pid=process.pid)
+    _reap_later(process)
+    return run_dir
+
+
+def _reap_later(process: subprocess.Popen) -> None:
+    # Collect the exit status when it ends, so no zombie stays behind in a long-lived dashboard.
+    threading.Thread(target=process.wait, daemon=True).start()
+
+
+def resolve_data(config: dict[str, Any]) -> dict[str, Any]:
+    """Pin ``data`` to an absolute folder, so the saved config reproduces the run elsewhere."""
+    from agelab.paths import data_dir
+
+    config = dict(config)
+    config["data"] = str(Path(config.get("data") or data_dir()).expanduser().resolve())
+    return config
+
+
+def stop(path: str | Path) -> str:
+    """Ask a run to stop: the first call is graceful (it finishes the batch, saves, and is marked
+    stopped); a second call kills it. Returns ``"stopping"``, ``"killed"`` or ``"not running"``."""
+    path = Path(path)
+    status = effective_status(path)
+    pid = status.get("pid")
+    if status.get("status") not in ACTIVE or not pid:
+        return "not running"
+    if status.get("stop_requested"):
+        try:
+            os.killpg(pid, signal.SIGKILL)  # launched runs lead their own process group
+        except ProcessLookupError:
+            try:
+                os.kill(pid, signal.SIGKILL)  # a run started by hand from a terminal
+            except ProcessLookupError:
+                pass
+        write_status(path, status="stopped", killed=True, ended=now(), note="killed by a second Stop")
+        return "killed"
+    write_status(path, stop_requested=now())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "not running"
+    return "stopping"
+
+
+class Heartbeat:
+    """Refreshes ``status.json``'s heartbeat from a background thread while the run lives."""
+
+    def __init__(self, run_dir: Path, every: float = HEARTBEAT_EVERY_S) -> None:
+        self.run_dir = Path(run_dir)
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        write_status(self.run_dir, heartbeat=now())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every + 1)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                write_status(self.run_dir, heartbeat=now())
+            except OSError:
+                pass  # the folder was deleted under us; the run will notice when it saves
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    """``"fine_tune: epoch 4/6, batch 120/242, ETA 3m 10s"``."""
+    if not progress:
+        return "waiting for the first batch"
+    eta = progress.get("eta_s")
+    eta_text = "" if eta is None else f", ETA {format_seconds(eta)}"
+    return (
+        f"{progress.get('stage', '')}: epoch {progress.get('epoch', 0)}/{progress.get('epochs_total', '?')}, "
+        f"batch {progress.get('batch', 0)}/{progress.get('steps', '?')}{eta_text}"
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

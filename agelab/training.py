@@ -1,0 +1,697 @@
+"""Training: stages of ``fit()`` with callbacks, fast mode, and the ``train`` verb.
+
+``python -m agelab train key=value ... [--config run.yaml]`` runs in this process and prints the
+run folder as its last line; the dashboard starts the same command detached (``runs.launch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+
+from agelab import atomic, runs
+from agelab.config import ConfigError, build_config, describe_options, load_config_file, parse_overrides
+
+
+class TrainingFailed(RuntimeError):
+    def __init__(self, run_dir: Path, message: str) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+class StopRequest:
+    """SIGTERM/SIGINT ask the run to stop after the current batch; a second one ends it at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            runs.write_status(self.run_dir, status="stopped", killed=True, ended=time.time())
+            print("second stop: ending now without saving", flush=True)
+            os._exit(128 + signum)
+        self.requested = True
+        print("stop requested: finishing the current batch, then saving", flush=True)
+
+
+# ---------------------------------------------------------------- devices
+
+
+def describe_device() -> tuple[str, list[Any]]:
+    """A one-line device description and the visible GPUs."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores)", []
+    names = []
+    for gpu in gpus:
+        try:
+            names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
+        except Exception:  # details are optional; the device itself is what matters
+            names.append(gpu.name)
+    return f"GPU x{len(gpus)}: {', '.join(names)}", gpus
+
+
+def make_strategy(gpus: list[Any]):
+    import tensorflow as tf
+
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+@dataclass
+class Plan:
+    """Stages and their sizes, for progress and ETA."""
+
+    stages: list[tuple[str, int, int]] = field(default_factory=list)  # (name, epochs, steps)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(e for _, e, _ in self.stages)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(e * s for _, e, s in self.stages)
+
+
+def _callbacks_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class ScalarEvents:
+    """Per-epoch scalars as TensorBoard event files under ``tb/train`` and ``tb/validation``.
+
+    Written with TensorFlow's own TFRecord writer and protos, because ``tf.summary`` needs the
+    separate tensorboard package, which a training machine may lack.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, kind: str):
+        if kind not in self._writers:
+            import tensorflow as tf
+            from tensorflow.core.util import event_pb2
+
+            (self.folder / kind).mkdir(parents=True, exist_ok=True)
+            name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+            writer = tf.io.TFRecordWriter(str(self.folder / kind / name))
+            writer.write(
+                event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString()
+            )
+            self._writers[kind] = writer
+        return self._writers[kind]
+
+    def write(self, step: int, logs: dict[str, float]) -> None:
+        from tensorflow.core.framework import summary_pb2
+        from tensorflow.core.util import event_pb2
+
+        for kind in ("train", "validation"):
+            values = [
+                summary_pb2.Summary.Value(tag="epoch_" + key.removeprefix("val_"), simple_value=value)
+                for key, value in logs.items()
+                if key.startswith("val_") == (kind == "validation") and np.isfinite(value)
+            ]
+            if values:
+                event = event_pb2.Event(
+                    wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)
+                )
+                writer = self._writer(kind)
+                writer.write(event.SerializeToString())
+                writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+
+class RunRecorder:
+    """Writes progress.json (throttled, batch level), history.csv and console lines, keeps the
+    best weights by val_loss, and turns a stop request into ``stop_training``."""
+
+    def __init__(self, run_dir: Path, plan: Plan, stopper: StopRequest, batch_size: int) -> None:
+        self.run_dir = run_dir
+        self.plan = plan
+        self.stopper = stopper
+        self.batch_size = batch_size
+        self.history: list[dict[str, Any]] = []
+        self.curve: list[list[float]] = []
+        self.steps_done = 0
+        self.started: float | None = None
+        self.train_seconds = 0.0
+        self.best_val_loss = float("inf")
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.last_write = 0.0
+        self.events = ScalarEvents(run_dir / "tb")
+
+    def callback(self, stage: str, steps: int, snapshot_model):
+        """A Keras callback for one stage; ``snapshot_model`` is the full model whose weights are kept."""
+        recorder = self
+        Base = _callbacks_base()
+
+        class _Callback(Base):
+            def on_train_begin(self, logs=None):
+                recorder.started = recorder.started or time.time()
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch + 1
+                self.epoch_start = time.time()
+                self.epoch_steps = 0
+                recorder.write_progress(stage, self.epoch, 0, steps, {}, force=True)
+
+            def on_train_batch_end(self, batch, logs=None):
+                recorder.steps_done += 1
+                self.epoch_steps += 1
+                recorder.write_progress(stage, self.epoch, batch + 1, steps, logs or {})
+                if recorder.stopper.requested:
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = dict(logs or {})
+                seconds = time.time() - self.epoch_start
+                recorder.train_seconds += seconds
+                row = {"epoch": epoch + 1, "stage": stage, **{k: _number(v) for k, v in logs.items()}}
+                row["learning_rate"] = _number(self.model.optimizer.learning_rate)
+                row["seconds"] = round(seconds, 2)
+                row["images_per_s"] = round(self.epoch_steps * recorder.batch_size / max(seconds, 1e-9), 1)
+                recorder.history.append(row)
+                recorder.events.write(epoch + 1, {k: v for k, v in row.items() if isinstance(v, float)})
+                atomic.write_text(
+                    recorder.run_dir / "history.csv", pd.DataFrame(recorder.history).to_csv(index=False)
+                )
+                val_loss = logs.get("val_loss")
+                if val_loss is not None and val_loss < recorder.best_val_loss:
+                    recorder.best_val_loss = float(val_loss)
+                    recorder.best_epoch = epoch + 1
+                    recorder.best_weights = snapshot_model.get_weights()
+                shown = "  ".join(
+                    f"{k}={_number(v):.4g}" for k, v in logs.items() if "loss" in k or "acc" in k
+                )
+                print(
+                    f"[{stage}] epoch {epoch + 1}/{recorder.plan.total_epochs} {seconds:.1f}s  {shown}",
+                    flush=True,
+                )
+                recorder.write_progress(stage, epoch + 1, self.epoch_steps, steps, logs, force=True)
+
+        return _Callback()
+
+    def write_progress(
+        self, stage: str, epoch: int, batch: int, steps: int, logs: dict[str, Any], force: bool = False
+    ) -> None:
+        moment = time.time()
+        if not force and moment - self.last_write < 1.0:
+            return
+        self.last_write = moment
+        elapsed = moment - (self.started or moment)
+        remaining = max(self.plan.total_steps - self.steps_done, 0)
+        eta = elapsed / self.steps_done * remaining if self.steps_done else None
+        if "loss" in logs:
+            self.curve.append([self.steps_done, _number(logs["loss"])])
+            self.curve = self.curve[-1000:]
+        atomic.write_json(
+            self.run_dir / "progress.json",
+            {
+                "stage": stage,
+                "epoch": epoch,
+                "epochs_total": self.plan.total_epochs,
+                "batch": batch,
+                "steps": steps,
+                "steps_done": self.steps_done,
+                "steps_total": self.plan.total_steps,
+                "logs": {k: _number(v) for k, v in logs.items()},
+                "elapsed_s": round(elapsed, 1),
+                "eta_s": None if eta is None else round(eta, 1),
+                "images_per_s": round(self.steps_done * self.batch_size / elapsed, 1)
+                if elapsed > 0
+                else None,
+                "curve": self.curve,
+                "updated": moment,
+            },
+        )
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(np.asarray(value))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+class FeatureProgress:
+    """Progress of the one-time feature extraction in fast mode."""
+
+    def __init__(self, run_dir: Path, steps: int, stopper: StopRequest) -> None:
+        Base = _callbacks_base()
+        self.started = time.time()
+        outer = self
+
+        class _Callback(Base):
+            def on_predict_batch_end(self, batch, logs=None):
+                done = batch + 1
+                elapsed = time.time() - outer.started
+                if stopper.requested and hasattr(self.model, "stop_predicting"):
+                    self.model.stop_predicting = True
+                if done % 5 and done != steps:
+                    return
+                atomic.write_json(
+                    run_dir / "progress.json",
+                    {
+                        "stage": "features",
+                        "epoch": 0,
+                        "epochs_total": 0,
+                        "batch": done,
+                        "steps": steps,
+                        "elapsed_s": round(elapsed, 1),
+                        "eta_s": round(elapsed / done * (steps - done), 1),
+                        "updated": time.time(),
+                    },
+                )
+
+        self.callback = _Callback()
+
+
+# ---------------------------------------------------------------- the run
+
+
+def compile_model(model, learning_rate: float, config: dict[str, Any]) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={
+            "age_bin": keras.losses.SparseCategoricalCrossentropy(),
+            "age": keras.losses.MeanAbsoluteError(),
+            "gender": keras.losses.BinaryCrossentropy(),
+        },
+        loss_weights={
+            "age_bin": config["loss_weight_age_bin"],
+            "age": config["loss_weight_age"],
+            "gender": config["loss_weight_gender"],
+        },
+        metrics={
+            "age_bin": [keras.metrics.SparseCategoricalAccuracy(name="acc")],
+            "age": [keras.metrics.MeanAbsoluteError(name="mae")],
+            "gender": [keras.metrics.BinaryAccuracy(name="acc")],
+        },
+        jit_compile=False,  # XLA measured 3-8x slower on this CPU
+    )
+
+
+def predictions_frame(frame: pd.DataFrame, outputs: dict[str, np.ndarray], scheme) -> pd.DataFrame:
+    """The predictions contract (docs/architecture.md) for ``frame``'s rows."""
+    probs = np.asarray(outputs["age_bin"], dtype="float32")
+    prob_female = np.asarray(outputs["gender"], dtype="float32").reshape(-1)
+    out = pd.DataFrame(
+        {
+            "path": frame["path"].astype(str).to_numpy(),
+            "age": frame["age"].to_numpy().astype(int),
+            "gender": frame["gender"].to_numpy().astype(int),
+            "race": frame["race"].to_numpy().astype(int),
+            "true_bin": scheme.bin_of(frame["age"].to_numpy()).astype(int),
+            "pred_bin": probs.argmax(axis=1).astype(int),
+        }
+    )
+    for k in range(probs.shape[1]):
+        out[f"bin_prob_{k}"] = probs[:, k]
+    out["pred_age"] = np.asarray(outputs["age"], dtype="float32").reshape(-1)
+    out["pred_gender"] = (prob_female >= 0.5).astype(int)
+    out["prob_female"] = prob_female
+    return out
+
+
+def summary_metrics(predictions: pd.DataFrame) -> dict[str, float]:
+    distance = (predictions["pred_bin"] - predictions["true_bin"]).abs()
+    return {
+        "test_bin_accuracy": round(float((distance == 0).mean()), 4),
+        "test_within_one_bin": round(float((distance <= 1).mean()), 4),
+        "test_age_mae": round(float((predictions["pred_age"] - predictions["age"]).abs().mean()), 3),
+        "test_gender_accuracy": round(float((predictions["pred_gender"] == predictions["gender"]).mean()), 4),
+        "n_test": int(len(predictions)),
+    }
+
+
+class Trainer:
+    def __init__(self, config: dict[str, Any], run_dir: Path, stopper: StopRequest, gpus: list[Any]) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.stopper = stopper
+        self.gpus = gpus
+        self.metrics: dict[str, Any] = {}
+
+    def log(self, message: str) -> None:
+        print(message, flush=True)
+
+    def run(self) -> None:
+        import keras
+
+        from agelab import models, pipeline
+        from agelab.bins import get_scheme
+        from agelab.data import load_dataset
+        from agelab.rebalance import rebalance
+
+        c = self.config
+        started = time.time()
+        # Our datasets shuffle themselves; fit() warns about its own shuffle flag otherwise.
+        warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+        keras.utils.set_random_seed(c["seed"])
+        if c["mixed_precision"]:
+            if self.gpus:
+                keras.mixed_precision.set_global_policy("mixed_float16")
+            else:
+                self.log("mixed_precision=true is ignored: no GPU")
+        scheme = get_scheme(c["bins"])
+
+        frame = load_dataset(c["data"])
+        frame = pipeline.stratified_subset(frame, c["max_images"], scheme, c["seed"])
+        splits = {
+            name: frame[frame["split"] == name].reset_index(drop=True) for name in ("train", "val", "test")
+        }
+        for name, part in splits.items():
+            if part.empty:
+                raise ValueError(f"the {name} split is empty ({len(frame)} images in all); raise max_images")
+        train_frame = rebalance(
+            splits["train"], c["rebalance"], scheme, by_race=c["rebalance_by_race"], seed=c["seed"]
+        )
+        weights = train_frame["weight"].to_numpy() if c["rebalance"] == "class_weights" else None
+        self.log(
+            f"data {c['data']}: {len(frame)} images; train {len(splits['train'])} "
+            f"(after rebalance={c['rebalance']}: {len(train_frame)}), val {len(splits['val'])}, "
+            f"test {len(splits['test'])}; bins {scheme.spec} ({scheme.num_bins})"
+        )
+        self.metrics.update(
+            n_train=len(train_frame), n_val=len(splits["val"]), n_images=len(frame), data_seconds=0.0
+        )
+        self.metrics["data_seconds"] = round(time.time() - started, 2)
+
+        strategy = make_strategy(self.gpus)
+        with strategy.scope():
+            built = models.create_from_config(c, scheme.num_bins)
+        self.log(f"model {c['model']}: {built.model.count_params():,} parameters")
+
+        augmentation = pipeline.Augmentation.from_config(c)
+        batch = c["batch_size"] * max(1, strategy.num_replicas_in_sync)
+        fine_tune = bool(built.backbone is not None and c["fine_tune_layers"] and c["fine_tune_epochs"])
+        image_steps = -(-len(train_frame) // batch)
+        plan = Plan()
+        first = "heads_fast" if c["fast"] else ("heads" if built.backbone is not None else "train")
+        plan.stages.append((first, c["epochs"], image_steps))
+        if fine_tune:
+            plan.stages.append(("fine_tune", c["fine_tune_epochs"], image_steps))
+        recorder = RunRecorder(self.run_dir, plan, self.stopper, batch)
+
+        disk_cache = None
+        image_data: dict[str, tuple[Any, int]] = {}
+
+        def images(split: str):
+            nonlocal disk_cache
+            if split not in image_data:
+                mode = pipeline.choose_cache(c["cache"], len(frame) + len(train_frame), c["image_size"])
+                cache = "memory"
+                if mode == "disk":
+                    disk_cache = disk_cache or pipeline.DiskCache()
+                    cache = disk_cache.file(split)
+                source = train_frame if split == "train" else splits[split]
+                image_data[split] = pipeline.image_dataset(
+                    source,
+                    scheme,
+                    c["image_size"],
+                    batch,
+                    training=split == "train",
+                    augmentation=augmentation,
+                    cache=cache,
+                    weights=weights if split == "train" else None,
+                    seed=c["seed"],
+                )
+            return image_data[split]
+
+        epoch = 0
+        try:
+            if c["fast"]:
+                epoch = self._fast_stage(built, splits, train_frame, weights, recorder, batch)
+            elif not self.stopper.requested:
+                compile_model(built.model, c["learning_rate"], c)
+                epoch = self._fit(built.model, first, images, recorder, built.model, 0, c["epochs"])
+            if fine_tune and not self.stopper.requested:
+                opened = models.unfreeze_top(built.backbone, c["fine_tune_layers"])
+                self.log(
+                    f"fine-tuning the top {c['fine_tune_layers']} backbone layers ({opened} with weights)"
+                )
+                compile_model(built.model, c["fine_tune_learning_rate"], c)
+                epoch = self._fit(
+                    built.model, "fine_tune", images, recorder, built.model, epoch, c["fine_tune_epochs"]
+                )
+            if recorder.best_weights is not None:
+                built.model.set_weights(recorder.best_weights)
+            sidecar = {
+                "bins": scheme.spec,
+                "bin_labels": scheme.labels,
+                "image_size": c["image_size"],
+                "model": c["model"],
+                "alpha": c["alpha"],
+                "age_head": c["age_head"],
+                "run": self.run_dir.name,
+                "best_epoch": recorder.best_epoch,
+            }
+            models.save_model(built.model, self.run_dir / "model.keras", sidecar)
+            self.log(f"saved {self.run_dir / 'model.keras'} (best epoch {recorder.best_epoch})")
+
+            test_ds, test_steps = pipeline.image_dataset(
+                splits["test"], scheme, c["image_size"], batch, training=False, cache="none", repeat=False
+            )
+            outputs = built.model.predict(test_ds.map(lambda x, y: x), steps=test_steps, verbose=0)
+            predictions = predictions_frame(splits["test"], outputs, scheme)
+            atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
+        finally:
+            recorder.events.close()
+            if disk_cache is not None:
+                disk_cache.close()
+        self.metrics.update(summary_metrics(predictions))
+        self.metrics.update(
+            best_val_loss=None if recorder.best_epoch == 0 else round(recorder.best_val_loss, 5),
+            best_epoch=recorder.best_epoch,
+            epochs_completed=len(recorder.history),
+            stopped=self.stopper.requested,
+            train_seconds=round(recorder.train_seconds, 1),
+            duration_s=round(time.time() - started, 1),
+            bins=scheme.spec,
+        )
+        if recorder.history:
+            self.metrics["train_images_per_s"] = recorder.history[-1]["images_per_s"]
+        atomic.write_json(self.run_dir / "metrics.json", self.metrics)
+        self.log(
+            "test: "
+            + ", ".join(f"{k}={v}" for k, v in self.metrics.items() if k.startswith("test_"))
+            + f"; {self.metrics['duration_s']}s in all"
+        )
+
+    def _fit(self, model, stage, images, recorder, snapshot, initial_epoch, epochs) -> int:
+        import keras
+
+        train_ds, steps = images("train")
+        val_ds, val_steps = images("val")
+        callbacks = [recorder.callback(stage, steps, snapshot)]
+        if self.config["early_stopping"]:
+            callbacks.append(
+                keras.callbacks.EarlyStopping("val_loss", patience=self.config["early_stopping"])
+            )
+        model.fit(
+            train_ds,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            validation_steps=val_steps,
+            initial_epoch=initial_epoch,
+            epochs=initial_epoch + epochs,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        return initial_epoch + len([r for r in recorder.history if r["stage"] == stage])
+
+    def _fast_stage(self, built, splits, train_frame, weights, recorder, batch) -> int:
+        import keras
+
+        from agelab import pipeline
+
+        c = self.config
+        everything = pd.concat([train_frame, splits["val"]])
+        key = {
+            "model": c["model"],
+            "alpha": f"a{c['alpha']:g}",
+            "size": c["image_size"],
+            "weights": c["weights"],
+        }
+        steps = -(-everything["path"].nunique() // 128)
+        progress = FeatureProgress(self.run_dir, steps, self.stopper)
+        start = time.time()
+        features, from_cache = pipeline.cached_features(
+            built.features, everything, c["image_size"], key, callbacks=[progress.callback]
+        )
+        seconds = time.time() - start
+        self.metrics.update(feature_cache_hit=from_cache, feature_seconds=round(seconds, 1))
+        self.log(
+            f"features {features.shape} {'read from the cache' if from_cache else 'computed and cached'} "
+            f"in {seconds:.1f}s"
+        )
+        if self.stopper.requested:
+            return 0
+        scheme = _scheme(c)
+        train_x, val_x = features[: len(train_frame)], features[len(train_frame) :]
+        train_ds, steps = pipeline.feature_dataset(
+            train_x,
+            pipeline.labels_of(train_frame, scheme),
+            batch,
+            training=True,
+            weights=weights,
+            seed=c["seed"],
+        )
+        val_ds, val_steps = pipeline.feature_dataset(
+            val_x, pipeline.labels_of(splits["val"], scheme), batch, training=False
+        )
+        compile_model(built.heads, c["learning_rate"], c)
+        callbacks = [recorder.callback("heads_fast", steps, built.model)]
+        if c["early_stopping"]:
+            callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=c["early_stopping"]))
+        recorder.plan.stages[0] = ("heads_fast", c["epochs"], steps)
+        built.heads.fit(
+            train_ds,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            validation_steps=val_steps,
+            epochs=c["epochs"],
+            callbacks=callbacks,
+            verbose=0,
+        )
+        return len(recorder.history)
+
+
+def _scheme(config: dict[str, Any]):
+    from agelab.bins import get_scheme
+
+    return get_scheme(config["bins"])
+
+
+def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
+    """Train in this process; returns the run folder. Raises :class:`TrainingFailed` (after
+    recording the traceback in ``status.json``) when the run crashes."""
+    config = runs.resolve_data(build_config(base=config))
+    run_dir = Path(run_dir) if run_dir else runs.create_run(config)
+    stopper = StopRequest(run_dir)
+    stopper.install()
+    try:
+        device, gpus = describe_device()
+        runs.write_status(
+            run_dir,
+            status="running",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started=time.time(),
+            device=device,
+        )
+        print(f"run {run_dir} on {device}", flush=True)
+        with runs.Heartbeat(run_dir):
+            Trainer(config, run_dir, stopper, gpus).run()
+        final = "stopped" if stopper.requested else "finished"
+        runs.write_status(run_dir, status=final, ended=time.time())
+        print(f"run {final}", flush=True)
+    except BaseException as err:
+        trace = traceback.format_exc()
+        print(trace, file=sys.stderr, flush=True)
+        runs.write_status(run_dir, status="failed", ended=time.time(), error=trace)
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        raise TrainingFailed(run_dir, f"{type(err).__name__}: {err}") from err
+    finally:
+        stopper.uninstall()
+    return run_dir
+
+
+class _Tee:
+    """Copies a stream into log.txt when the run was started by hand (not by ``runs.launch``)."""
+
+    def __init__(self, stream: TextIO, log: TextIO) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.log.flush()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agelab train",
+        description="Train a model. Keys (key=value):\n" + describe_options(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("--config", help="a YAML or JSON file of key: value (overrides still apply on top)")
+    parser.add_argument("--run-dir", help=argparse.SUPPRESS)  # a queued run made by runs.launch
+    args = parser.parse_args(argv)
+    try:
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+            config = build_config(base=atomic.read_json(run_dir / "config.json", {}))
+        else:
+            base = load_config_file(args.config) if args.config else {}
+            config = runs.resolve_data(build_config(parse_overrides(args.overrides), base=base))
+            run_dir = None
+    except ConfigError as err:
+        print(f"agelab train: {err}", file=sys.stderr)
+        return 2
+    if not Path(config["data"] or ".").is_dir():
+        print(f"agelab train: data folder {config['data']!r} does not exist", file=sys.stderr)
+        return 2
+    run_dir = run_dir or runs.create_run(config)
+    log = None
+    if not os.environ.get("AGELAB_LOG_REDIRECTED"):
+        log = open(run_dir / "log.txt", "a", encoding="utf-8")
+        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+    try:
+        train(config, run_dir)
+        code = 0 if runs.effective_status(run_dir).get("status") == "finished" else 3
+    except TrainingFailed as err:
+        print(f"agelab train: the run failed: {err}", file=sys.stderr)
+        code = 1
+    finally:
+        if log is not None:
+            sys.stdout, sys.stderr = sys.stdout.stream, sys.stderr.stream
+            log.close()
+    print(run_dir, flush=True)
+    return code
