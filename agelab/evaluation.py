@@ -8,9 +8,13 @@ The ``evaluate`` verb (:func:`cli`) makes such a table for any saved model and f
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import math
 import os
+import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -509,23 +513,20 @@ def evaluations_dir() -> Path:
 
 
 def list_sources() -> list[PredictionSource]:
-    """Runs that have predictions, then saved evaluations, newest first within each kind."""
-    sources: list[PredictionSource] = []
-    try:
-        from agelab import runs
-    except ImportError:  # the training backend is optional for reviewing saved evaluations
-        runs = None
-    if runs is not None:
-        for run in runs.list_runs():
-            folder = Path(getattr(run, "path", None) or getattr(run, "folder", None) or run)
-            predictions = folder / "predictions.parquet"
-            if predictions.exists():
-                config = atomic.read_json(folder / "config.json", {}) or {}
-                sources.append(
-                    PredictionSource(
-                        folder.name, predictions, str(config.get("bins", "seed10")), "run", config
-                    )
-                )
+    """Runs that have test-split predictions (newest first), then saved evaluations (newest first)."""
+    from agelab.runs import list_runs
+
+    sources = [
+        PredictionSource(
+            run.name,
+            run.path / "predictions.parquet",
+            str(run.config.get("bins", "seed10")),
+            "run",
+            run.config,
+        )
+        for run in list_runs()
+        if (run.path / "predictions.parquet").is_file()
+    ]
     folder = evaluations_dir()
     if folder.is_dir():
         saved = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -541,3 +542,241 @@ def list_sources() -> list[PredictionSource]:
                 )
             )
     return sources
+
+
+# --- the evaluate verb -------------------------------------------------------------------------
+
+
+@dataclass
+class FolderEvaluation:
+    """Predictions for every usable image of a folder, and the files that were skipped (with why)."""
+
+    predictions: pd.DataFrame
+    skipped: list[dict[str, str]]
+    scheme: BinScheme
+    seconds: float
+
+    @property
+    def skipped_counts(self) -> dict[str, int]:
+        counts = {"malformed_name": 0, "unreadable": 0}
+        for item in self.skipped:
+            counts[item["kind"]] += 1
+        return counts
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """A model file from a ``.keras`` path, a run folder, or the name of a run under the runs folder."""
+    from agelab.paths import runs_dir
+
+    spec = Path(spec)
+    for candidate in (spec, runs_dir() / spec):
+        if candidate.is_dir() and (candidate / "model.keras").is_file():
+            return candidate / "model.keras"
+        if candidate.is_file() and candidate.suffix == ".keras":
+            return candidate
+        if candidate.with_suffix(".keras").is_file() and candidate.suffix != ".keras":
+            return candidate.with_suffix(".keras")
+    raise FileNotFoundError(
+        f"no model at {str(spec)!r}: give a .keras file (with its .json sidecar), a run folder that "
+        f"holds model.keras, or the name of a run under {runs_dir()}"
+    )
+
+
+def predictions_frame(
+    records: list[dict[str, Any]], outputs: dict[str, np.ndarray], native: BinScheme, scheme: BinScheme
+) -> pd.DataFrame:
+    """A predictions-contract table from label records and the model's outputs.
+
+    Under the model's own scheme ``pred_bin`` is the most probable bin and the probabilities are
+    kept; under another scheme both bins come from ages (true from ``age``, predicted from
+    ``pred_age``).
+    """
+    frame = pd.DataFrame(records, columns=["path", "age", "gender", "race"])
+    probs = np.asarray(outputs["age_bin"], dtype=float).reshape(len(frame), native.num_bins)
+    pred_age = np.asarray(outputs["age"], dtype=float).reshape(-1)
+    prob_female = np.asarray(outputs["prob_female"], dtype=float).reshape(-1)
+    if scheme.spec == native.spec:
+        frame["true_bin"] = native.bin_of(frame["age"].to_numpy())
+        frame["pred_bin"] = probs.argmax(axis=1) if len(frame) else np.zeros(0, dtype=int)
+        for k in range(probs.shape[1]):
+            frame[f"bin_prob_{k}"] = probs[:, k]
+    else:
+        frame["true_bin"] = scheme.bin_of(frame["age"].to_numpy())
+        frame["pred_bin"] = scheme.bin_of(pred_age)
+    frame["pred_age"] = pred_age
+    frame["pred_gender"] = (prob_female >= 0.5).astype(int)
+    frame["prob_female"] = prob_female
+    return frame
+
+
+def evaluate_folder(
+    predictor: Any,
+    folder: str | Path,
+    scheme: BinScheme | str | None = None,
+    batch_size: int = 64,
+    progress: Any = None,
+) -> FolderEvaluation:
+    """Run ``predictor`` on every UTKFace-named image in ``folder`` (not recursive).
+
+    Each file whose name does not parse, or which cannot be decoded, is skipped and recorded with
+    its reason; nothing in the folder stops the evaluation. UTKFace images are face crops already,
+    so the whole image is the model's input.
+    """
+    from agelab.data import MalformedName, parse_name
+    from agelab.faces import ImageError, load_image
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist or is not a folder")
+    native = get_scheme(predictor.scheme)
+    scheme = native if scheme is None else get_scheme(scheme)
+    entries = sorted((e for e in os.scandir(folder) if e.is_file()), key=lambda e: e.name)
+    records: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    outputs: dict[str, list[np.ndarray]] = {"age_bin": [], "age": [], "prob_female": []}
+    batch: list[np.ndarray] = []
+    batch_records: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        result = predictor.predict_crops(batch)
+        for key in outputs:
+            outputs[key].append(np.asarray(result[key], dtype=float).reshape(len(batch), -1))
+        records.extend(batch_records)
+        batch.clear()
+        batch_records.clear()
+
+    for i, entry in enumerate(entries):
+        try:
+            labels = parse_name(entry.name)
+        except MalformedName as err:
+            skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
+            continue
+        try:
+            image = load_image(entry.path)
+        except ImageError as err:
+            skipped.append({"file": entry.name, "kind": "unreadable", "reason": str(err)})
+            continue
+        batch.append(image)
+        batch_records.append(
+            {
+                "path": str(Path(entry.path).resolve()),
+                "age": labels.age,
+                "gender": labels.gender,
+                "race": labels.race,
+            }
+        )
+        if len(batch) >= batch_size:
+            flush()
+            if progress:
+                progress(i + 1, len(entries))
+    flush()
+    if progress:
+        progress(len(entries), len(entries))
+    joined = {
+        key: np.concatenate(parts) if parts else np.zeros((0, native.num_bins if key == "age_bin" else 1))
+        for key, parts in outputs.items()
+    }
+    frame = predictions_frame(records, joined, native, scheme)
+    return FolderEvaluation(frame, skipped, scheme, time.perf_counter() - started)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"\revaluating {done}/{total} files", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agelab evaluate",
+        description="Evaluate a saved agelab model on a folder of UTKFace-named images. Prints one JSON "
+        "line of headline metrics on stdout; unreadable or badly named files are skipped and counted.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="a .keras file with its .json sidecar, a run folder, or a run name"
+    )
+    parser.add_argument(
+        "--data", required=True, help="folder of images named age_gender_race_datetime.jpg.chip.jpg"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where to save the predictions table (Parquet); default runs/evaluations/<model>-on-<folder>.parquet",
+    )
+    parser.add_argument(
+        "--bins",
+        default=None,
+        help="bin scheme (seed10, equal12, decades or edges like 0,3,13,20,40,60); default: the model's. "
+        "Another scheme derives the bins from the predicted age.",
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default 64)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size}: must be at least 1")
+    try:
+        scheme = None if args.bins is None else get_scheme(args.bins)
+        model_path = resolve_model(args.model)
+        if not Path(args.data).is_dir():
+            raise FileNotFoundError(f"data folder {args.data!r} does not exist or is not a folder")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"agelab evaluate: {err}", file=sys.stderr)
+        return 2
+
+    from agelab.predict import load_predictor
+
+    try:
+        predictor = load_predictor(model_path)
+    except Exception as err:  # noqa: BLE001  any load failure is reported in one line, naming the file
+        print(f"agelab evaluate: cannot load the model {model_path}: {err}", file=sys.stderr)
+        return 1
+    result = evaluate_folder(
+        predictor,
+        args.data,
+        scheme,
+        batch_size=args.batch_size,
+        progress=_print_progress if sys.stderr.isatty() else None,
+    )
+    model_label = model_path.parent.name if model_path.name == "model.keras" else model_path.stem
+    data_folder = Path(args.data).resolve()
+    out = Path(args.out) if args.out else evaluations_dir() / f"{model_label}-on-{data_folder.name}.parquet"
+    counts = result.skipped_counts
+    summary: dict[str, Any] = {"n": len(result.predictions), "skipped": len(result.skipped)}
+    if len(result.predictions):
+        summary.update(headline(prepare(result.predictions, result.scheme)))
+    summary.update(
+        {
+            "skipped_malformed_name": counts["malformed_name"],
+            "skipped_unreadable": counts["unreadable"],
+            "bins": result.scheme.spec,
+            "model": str(model_path),
+            "data": str(data_folder),
+            "out": str(out) if len(result.predictions) else None,
+            "seconds": round(result.seconds, 2),
+        }
+    )
+    summary = {k: _json_safe(v) for k, v in summary.items()}
+    if len(result.predictions):
+        atomic.write_parquet(out, result.predictions)
+        atomic.write_json(out.with_suffix(".json"), {**summary, "skipped_files": result.skipped})
+    for item in result.skipped[:20]:
+        print(f"  skipped {item['file']}: {item['reason']}", file=sys.stderr)
+    if len(result.skipped) > 20:
+        print(f"  ... and {len(result.skipped) - 20} more skipped files", file=sys.stderr)
+    print(json.dumps(summary))
+    if not len(result.predictions):
+        print(f"agelab evaluate: no usable UTKFace-named image in {data_folder}", file=sys.stderr)
+        return 1
+    print(
+        f"{summary['n']} images, {summary['skipped']} skipped: exact {summary['exact']:.1%}, within 1 bin "
+        f"{summary['within1']:.1%}, age MAE {summary['mae']:.2f}, gender accuracy {summary['gender_acc']:.1%} "
+        f"[{result.scheme.spec}]; predictions in {out}",
+        file=sys.stderr,
+    )
+    return 0
