@@ -247,9 +247,11 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
 
     The config is validated here first, so a bad one never makes a folder.
     """
-    from agelab.config import build_config
+    from agelab.config import ConfigError, build_config
 
     config = resolve_data(build_config(base=config))
+    if not Path(config["data"]).is_dir():
+        raise ConfigError(f"bad value data={config['data']!r}: no such folder of UTKFace images")
     run_dir = create_run(config, root)
     env = dict(os.environ, AGELAB_LOG_REDIRECTED="1", PYTHONUNBUFFERED="1")
     if root is not None:
@@ -355,3 +357,58 @@ def format_seconds(seconds: float) -> str:
     if hours:
         return f"{hours}h {minutes:02d}m"
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def overlay_frame(selected: list[Run], metric: str) -> pd.DataFrame:
+    """Long-form per-epoch values of ``metric`` for several runs, for one overlaid chart."""
+    parts = []
+    for run in selected:
+        history = run.history
+        if metric in history:
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "run": run.name,
+                        "epoch": history["epoch"],
+                        "stage": history["stage"],
+                        metric: history[metric],
+                    }
+                )
+            )
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["run", "epoch", "stage", metric])
+    )
+
+
+def curve_metrics(selected: list[Run]) -> list[str]:
+    """Metrics that can be overlaid: the numeric history columns, validation first."""
+    names: set[str] = set()
+    for run in selected:
+        names.update(c for c in run.history.columns if c not in ("epoch", "stage", "seconds"))
+    return sorted(names, key=lambda n: (not n.startswith("val_"), n))
+
+
+def gpu_status() -> tuple[bool, str]:
+    """Whether a GPU is usable for training, in words. Cheap: it never imports TensorFlow."""
+    import importlib.metadata
+
+    gpus: list[str] = []
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5).stdout
+            gpus = [line.split(" (UUID")[0] for line in out.splitlines() if line.startswith("GPU")]
+        except (OSError, subprocess.SubprocessError):
+            gpus = []
+    if not gpus:
+        return False, f"No GPU found: runs train on the CPU ({os.cpu_count()} cores)."
+    try:
+        importlib.metadata.version("tensorflow-cpu")
+        cpu_only = True
+    except importlib.metadata.PackageNotFoundError:
+        cpu_only = False
+    if cpu_only:
+        return False, f"{', '.join(gpus)} found, but tensorflow-cpu is installed, so runs use the CPU."
+    return True, f"{', '.join(gpus)}: runs use the GPU (several GPUs: MirroredStrategy)."
