@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import io
 import os
+import sys
 import threading
 import time
 import urllib.request
@@ -230,12 +231,25 @@ def resolve_model(kind: str = "short", path: str | Path | None = None, download:
     )
 
 
+# pylibsrtp (which streamlit-webrtc loads through aiortc) crashes the process with a segfault when it
+# is imported after TensorFlow or MediaPipe, and works when imported before them.
+_SRTP_CONFLICTS = ("tensorflow", "mediapipe", "keras")
+
+
+def webrtc_importable() -> bool:
+    """Whether streamlit-webrtc can still be imported in this process without crashing it."""
+    return "pylibsrtp" in sys.modules or not any(name in sys.modules for name in _SRTP_CONFLICTS)
+
+
+def load_srtp_first() -> None:
+    """Import pylibsrtp (if installed) while it is still safe, so that the webcam keeps working."""
+    if webrtc_importable():
+        with contextlib.suppress(ImportError):
+            import pylibsrtp  # noqa: F401
+
+
 def _mediapipe() -> Any:
-    # pylibsrtp (loaded by aiortc, hence streamlit-webrtc) crashes the process with a segfault when it
-    # is imported after mediapipe, and works when imported before it. Importing it first here keeps
-    # any import order in the app safe.
-    with contextlib.suppress(ImportError):
-        import pylibsrtp  # noqa: F401
+    load_srtp_first()
     import mediapipe as mp
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions

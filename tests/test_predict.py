@@ -1,0 +1,169 @@
+"""agelab.predict with a real (small) contract-following Keras model on real UTKFace images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from predict_helpers import IMAGE_SIZE, detector_models_dir, face_canvas, real_faces, rgb, save_contract_model
+
+from agelab import atomic
+from agelab.bins import get_scheme
+from agelab.faces import FaceDetector, load_image
+from agelab.predict import (
+    ModelError,
+    available_models,
+    cli,
+    load_predictor,
+    predict_image,
+)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return save_contract_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def predictor(model_path):
+    return load_predictor(model_path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def face_model_env():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
+    yield
+    mp.undo()
+
+
+def test_predictor_reads_the_sidecar(predictor, model_path):
+    assert predictor.scheme == get_scheme("seed10")
+    assert predictor.image_size == IMAGE_SIZE
+    assert predictor.meta["model"] == "tiny_test_cnn"
+    assert load_predictor(model_path) is predictor  # cached
+    assert load_predictor(model_path.parent / "model.keras") is predictor
+
+
+def test_predict_crops_batches_any_crop_sizes(predictor, utkface_dir):
+    crops = [rgb(p) for p in real_faces(utkface_dir, 5, step=3001)]
+    crops[1] = crops[1][:150, :120]  # not square, smaller than the original
+    crops[2] = np.ascontiguousarray(np.repeat(np.repeat(crops[2], 2, axis=0), 2, axis=1))  # 400x400
+    out = predictor.predict_crops(crops)
+    assert out["age_bin"].shape == (5, 10) and out["age"].shape == (5,) and out["prob_female"].shape == (5,)
+    assert np.allclose(out["age_bin"].sum(axis=1), 1.0, atol=1e-4)
+    assert ((out["prob_female"] >= 0) & (out["prob_female"] <= 1)).all()
+    # One face alone gives the same answer as in the batch.
+    alone = predictor.predict_crops([crops[3]])
+    assert np.allclose(alone["age_bin"][0], out["age_bin"][3], atol=1e-5)
+    # Different real faces get different outputs (the model looks at the pixels).
+    assert np.ptp(out["age"]) > 0
+    empty = predictor.predict_crops([])
+    assert empty["age_bin"].shape == (0, 10)
+
+
+def test_describe_gives_label_probability_top3_age_and_gender(predictor, utkface_dir):
+    crops = [rgb(p) for p in real_faces(utkface_dir, 3, step=5001)]
+    out = predictor.predict_crops(crops)
+    for i, face in enumerate(predictor.describe_all(out)):
+        probs = out["age_bin"][i]
+        assert face.bin == int(np.argmax(probs))
+        assert face.bin_label == get_scheme("seed10").labels[face.bin]
+        assert face.bin_prob == pytest.approx(float(probs.max()))
+        assert [label for label, _ in face.top3][0] == face.bin_label and len(face.top3) == 3
+        assert face.top3[0][1] >= face.top3[1][1] >= face.top3[2][1]
+        assert face.gender in {"female", "male"} and face.gender_prob >= 0.5
+        assert face.age == pytest.approx(float(out["age"][i]))
+
+
+def test_predict_image_finds_every_face_and_predicts_each(predictor, utkface_dir):
+    data, placed = face_canvas(real_faces(utkface_dir, 3, step=2003, start=6500))
+    image = load_image(data)
+    with FaceDetector("full") as detector:
+        results = predict_image(image, detector, predictor, min_score=0.5)
+        assert len(results) == 3
+        assert predict_image(image, detector, predictor, min_score=0.999) == []
+    for result in results:
+        assert result.crop.shape[2] == 3
+        row = result.as_dict()
+        assert set(row) >= {"box", "score", "bin", "bin_label", "bin_prob", "age", "gender", "gender_prob"}
+    whole = predict_image(image, None, predictor)
+    assert (
+        len(whole) == 1 and whole[0].box == (0, 0, image.shape[1], image.shape[0]) and whole[0].score is None
+    )
+
+
+def test_a_model_without_sidecar_or_with_wrong_bins_is_refused(tmp_path, model_path):
+    lone = tmp_path / "lone.keras"
+    shutil.copy(model_path, lone)
+    with pytest.raises(ModelError, match="sidecar"):
+        load_predictor(lone)
+    shutil.copy(model_path, tmp_path / "wrong.keras")
+    atomic.write_json(tmp_path / "wrong.json", {"bins": "decades", "image_size": IMAGE_SIZE})
+    with pytest.raises(ModelError, match="11"):
+        load_predictor(tmp_path / "wrong.keras")
+    with pytest.raises(ModelError, match="run folder or a .keras"):
+        load_predictor(tmp_path / "model.h5")
+
+
+def test_available_models_lists_finished_runs_and_model_files(isolated_dirs, monkeypatch, model_path):
+    models = isolated_dirs / "models"
+    models.mkdir()
+    shutil.copy(model_path, models / "shipped.keras")
+    atomic.write_json(
+        models / "shipped.json",
+        {"bins": "seed10", "image_size": IMAGE_SIZE, "metrics": {"test_bin_accuracy": 0.5}},
+    )
+    shutil.copy(model_path, models / "no_sidecar.keras")
+    monkeypatch.setenv("AGELAB_MODELS_DIR", str(models))
+    run = isolated_dirs / "runs" / "tiny-1"
+    run.mkdir(parents=True)
+    shutil.copy(model_path, run / "model.keras")
+    shutil.copy(model_path.with_suffix(".json"), run / "model.json")
+    atomic.write_json(run / "config.json", {"model": "tiny", "bins": "seed10"})
+    atomic.write_json(run / "status.json", {"status": "finished", "created": 1.0})
+    atomic.write_json(run / "metrics.json", {"test_bin_accuracy": 0.4})
+    found = {m.name: m for m in available_models()}
+    assert set(found) == {"run tiny-1", "shipped.keras"}
+    assert found["run tiny-1"].metrics["test_bin_accuracy"] == 0.4
+    assert found["shipped.keras"].metrics["test_bin_accuracy"] == 0.5
+
+
+def test_cli_prints_one_json_line_per_image_and_carries_on_after_bad_files(
+    tmp_path, model_path, utkface_dir, capsys
+):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = real_faces(utkface_dir, 2, step=4001, start=10)
+    for path in good:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.jpg").write_text("not a photo")
+    out_csv = tmp_path / "table.csv"
+    code = cli(["--model", str(model_path), str(folder), "--out", str(out_csv), "--min-score", "0.5"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3
+    by_name = {line["path"].rsplit("/", 1)[-1]: line for line in lines}
+    assert "broken.jpg" in by_name["broken.jpg"]["error"] and "faces" not in by_name["broken.jpg"]
+    for path in good:
+        line = by_name[path.name]
+        assert len(line["faces"]) >= 1 and line["ms"] > 0  # a few UTKFace photos show a second face
+        face = line["faces"][0]
+        assert set(face) >= {"box", "score", "bin", "bin_label", "bin_prob", "age", "gender", "gender_prob"}
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) >= 3 and {r["path"].rsplit("/", 1)[-1] for r in rows if r["error"]} == {"broken.jpg"}
+
+
+def test_cli_no_detect_treats_each_image_as_one_crop(model_path, capsys):
+    sklearn_photo = __import__("sklearn").__path__[0] + "/datasets/images/flower.jpg"
+    assert cli(["--model", str(model_path), "--no-detect", sklearn_photo]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["faces"][0]["box"] == [0, 0, 640, 427] and line["faces"][0]["score"] is None
+
+
+def test_cli_reports_a_missing_model(tmp_path, capsys):
+    assert cli(["--model", str(tmp_path / "none.keras"), str(tmp_path)]) == 2
+    assert "none.keras" in capsys.readouterr().err
