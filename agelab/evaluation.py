@@ -398,15 +398,16 @@ def tile_caption(row: Any) -> str:
 def query_from_selection(points: Sequence[dict[str, Any]], chart: str) -> dict[str, Any]:
     """Gallery filters for a Plotly selection.
 
-    ``chart="confusion"``: points carry ``customdata`` [true_bin, pred_bin]; the result keeps
-    exactly those cells. ``chart="distance"``: points carry the signed distance as ``x``; the result
+    ``chart="confusion"``: points sit at x = predicted bin, y = true bin; the result keeps exactly
+    those cells (several cells give the rows of their true and predicted bins). ``chart="distance"``: points carry the signed distance as ``x``; the result
     keeps exactly that distance and its direction (one bar), or the union of bins when several
     cells are picked.
     """
     if not points:
         return {}
     if chart == "confusion":
-        cells = {(int(p["customdata"][0]), int(p["customdata"][1])) for p in points}
+        # The cell markers sit at x = predicted bin, y = true bin.
+        cells = {(int(round(float(p["y"]))), int(round(float(p["x"])))) for p in points}
         return {
             "true_bins": tuple(sorted({t for t, _ in cells})),
             "pred_bins": tuple(sorted({q for _, q in cells})),

@@ -63,16 +63,20 @@ def apply_selection(update: dict, labels: list[str]) -> None:
 
 def selection_points(event: object) -> list[dict]:
     try:
-        return list(event.selection.points)  # type: ignore[attr-defined]
-    except AttributeError:
+        return list(event["selection"]["points"])  # type: ignore[index]
+    except (KeyError, TypeError):
         return []
 
 
 def take_selection(event: object, chart: str, labels: list[str]) -> None:
     """Apply a chart's selection once: a selection persists across reruns, so remember the last one."""
     points = selection_points(event)
-    signature = repr(sorted(repr(p.get("customdata", p.get("x"))) for p in points))
-    if not points or st.session_state.get(f"rv_applied_{chart}") == signature:
+    signature = repr(sorted((p.get("curve_number"), p.get("x"), p.get("y")) for p in points))
+    if not points:
+        # Deselected: forget it, so that picking the same bar or cell again applies it again.
+        st.session_state.pop(f"rv_applied_{chart}", None)
+        return
+    if st.session_state.get(f"rv_applied_{chart}") == signature:
         return
     st.session_state[f"rv_applied_{chart}"] = signature
     apply_selection(ev.query_from_selection(points, chart), labels)
@@ -259,8 +263,6 @@ labels = scheme.labels
 context = (source.name, scheme.spec)
 if st.session_state.get("rv_context") != context:
     reset_filters()
-    for chart in ("confusion", "distance"):
-        st.session_state.pop(f"rv_applied_{chart}", None)
     st.session_state["rv_context"] = context
 
 try:

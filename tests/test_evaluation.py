@@ -182,7 +182,7 @@ def test_chart_selection_becomes_filters() -> None:
     bar = ev.query_from_selection([{"x": -2, "y": 40}], "distance")
     assert bar == {"distance": 2, "at_least": False, "direction": "under"}
     assert ev.query_from_selection([{"x": 0}], "distance")["distance"] == 0
-    cell = ev.query_from_selection([{"x": 2, "y": 1, "customdata": [1, 2, 7]}], "confusion")
+    cell = ev.query_from_selection([{"x": 2, "y": 1, "curve_number": 1}], "confusion")
     assert cell == {"true_bins": (1,), "pred_bins": (2,)}
     assert ev.query_from_selection([], "distance") == {}
 

@@ -1,0 +1,193 @@
+"""The Review page, run through AppTest on the predictions of a real tiny training run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from agelab import evaluation as ev
+from agelab.paths import PROJECT_ROOT
+
+PAGE = str(PROJECT_ROOT / "pages" / "review.py")
+TINY_RUN = {
+    "model": "small_cnn",
+    "weights": "none",
+    "image_size": 64,
+    "epochs": 1,
+    "max_images": 400,
+    "augment": False,
+    "batch_size": 32,
+    "name": "tiny",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real run (1 epoch of small_cnn on 400 real images) with its test-split predictions.
+
+    Runs and caches live in a temporary folder for the whole module.
+    """
+    from agelab.training import train
+
+    root = tmp_path_factory.mktemp("review")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGELAB_RUNS_DIR", str(root / "runs"))
+        patch.setenv("AGELAB_CACHE_DIR", str(root / "cache"))
+        run_dir = train({**TINY_RUN, "data": str(utkface_dir)})
+        yield run_dir
+
+
+@pytest.fixture
+def truth(tiny_run: Path) -> pd.DataFrame:
+    """The run's predictions with distances, computed here with plain pandas."""
+    table = pd.read_parquet(tiny_run / "predictions.parquet")
+    table["d"] = table["pred_bin"] - table["true_bin"]
+    return table
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def matching(at: AppTest) -> int:
+    text = next(m.value for m in at.markdown if "images match" in m.value)
+    return int(text.split("**")[1].replace(",", ""))
+
+
+def gallery_captions(at: AppTest) -> list[str]:
+    """Tile captions between the "Gallery" and "Confident mistakes" headings, in page order."""
+    captions, inside = [], False
+    for node in at.main:
+        if getattr(node, "type", None) == "subheader":
+            inside = node.value == "Gallery"
+        elif inside and getattr(node, "type", None) == "image":
+            captions += node.captions
+    return captions
+
+
+def expected_captions(rows: pd.DataFrame, scheme: str) -> list[str]:
+    prepared = ev.prepare(rows, scheme)
+    return sorted(ev.tile_caption(r) for r in prepared.itertuples(index=False))
+
+
+def test_headline_matches_the_runs_own_metrics(tiny_run: Path, truth: pd.DataFrame) -> None:
+    at = open_page()
+    assert at.selectbox(key="rv_source").value == tiny_run.name
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == f"{len(truth):,}"
+    # Training wrote its own summary; the page's numbers must agree with it.
+    recorded = pd.read_json(tiny_run / "metrics.json", typ="series")
+    assert metrics["Exact bin"] == f"{recorded['test_bin_accuracy']:.1%}"
+    assert metrics["Within 1 bin"] == f"{recorded['test_within_one_bin']:.1%}"
+    assert metrics["Age MAE"] == f"{recorded['test_age_mae']:.2f} y"
+    assert matching(at) == len(truth)
+    slices = at.dataframe[0].value
+    assert set(slices["slice"]) == set(ev.SLICE_DIMENSIONS)
+    at.selectbox(key="rv_slice").set_value("gender").run()
+    genders = at.dataframe[0].value
+    assert sorted(genders["group"]) == ["Female", "Male"]
+    assert genders["n"].sum() == len(truth)
+
+
+def test_filters_show_exactly_the_matching_faces(tiny_run: Path, truth: pd.DataFrame) -> None:
+    at = open_page()
+    off = truth[truth["d"] != 0]
+    d = int(off["d"].value_counts().index[0])  # the most common mistake
+    at.selectbox(key="rv_dist_mode").set_value("exactly")
+    at.number_input(key="rv_dist_k").set_value(abs(d))
+    at.radio(key="rv_direction").set_value("over" if d > 0 else "under")
+    at.run()
+    assert not at.exception
+    want = truth[truth["d"] == d]
+    assert matching(at) == len(want)
+    assert sorted(gallery_captions(at)) == expected_captions(want.drop(columns="d"), "seed10")
+
+    at.selectbox(key="rv_dist_mode").set_value("at least").run()
+    assert matching(at) == int(((truth["d"].abs() >= abs(d)) & (np.sign(truth["d"]) == np.sign(d))).sum())
+
+    at.button(key="rv_clear").click().run()
+    assert matching(at) == len(truth)
+    labels = ev.prepare(truth.drop(columns="d"), "seed10")["true_label"]
+    common = labels.value_counts().index[0]
+    at.multiselect(key="rv_true").select(common).run()
+    at.multiselect(key="rv_gender").select("Female").run()
+    assert matching(at) == int(((labels == common) & (truth["gender"] == 1)).sum())
+    at.multiselect(key="rv_eth").select("White").run()
+    assert matching(at) == int(((labels == common) & (truth["gender"] == 1) & (truth["race"] == 0)).sum())
+
+
+def test_clicking_a_bar_or_a_cell_filters_the_gallery(tiny_run: Path, truth: pd.DataFrame) -> None:
+    """What the browser sends when a bar / a confusion cell is selected, replayed through AppTest."""
+    at = open_page()
+    d = int(truth.loc[truth["d"] != 0, "d"].value_counts().index[0])
+    at.session_state["rv_distance_chart"] = {
+        "selection": {"points": [{"x": d, "y": 5, "curve_number": 0 if d < 0 else 2}], "point_indices": [0]}
+    }
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="rv_dist_mode").value == "exactly"
+    assert at.number_input(key="rv_dist_k").value == abs(d)
+    assert matching(at) == int((truth["d"] == d).sum())
+
+    t, p = truth.loc[truth["d"] != 0, ["true_bin", "pred_bin"]].value_counts().index[0]
+    at.session_state["rv_confusion_chart"] = {
+        "selection": {"points": [{"x": int(p), "y": int(t), "curve_number": 1}], "point_indices": [0]}
+    }
+    at.run()
+    cell = truth[(truth["true_bin"] == t) & (truth["pred_bin"] == p)]
+    assert at.selectbox(key="rv_dist_mode").value == "any"  # the cell replaces the bar's filter
+    assert matching(at) == len(cell)
+    assert sorted(gallery_captions(at)) == expected_captions(cell.drop(columns="d"), "seed10")
+
+
+def test_sorting_and_paging(tiny_run: Path, truth: pd.DataFrame) -> None:
+    at = open_page()
+    assert len(gallery_captions(at)) == min(24, len(truth))
+    at.selectbox(key="rv_sort").set_value("age error").run()
+    worst = truth.loc[(truth["pred_age"] - truth["age"]).abs().idxmax()]
+    assert gallery_captions(at)[0].startswith(f"true {int(worst['age'])} ")
+    pages = ev.page_count(len(truth), 24)
+    assert at.pagination[0].proto.num_pages == pages
+    at.pagination[0].set_value(pages).run()
+    assert len(gallery_captions(at)) == len(truth) - 24 * (pages - 1)
+    assert not at.exception
+
+
+def test_rebinning_and_comparing_with_an_evaluation(
+    tiny_run: Path, truth: pd.DataFrame, utkface_dir: Path
+) -> None:
+    """The run's model evaluated on a fresh folder shows up as a second source to compare with."""
+    from tests.conftest import copy_real_images
+
+    folder = ev.evaluations_dir().parent / "fresh"
+    copy_real_images(utkface_dir, folder, 30, step=701)
+    assert ev.cli(["--model", str(tiny_run), "--data", str(folder)]) == 0
+    at = open_page()
+    evaluation = next(o for o in at.selectbox(key="rv_other").options if o.startswith("evaluation:"))
+    at.selectbox(key="rv_other").set_value(evaluation).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns)[:2] == [tiny_run.name, evaluation] and "difference" in table.columns
+    assert table.loc["n", evaluation] == 30
+
+    at.selectbox(key="rv_other").set_value("(none)")
+    at.selectbox(key="rv_bins").set_value("decades").run()
+    assert not at.exception
+    decades = ev.headline(ev.prepare(truth.drop(columns="d"), "seed10", "decades"))
+    assert {m.label: m.value for m in at.metric}["Exact bin"] == f"{decades['exact']:.1%}"
+    assert any("Rebinned" in c.value for c in at.caption)
+
+
+def test_confident_mistakes_and_export(tiny_run: Path, truth: pd.DataFrame) -> None:
+    at = open_page()
+    note = next(c.value for c in at.caption if "most confident wrong predictions" in c.value)
+    assert note.startswith(f"The {min(12, int((truth['d'] != 0).sum()))} most confident")
+    assert at.download_button(key="rv_export").label.startswith("Export the filtered rows")
