@@ -1,0 +1,104 @@
+"""The train config: defaults, overrides, recipes, files, and rejection of bad keys and values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agelab.config import RECIPES, ConfigError, build_config, load_config_file, parse_overrides
+from agelab.paths import PROJECT_ROOT
+
+
+def test_overrides_are_typed_and_applied():
+    config = build_config(
+        parse_overrides(["epochs=3", "learning_rate=5e-4", "augment=no", "bins=0,3,13,20,40,60"])
+    )
+    assert config["epochs"] == 3 and isinstance(config["epochs"], int)
+    assert config["learning_rate"] == pytest.approx(5e-4)
+    assert config["augment"] is False
+    assert config["bins"] == "0,3,13,20,40,60"
+    assert config["alpha"] == 0.35  # mobilenet_v2's default width is filled in
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("epoch=3", ["unknown key 'epoch'", "Did you mean 'epochs'?"]),
+        ("modle=seed_cnn", ["unknown key 'modle'", "Did you mean 'model'?"]),
+        (
+            "model=mobilenetv2",
+            ["model", "one of seed_cnn, small_cnn, mobilenet_v2", "Did you mean 'mobilenet_v2'?"],
+        ),
+        ("rebalance=undersampel", ["rebalance", "undersample, oversample", "Did you mean 'undersample'?"]),
+        ("epochs=three", ["epochs='three'", "an integer >= 1"]),
+        ("epochs=0", ["epochs='0'", ">= 1"]),
+        ("augment=maybe", ["augment='maybe'", "true or false"]),
+        ("bins=0,10,5", ["bins", "strictly increasing"]),
+        ("bins=tens", ["bins", "seed10, equal12, decades"]),
+        ("recipe=defualt", ["recipe", "Did you mean 'default'?"]),
+    ],
+)
+def test_bad_key_or_value_names_it_and_the_allowed_values(argument, expected):
+    with pytest.raises(ConfigError) as caught:
+        build_config(parse_overrides([argument]))
+    for fragment in expected:
+        assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"model": "seed_cnn"}, "seed_cnn has no pretrained weights; use weights=none"),
+        ({"model": "seed_cnn", "weights": "none", "fast": "true"}, "fast mode caches a pretrained backbone"),
+        ({"image_size": "128"}, "use 112, 144 or 224"),
+        ({"model": "mobilenet", "alpha": "0.35"}, "mobilenet takes alpha in 0.25"),
+        ({"model": "vgg16", "alpha": "0.5"}, "only mobilenet and mobilenet_v2 take alpha"),
+        ({"fast": "true", "weights": "none"}, "frozen random features"),
+    ],
+)
+def test_conflicting_keys_are_rejected(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_config(overrides)
+
+
+def test_recipe_sets_keys_and_explicit_keys_win():
+    config = build_config({"recipe": "seed", "epochs": "2"})
+    assert config["model"] == RECIPES["seed"]["model"] == "seed_cnn"
+    assert config["epochs"] == 2
+    assert config["recipe"] == "seed"
+
+
+def test_saved_config_reproduces_itself(tmp_path: Path):
+    config = build_config({"recipe": "default", "bins": "decades", "seed": "7", "max_images": "500"})
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(config))
+    assert build_config(base=load_config_file(saved)) == config
+
+
+def test_yaml_file_with_overrides_on_top(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: small_cnn\nweights: none\nepochs: 4\nbins: equal12\n")
+    config = build_config({"epochs": "6"}, base=load_config_file(path))
+    assert (config["model"], config["epochs"], config["bins"]) == ("small_cnn", 6, "equal12")
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config_file(path)
+
+
+def test_cli_rejects_a_bad_config_before_anything_starts(tmp_path: Path):
+    runs_dir = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "-m", "agelab", "train", "epohcs=3"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={"AGELAB_RUNS_DIR": str(runs_dir), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unknown key 'epohcs'" in result.stderr and "Did you mean 'epochs'?" in result.stderr
+    assert not runs_dir.exists()  # no run folder was made

@@ -1,0 +1,91 @@
+"""The tf.data pipeline on real UTKFace images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import copy_real_images
+
+from agelab import models, pipeline
+from agelab.bins import SEED10
+from agelab.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def frame(utkface_dir, tmp_path_factory) -> pd.DataFrame:
+    folder = tmp_path_factory.mktemp("utk")
+    copy_real_images(utkface_dir, folder, 120, step=150)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGELAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        return load_dataset(folder)
+
+
+def test_decode_resizes_real_jpegs_to_uint8(frame):
+    image = pipeline.decode_image(frame["path"].iloc[0], 112).numpy()
+    assert image.shape == (112, 112, 3) and image.dtype == np.uint8
+    assert image.std() > 10  # a real face, not a blank
+
+
+def test_training_dataset_batches_labels_and_repeats(frame):
+    ds, steps = pipeline.image_dataset(
+        frame, SEED10, 64, 32, training=True, augmentation=pipeline.Augmentation(), seed=1
+    )
+    assert steps == -(-len(frame) // 32)
+    batches = list(ds.take(steps * 2))  # repeats: a second pass follows without a new iterator
+    images, labels = batches[0]
+    assert images.dtype.name == "float32" and images.shape[1:] == (64, 64, 3)
+    assert float(images.numpy().min()) >= 0 and float(images.numpy().max()) <= 255
+    assert set(labels) == {"age_bin", "age", "gender"}
+    seen = np.concatenate([b[1]["age"].numpy().ravel() for b in batches[:steps]])
+    assert sorted(seen) == sorted(frame["age"].astype(float))  # one pass is exactly the data
+
+
+def test_augmentation_only_for_training(frame):
+    small = frame.head(8)
+    kwargs = dict(scheme=SEED10, image_size=64, batch_size=8, cache="none", repeat=False)
+    plain = next(iter(pipeline.image_dataset(small, training=False, **kwargs)[0]))[0].numpy()
+    again = next(iter(pipeline.image_dataset(small, training=False, **kwargs)[0]))[0].numpy()
+    np.testing.assert_array_equal(plain, again)
+    augmented = pipeline.image_dataset(
+        small, training=True, augmentation=pipeline.Augmentation(flip=True, rotation=0.1), seed=3, **kwargs
+    )[0]
+    aug_images, aug_labels = next(iter(augmented))
+    order = np.argsort(aug_labels["age"].numpy().ravel(), kind="stable")
+    assert not np.allclose(np.sort(aug_images.numpy().ravel()), np.sort(plain.ravel()))
+    assert len(order) == 8
+
+
+def test_sample_weights_travel_with_the_batch(frame):
+    weights = np.linspace(0.5, 2.0, len(frame))
+    ds, _ = pipeline.image_dataset(frame, SEED10, 32, 16, training=False, weights=weights, repeat=False)
+    got = np.concatenate([w.numpy() for _, _, w in ds])
+    np.testing.assert_allclose(got, weights.astype("float32"))
+
+
+def test_stratified_subset_keeps_proportions(utkface_dir, isolated_dirs):
+    full = load_dataset(utkface_dir)
+    subset = pipeline.stratified_subset(full, 2000, SEED10, seed=0)
+    assert len(subset) == 2000 and subset["path"].is_unique
+    for column in ("split", "gender"):
+        expected = full[column].value_counts(normalize=True)
+        got = subset[column].value_counts(normalize=True)
+        assert (got - expected).abs().max() < 0.02
+    bins_full = pd.Series(SEED10.bin_of(full["age"])).value_counts(normalize=True)
+    bins_sub = pd.Series(SEED10.bin_of(subset["age"])).value_counts(normalize=True)
+    assert (bins_sub - bins_full).abs().max() < 0.02
+
+
+def test_features_are_computed_once_then_read_from_the_cache(frame, isolated_dirs):
+    features, _ = models.build_features("mobilenet_v2", 112, 0.35, "imagenet")
+    key = {"model": "mobilenet_v2", "alpha": "a0.35", "size": 112, "weights": "imagenet"}
+    part = frame.head(40)
+    first, cached = pipeline.cached_features(features, part, 112, key)
+    assert not cached and first.shape == (40, 1280)
+    assert list((isolated_dirs / "cache" / "features").glob("*.npz"))
+    # Rows repeated and reordered (as oversampling does) map to the same vectors.
+    shuffled = pd.concat([part.iloc[::-1], part.head(5)])
+    second, cached = pipeline.cached_features(features, shuffled, 112, key)
+    assert cached
+    np.testing.assert_allclose(second[:40], first[::-1], rtol=1e-6)
+    np.testing.assert_allclose(second[40:], first[:5], rtol=1e-6)

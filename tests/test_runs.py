@@ -1,0 +1,118 @@
+"""Run folders and processes: numbering, launch, graceful stop, kill, a dead run, delete."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import copy_real_images
+
+from agelab import runs
+from agelab.config import ConfigError, build_config
+
+SLOW_RUN = {"model": "seed_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def small_data(utkface_dir, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("utk200")
+    copy_real_images(utkface_dir, folder, 200, step=90)
+    return folder
+
+
+def wait_for(predicate, timeout: float = 240.0, every: float = 0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s")
+
+
+def batches_done(run_dir: Path) -> bool:
+    return runs.load_run(run_dir).progress.get("steps_done", 0) >= 2
+
+
+def test_runs_number_themselves(isolated_dirs):
+    config = build_config({"name": "exp"})
+    made = [runs.create_run(config) for _ in range(3)]
+    assert [p.name for p in made] == ["exp-1", "exp-2", "exp-3"]
+    assert all(runs.load_run(p).state == "queued" for p in made)
+    assert not list(isolated_dirs.rglob("*.tmp"))
+
+
+def test_launch_rejects_a_bad_config_without_a_folder(isolated_dirs, small_data):
+    with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
+        runs.launch({"epoch": 2, "data": str(small_data)})
+    with pytest.raises(ConfigError, match="no such folder"):
+        runs.launch({"data": str(isolated_dirs / "nowhere")})
+    assert runs.list_runs() == []
+
+
+def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
+    run_dir = runs.launch({**SLOW_RUN, "data": str(small_data), "name": "stop"})
+    wait_for(lambda: batches_done(run_dir))
+    assert runs.stop(run_dir) == "stopping"
+    run = wait_for(lambda: (r := runs.load_run(run_dir)).state not in runs.ACTIVE and r, timeout=120)
+    assert run.state == "stopped", run.log()
+    assert run.metrics["stopped"] is True
+    assert (run_dir / "model.keras").exists() and (run_dir / "predictions.parquet").exists()
+    assert "stop requested" in run.log()
+    assert runs.stop(run_dir) == "not running"
+
+
+def test_second_stop_kills(isolated_dirs, small_data):
+    run_dir = runs.launch({**SLOW_RUN, "data": str(small_data), "name": "kill"})
+    wait_for(lambda: batches_done(run_dir))
+    pid = runs.load_run(run_dir).status["pid"]
+    assert runs.stop(run_dir) == "stopping"
+    assert runs.stop(run_dir) == "killed"
+    wait_for(lambda: not runs._pid_alive(pid), timeout=30)
+    run = runs.load_run(run_dir)
+    assert run.state == "stopped" and run.status["killed"] is True
+
+
+def test_a_killed_process_shows_as_failed_with_its_log(isolated_dirs, small_data):
+    run_dir = runs.launch({**SLOW_RUN, "data": str(small_data), "name": "dead"})
+    wait_for(lambda: batches_done(run_dir))
+    pid = runs.load_run(run_dir).status["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    run = wait_for(lambda: (r := runs.load_run(run_dir)).state == "failed" and r, timeout=30)
+    assert f"process {pid} ended without finishing" in run.status["error"]
+    assert "epoch" in run.status["error"] or "model seed_cnn" in run.status["error"]  # the log tail
+
+
+def test_a_stale_heartbeat_means_failed(isolated_dirs):
+    run_dir = runs.create_run(build_config({"name": "stale"}))
+    # A live process (this one) that stopped beating long ago, as a hung run would.
+    runs.write_status(
+        run_dir, status="running", pid=os.getpid(), heartbeat=time.time() - 3600, started=time.time()
+    )
+    (run_dir / "log.txt").write_text("epoch 1 done\nhung here\n")
+    run = runs.load_run(run_dir)
+    assert (
+        run.state == "failed" and "no heartbeat" in run.status["error"] and "hung here" in run.status["error"]
+    )
+
+
+def test_delete_refuses_a_running_run_and_removes_a_finished_one(isolated_dirs):
+    run_dir = runs.create_run(build_config({"name": "del"}))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        runs.write_status(run_dir, status="running", pid=sleeper.pid, heartbeat=time.time())
+        with pytest.raises(RuntimeError, match="stop it before deleting"):
+            runs.delete_run(run_dir)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    runs.write_status(run_dir, status="finished")
+    runs.delete_run(run_dir)
+    assert not run_dir.exists()
+    with pytest.raises(ValueError, match="not a run folder"):
+        runs.delete_run(isolated_dirs)

@@ -1,0 +1,76 @@
+"""The Train page through Streamlit's AppTest, launching a real run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import copy_real_images
+from streamlit.testing.v1 import AppTest
+
+from agelab import runs
+from agelab.paths import PROJECT_ROOT
+
+PAGE = str(PROJECT_ROOT / "pages" / "train.py")
+
+
+@pytest.fixture
+def small_data(utkface_dir, tmp_path) -> Path:
+    folder = tmp_path / "utk"
+    copy_real_images(utkface_dir, folder, 240, step=80)
+    return folder
+
+
+def widgets(app: AppTest, kind: str) -> dict:
+    return {w.label: w for w in getattr(app, kind)}
+
+
+def fill_form(app: AppTest, data: Path, **choices) -> None:
+    selects = widgets(app, "selectbox")
+    selects["Model"].set_value(choices.get("model", "seed_cnn"))
+    selects["Weights"].set_value(choices.get("weights", "none"))
+    selects["Image size"].set_value(64)
+    numbers = widgets(app, "number_input")
+    numbers["Epochs"].set_value(1)
+    numbers["Batch size"].set_value(32)
+    widgets(app, "toggle")["Fast mode"].set_value(False)
+    widgets(app, "text_input")["Dataset folder"].set_value(str(data))
+    widgets(app, "text_input")["Run name"].set_value("page")
+
+
+def test_page_without_runs_shows_the_device_and_an_empty_state(isolated_dirs):
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    assert not app.exception
+    texts = [e.value for e in app.info] + [e.value for e in app.success]
+    assert any("GPU" in t for t in texts)
+    assert any("No runs yet" in t for t in texts)
+
+
+def test_a_bad_config_is_rejected_on_the_page(isolated_dirs, small_data):
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    fill_form(app, small_data, weights="imagenet")  # seed_cnn has no ImageNet weights
+    app.button[0].click().run()
+    assert any("seed_cnn has no pretrained weights" in e.value for e in app.error)
+    assert runs.list_runs() == []
+
+
+def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    fill_form(app, small_data)
+    app.button[0].click().run()
+    assert not app.exception
+    assert any("Launched" in s.value for s in app.success), [e.value for e in app.error]
+    run_dir = isolated_dirs / "runs" / "page-1"
+    deadline = time.time() + 300
+    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+        time.sleep(1)
+    run = runs.load_run(run_dir)
+    assert run.state == "finished", run.log()
+    assert (run_dir / "model.keras").exists() and (run_dir / "predictions.parquet").exists()
+    app.run()
+    assert not app.exception
+    assert any("`finished`" in m.value for m in app.markdown)
+    table = app.dataframe[0].value
+    assert table.loc[0, "run"] == "page-1" and table.loc[0, "status"] == "finished"
+    assert 0 <= table.loc[0, "bin_acc"] <= 1

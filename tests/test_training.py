@@ -1,0 +1,93 @@
+"""Real training runs on a few hundred real UTKFace images, through the CLI and in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import copy_real_images
+
+from agelab import runs, training
+from agelab.config import build_config
+from agelab.models import load_model
+from agelab.paths import PROJECT_ROOT
+
+CONTRACT = ["path", "age", "gender", "race", "true_bin", "pred_bin"]
+
+
+@pytest.fixture(scope="module")
+def small_data(utkface_dir, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("utk300")
+    copy_real_images(utkface_dir, folder, 300, step=70)
+    return folder
+
+
+def check_predictions(run_dir: Path, num_bins: int) -> pd.DataFrame:
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    expected = (
+        CONTRACT + [f"bin_prob_{k}" for k in range(num_bins)] + ["pred_age", "pred_gender", "prob_female"]
+    )
+    assert list(predictions.columns) == expected
+    assert len(predictions) == json.loads((run_dir / "metrics.json").read_text())["n_test"] > 0
+    probs = predictions[[f"bin_prob_{k}" for k in range(num_bins)]].to_numpy()
+    assert abs(probs.sum(axis=1) - 1).max() < 1e-3
+    assert (predictions["pred_bin"] == probs.argmax(axis=1)).all()
+    assert set(predictions["pred_gender"]) <= {0, 1}
+    assert predictions["path"].map(os.path.exists).all()
+    return predictions
+
+
+def test_cli_run_finishes_with_a_loadable_model(small_data, isolated_dirs):
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "agelab", "train", f"data={small_data}", "name=cli", "model=seed_cnn",
+            "weights=none", "image_size=64", "epochs=2", "batch_size=32", "bins=decades", "rebalance=class_weights",
+        ],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, env=dict(os.environ), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir == isolated_dirs / "runs" / "cli-1"
+    run = runs.load_run(run_dir)
+    assert run.state == "finished" and run.status["device"].startswith(("CPU", "GPU"))
+    assert list(run.history["epoch"]) == [1, 2]
+    assert {"loss", "val_loss", "val_age_bin_acc", "val_gender_acc"} <= set(run.history.columns)
+    model, sidecar = load_model(run_dir / "model.keras")
+    assert sidecar["bins"] == "decades" and sidecar["image_size"] == 64 and sidecar["model"] == "seed_cnn"
+    assert set(model.output_names) == {"age_bin", "age", "gender"}
+    check_predictions(run_dir, 11)
+    assert list((run_dir / "tb" / "train").glob("events.out.tfevents.*"))
+    assert "[train] epoch 2/2" in (run_dir / "log.txt").read_text()
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert build_config(base=saved) == saved and saved["data"] == str(small_data)
+
+
+def test_fast_mode_trains_heads_from_cached_features(small_data, isolated_dirs):
+    config = {"data": str(small_data), "fast": True, "epochs": 3, "batch_size": 32, "name": "fast"}
+    first = training.train(config)
+    second = training.train(config)
+    m1 = json.loads((first / "metrics.json").read_text())
+    m2 = json.loads((second / "metrics.json").read_text())
+    assert m1["feature_cache_hit"] is False and m2["feature_cache_hit"] is True
+    assert len(list((isolated_dirs / "cache" / "features").glob("*.npz"))) == 1
+    history = runs.load_run(second).history
+    assert set(history["stage"]) == {"heads_fast"} and len(history) == 3
+    # Same seed, same cached features: the same heads, so the same test results.
+    assert m1["test_bin_accuracy"] == m2["test_bin_accuracy"]
+    model, sidecar = load_model(second / "model.keras")
+    assert model.input_shape == (None, 112, 112, 3) and sidecar["model"] == "mobilenet_v2"
+    check_predictions(second, 10)
+
+
+def test_a_crash_is_recorded_with_its_traceback(small_data, isolated_dirs):
+    # 5 images cannot fill train, val and test: the run must fail and say why.
+    with pytest.raises(training.TrainingFailed, match="split is empty"):
+        training.train({"data": str(small_data), "max_images": 5, "model": "seed_cnn", "weights": "none"})
+    (run,) = runs.list_runs()
+    assert run.state == "failed"
+    assert "Traceback" in run.status["error"] and "split is empty" in run.status["error"]
