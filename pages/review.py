@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -170,6 +171,31 @@ def distance_figure(dist: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def comparison_figure(frames: dict[str, pd.DataFrame]) -> go.Figure:
+    """The bin-distance distributions of two runs side by side, as shares so sizes may differ."""
+    fig = go.Figure()
+    for name, run_frame in frames.items():
+        dist = ev.distance_distribution(run_frame)
+        fig.add_trace(
+            go.Bar(
+                x=dist["distance"],
+                y=dist["share"],
+                name=name,
+                customdata=dist["count"],
+                hovertemplate=f"{name}<br>%{{x:+d}} bins: %{{y:.1%}} (%{{customdata}} images)<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        xaxis={"title": "bin distance (predicted - true)", "dtick": 1},
+        yaxis={"title": "share of images", "tickformat": ".0%"},
+        height=300,
+        margin={"t": 10},
+        legend={"orientation": "h"},
+    )
+    return fig
+
+
 @st.fragment
 def gallery(filtered: pd.DataFrame, sort: str, page_size: int, page_key: str) -> None:
     """Only this part reruns when the user pages, so paging through thousands stays quick."""
@@ -288,10 +314,14 @@ if other_name != "(none)":
 show_headline(main, other)
 if other is not None:
     st.caption(f"Deltas compare **{source.name}** against **{other_name}**.")
-    st.dataframe(
+    side = st.columns(2)
+    side[0].dataframe(
         ev.compare_headlines({source.name: main, other_name: other}),
         width="stretch",
         key="rv_compare_table",
+    )
+    side[1].plotly_chart(
+        comparison_figure({source.name: frame, other_name: other_frame}), key="rv_compare_chart"
     )
 
 st.subheader("Metrics by slice")
@@ -362,7 +392,8 @@ filtered = ev.filter_predictions(frame, query)
 st.markdown(f"**{len(filtered):,}** of {len(frame):,} images match.")
 st.download_button(
     "Export the filtered rows (CSV)",
-    data=ev.export_csv(ev.sort_predictions(filtered, sort)),
+    # Built only when clicked, so a large table costs nothing on every rerun.
+    data=functools.partial(ev.export_csv, ev.sort_predictions(filtered, sort)),
     file_name=f"{source.name.replace(' ', '_').replace(':', '')}-filtered.csv",
     mime="text/csv",
     key="rv_export",

@@ -177,6 +177,7 @@ def test_rebinning_and_comparing_with_an_evaluation(
     table = at.dataframe[0].value
     assert list(table.columns)[:2] == [tiny_run.name, evaluation] and "difference" in table.columns
     assert table.loc["n", evaluation] == 30
+    assert len(at.get("plotly_chart")) == 3  # the two runs' distance distributions, side by side
 
     at.selectbox(key="rv_other").set_value("(none)")
     at.selectbox(key="rv_bins").set_value("decades").run()
