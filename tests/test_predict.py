@@ -14,11 +14,13 @@ from agelab import atomic
 from agelab.bins import get_scheme
 from agelab.faces import FaceDetector, load_image
 from agelab.predict import (
+    LiveAnnotator,
     ModelError,
     available_models,
     cli,
     load_predictor,
     predict_image,
+    rtc_configuration,
 )
 
 
@@ -167,3 +169,31 @@ def test_cli_no_detect_treats_each_image_as_one_crop(model_path, capsys):
 def test_cli_reports_a_missing_model(tmp_path, capsys):
     assert cli(["--model", str(tmp_path / "none.keras"), str(tmp_path)]) == 2
     assert "none.keras" in capsys.readouterr().err
+
+
+def test_live_annotator_draws_boxes_on_real_video_frames_and_counts_fps(predictor, utkface_dir):
+    frames = []
+    for path in real_faces(utkface_dir, 6, step=1500, start=4500):
+        frame = np.zeros((480, 640, 3), np.uint8)
+        frame[140:340, 220:420] = rgb(path)
+        frames.append(frame)
+    with FaceDetector("short", mode="video") as detector:
+        live = LiveAnnotator(detector, predictor, min_score=0.5)
+        outputs = [live.process(frame) for frame in frames]
+    assert live.stats()["faces"] == 1 and live.fps > 0
+    for frame, out in zip(frames, outputs):
+        assert out.shape == frame.shape and not np.array_equal(out, frame)
+        assert np.array_equal(out[200:280, 280:360], frame[200:280, 280:360])  # the face itself is untouched
+
+
+def test_rtc_configuration_from_the_environment(monkeypatch):
+    monkeypatch.delenv("AGELAB_ICE_SERVERS", raising=False)
+    assert rtc_configuration() == {"iceServers": []}
+    stun = [{"urls": ["stun:stun.example.org:3478"]}]
+    monkeypatch.setenv("AGELAB_ICE_SERVERS", json.dumps(stun))
+    assert rtc_configuration() == {"iceServers": stun}
+    monkeypatch.setenv("AGELAB_ICE_SERVERS", json.dumps({"iceServers": stun}))
+    assert rtc_configuration() == {"iceServers": stun}
+    monkeypatch.setenv("AGELAB_ICE_SERVERS", "{stun: nope")
+    with pytest.raises(ValueError, match="AGELAB_ICE_SERVERS is not valid JSON"):
+        rtc_configuration()

@@ -1,0 +1,221 @@
+"""Predict: age group, age and gender for every face in uploaded photos, a camera snapshot, or live video."""
+
+from __future__ import annotations
+
+from agelab.faces import load_srtp_first, webrtc_importable
+
+# streamlit-webrtc crashes the process if it is imported after TensorFlow; claim its library first.
+load_srtp_first()
+
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from agelab.faces import FaceDetector, ImageError, image_format, load_image  # noqa: E402
+from agelab.paths import models_dir, runs_dir  # noqa: E402
+from agelab.predict import (  # noqa: E402
+    FaceResult,
+    LiveAnnotator,
+    ModelError,
+    Predictor,
+    annotate,
+    available_models,
+    load_predictor,
+    predict_image,
+    rtc_configuration,
+)
+
+ACCEPTED = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
+DETECTORS = {"short": "Short range (close-ups, webcam)", "full": "Full range (group photos, faces far away)"}
+MODES = ("Upload", "Camera snapshot", "Live webcam")
+METRIC_LABELS = {
+    "test_bin_accuracy": "bin accuracy",
+    "test_within_one_bin": "within 1 bin",
+    "test_age_mae": "age MAE",
+    "test_gender_accuracy": "gender accuracy",
+}
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def get_predictor(path: str, mtime: float) -> Predictor:
+    return load_predictor(path)
+
+
+@st.cache_resource(show_spinner="Loading the face detector...")
+def get_detector(kind: str) -> FaceDetector:
+    return FaceDetector(kind, mode="image")
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def model_table(models_folder: str, runs_folder: str) -> list[dict]:
+    """The available models; the folders are arguments so that moving them refreshes the cache."""
+    rows = []
+    for info in available_models():
+        row = {"model": info.name, "kind": info.kind, "network": info.model, "bins": info.bins}
+        row |= {label: info.metrics.get(key) for key, label in METRIC_LABELS.items()}
+        rows.append(row | {"path": str(info.path)})
+    return rows
+
+
+def face_rows(results: list[FaceResult]) -> pd.DataFrame:
+    rows = []
+    for i, r in enumerate(results, start=1):
+        p = r.prediction
+        rows.append(
+            {
+                "face": i,
+                "age group": p.bin_label,
+                "probability": p.bin_prob,
+                "top 3": ", ".join(f"{label} {prob:.0%}" for label, prob in p.top3),
+                "age": round(p.age, 1),
+                "gender": p.gender,
+                "gender probability": p.gender_prob,
+                "detection": r.score,
+                "box (x, y, w, h)": str(r.box),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def show_results(image, results: list[FaceResult]) -> None:
+    left, right = st.columns([3, 4])
+    left.image(annotate(image, results), width="stretch")
+    right.dataframe(
+        face_rows(results),
+        hide_index=True,
+        column_config={
+            "probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+            "gender probability": st.column_config.NumberColumn(format="percent"),
+            "detection": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
+
+
+def show_photo(
+    key: str, name: str, data: bytes, predictor: Predictor, detector: FaceDetector, min_score: float
+):
+    """Decode one photo (in memory only), find its faces, and show them; a clear error otherwise."""
+    fmt = image_format(data)
+    if fmt not in ACCEPTED:
+        found = f"it is {fmt}" if fmt else "it is not an image"
+        st.error(f"{name}: refused, only JPEG, PNG and WebP photos are accepted ({found}).")
+        return
+    try:
+        image = load_image(data, name=name)
+    except ImageError as exc:
+        st.error(str(exc))
+        return
+    results = predict_image(image, detector, predictor, min_score)
+    st.markdown(f"**{name}**: {len(results)} face{'s' if len(results) != 1 else ''}")
+    if results:
+        show_results(image, results)
+        return
+    st.warning(f"No face found in {name} with detection confidence {min_score:.2f} or more.")
+    if st.checkbox("Predict on the whole image as one face", key=f"whole_{key}"):
+        show_results(image, predict_image(image, None, predictor))
+    else:
+        st.image(image, width=320)
+
+
+def live_view(predictor: Predictor, kind: str, min_score: float) -> None:
+    if not webrtc_importable():
+        st.error(
+            "The live webcam cannot start in this process: its WebRTC library must load before "
+            "TensorFlow. Restart the app (`make run`) and open this page."
+        )
+        return
+    import av
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    try:
+        rtc = rtc_configuration()
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    key = (kind, str(predictor.model_path))
+    annotator: LiveAnnotator | None = st.session_state.get("live_annotator")
+    if annotator is None or st.session_state.get("live_key") != key:
+        # A VIDEO-mode detector of its own per browser session: its timestamps belong to one stream.
+        annotator = LiveAnnotator(FaceDetector(kind, mode="video"), predictor, min_score)
+        st.session_state["live_annotator"], st.session_state["live_key"] = annotator, key
+    annotator.min_score = min_score
+
+    def on_frame(frame: av.VideoFrame) -> av.VideoFrame:
+        # Runs in the video thread: it only uses the annotator, whose detector and model are locked.
+        out = annotator.process(frame.to_ndarray(format="rgb24"))
+        return av.VideoFrame.from_ndarray(out, format="rgb24")
+
+    ctx = webrtc_streamer(
+        key="agelab-live",
+        mode=WebRtcMode.SENDRECV,
+        rtc_configuration=rtc,
+        video_frame_callback=on_frame,
+        media_stream_constraints={"video": True, "audio": False},
+        # Frames that arrive while one is being processed are dropped, so the video stays live.
+        async_processing=True,
+    )
+    st.caption(
+        "ICE servers come from AGELAB_ICE_SERVERS (JSON); none are needed on this machine, a STUN/TURN "
+        "server is for use across networks."
+    )
+
+    @st.fragment(run_every=1.0)
+    def live_stats() -> None:
+        if ctx.state.playing:
+            stats = annotator.stats()
+            a, b, c = st.columns(3)
+            a.metric("frames per second", f"{stats['fps']:.1f}")
+            b.metric("ms per frame", f"{stats['ms']:.0f}")
+            c.metric("faces", stats["faces"])
+
+    live_stats()
+
+
+st.title("Predict")
+st.caption(
+    "Privacy: photos and camera frames are processed in memory only. Nothing uploaded or captured is "
+    "written to disk."
+)
+
+models = model_table(str(models_dir()), str(runs_dir()))
+if not models:
+    st.info(
+        "No trained model yet. Train one on the Train page, or put a `.keras` model with its `.json` "
+        "sidecar in the models folder."
+    )
+    st.stop()
+
+with st.expander("Models and their test metrics", expanded=False):
+    st.dataframe(pd.DataFrame(models).drop(columns=["path"]), hide_index=True)
+names = [m["model"] for m in models]
+choice = st.selectbox("Model", names, help="Finished training runs and the models folder's .keras files.")
+model_path = next(m["path"] for m in models if m["model"] == choice)
+
+controls = st.columns([2, 2, 3])
+mode = controls[0].radio("Input", MODES, horizontal=False)
+kind = controls[1].radio("Face detector", list(DETECTORS), format_func=DETECTORS.get)
+min_score = controls[2].slider("Detection confidence", 0.2, 0.95, 0.5, 0.05)
+
+try:
+    predictor = get_predictor(model_path, Path(model_path).stat().st_mtime)
+    detector = get_detector(kind)
+except (ModelError, RuntimeError, OSError) as exc:
+    st.error(str(exc))
+    st.stop()
+st.caption(
+    f"{choice}: {predictor.scheme.num_bins} age groups ({predictor.scheme.spec}), input {predictor.image_size} px"
+)
+
+if mode == "Upload":
+    files = st.file_uploader(
+        "Photos (JPEG, PNG or WebP)", type=["jpg", "jpeg", "png", "webp"], accept_multiple_files=True
+    )
+    for i, file in enumerate(files or []):
+        show_photo(f"up{i}_{file.name}", file.name, file.getvalue(), predictor, detector, min_score)
+elif mode == "Camera snapshot":
+    shot = st.camera_input("Take a photo")
+    if shot is not None:
+        show_photo("camera", "camera snapshot", shot.getvalue(), predictor, detector, min_score)
+else:
+    live_view(predictor, kind, min_score)
