@@ -305,7 +305,7 @@ class FaceDetector:
         self._last_ts = -1
         _OPEN_DETECTORS.add(self)
 
-    def _raw_boxes(
+    def locate(
         self, image: np.ndarray, min_score: float, timestamp_ms: int | None
     ) -> list[tuple[tuple[float, float, float, float], float]]:
         """Boxes in ``image``'s pixels, not clipped to it (a face at the edge reaches past it)."""
@@ -356,21 +356,23 @@ class FaceDetector:
         """Face boxes ``(x, y, w, h)``, clipped to ``image``, with their scores, best first."""
         height, width = image.shape[:2]
         return [
-            (_clip(raw, width, height), score)
-            for raw, score in self._raw_boxes(image, min_score, timestamp_ms)
+            (_clip(raw, width, height), score) for raw, score in self.locate(image, min_score, timestamp_ms)
         ]
 
     def detect(
         self, image: np.ndarray, min_score: float = 0.5, timestamp_ms: int | None = None
     ) -> list[Face]:
-        """Every face scoring at least ``min_score``, best first, with its crop.
+        """Every face scoring at least ``min_score``, best first, with its crop."""
+        return self.crop_all(image, self.locate(image, min_score, timestamp_ms))
 
-        The crop is taken around the unclipped box, so a face at the border is padded rather than
-        shifted.
-        """
+    def crop_all(
+        self, image: np.ndarray, located: list[tuple[tuple[float, float, float, float], float]]
+    ) -> list[Face]:
+        """Faces for :meth:`locate`'s boxes. The crop is taken around the unclipped box, so a face at
+        the border is padded rather than shifted."""
         height, width = image.shape[:2]
         faces = []
-        for raw, score in self._raw_boxes(image, min_score, timestamp_ms):
+        for raw, score in located:
             box = _clip(raw, width, height)
             if box[2] < 2 or box[3] < 2:
                 continue
