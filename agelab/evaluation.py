@@ -426,15 +426,25 @@ def query_from_selection(points: Sequence[dict[str, Any]], chart: str) -> dict[s
 
 
 def confident_mistakes(
-    frame: pd.DataFrame, index_frame: pd.DataFrame | None = None, limit: int = 12
+    frame: pd.DataFrame,
+    index_frame: pd.DataFrame | None = None,
+    limit: int = 12,
+    only_conflicts: bool = False,
 ) -> pd.DataFrame:
     """The most confident wrong bin predictions, often label noise.
 
     With ``index_frame`` (``agelab.data.load_index(folder).frame``), each mistake gets its
     ``dup_group`` and a ``conflicting_duplicates`` list: the byte-identical copies under other
-    names whose labels disagree, as dicts with path, file, age, gender, race.
+    names whose labels disagree, as dicts with path, file, age, gender, race. ``only_conflicts``
+    keeps only the mistakes that have such copies.
     """
-    wrong = sort_predictions(frame[frame["distance"] != 0], "confidence").head(limit).copy()
+    wrong = frame[frame["distance"] != 0]
+    if only_conflicts:
+        conflicted = (
+            set() if index_frame is None else set(index_frame.loc[index_frame["dup_conflict"], "path"])
+        )
+        wrong = wrong[wrong["path"].isin(conflicted)]
+    wrong = sort_predictions(wrong, "confidence").head(limit).copy()
     wrong["dup_group"] = -1
     wrong["conflicting_duplicates"] = [[] for _ in range(len(wrong))]
     if index_frame is None or wrong.empty:

@@ -214,10 +214,10 @@ def gallery(filtered: pd.DataFrame, sort: str, page_size: int, page_key: str) ->
                 st.caption(f"missing file {row.path}\n{ev.tile_caption(row)}")
 
 
-def confident_mistakes_section(frame: pd.DataFrame, limit: int) -> None:
+def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: bool) -> None:
     folder = ev.image_folder(frame)
     index_frame = load_index_frame(str(folder)) if folder is not None else None
-    mistakes = ev.confident_mistakes(frame, index_frame, limit=limit)
+    mistakes = ev.confident_mistakes(frame, index_frame, limit=limit, only_conflicts=only_conflicts)
     if mistakes.empty:
         st.info("No wrong bin predictions.")
         return
@@ -404,5 +404,10 @@ else:
     gallery(filtered, sort, int(page_size), page_key=f"{abs(hash((context, query, page_size))):x}")
 
 st.subheader("Confident mistakes")
-confident_mistakes_section(frame, limit=st.slider("How many", 4, 48, 12, step=4, key="rv_mistakes"))
+m = st.columns([3, 2])
+mistakes_limit = m[0].slider("How many", 4, 48, 12, step=4, key="rv_mistakes")
+only_conflicts = m[1].toggle(
+    "Only those with conflicting duplicates", key="rv_only_conflicts", help="Likely label noise"
+)
+confident_mistakes_section(frame, mistakes_limit, only_conflicts)
 st.caption(f"Page computed in {time.perf_counter() - started:.2f} s.")

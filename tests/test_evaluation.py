@@ -259,3 +259,6 @@ def test_confident_mistakes_join_conflicting_duplicates(
         parse_name(pair[1]).race,
     )
     assert (mistakes.loc[mistakes["conflicting_duplicates"].str.len() == 0, "dup_group"] == -1).all()
+    only = ev.confident_mistakes(prepared, index, limit=10, only_conflicts=True)
+    assert only["path"].map(lambda p: Path(p).name).tolist() == [pair[0]]
+    assert ev.confident_mistakes(prepared, None, only_conflicts=True).empty
