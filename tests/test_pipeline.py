@@ -89,3 +89,24 @@ def test_features_are_computed_once_then_read_from_the_cache(frame, isolated_dir
     assert cached
     np.testing.assert_allclose(second[:40], first[::-1], rtol=1e-6)
     np.testing.assert_allclose(second[40:], first[:5], rtol=1e-6)
+
+
+def test_disk_cache_holds_the_decoded_images(frame, isolated_dirs):
+    cache = pipeline.DiskCache()
+    try:
+        small = frame.head(20)
+        kwargs = dict(scheme=SEED10, image_size=48, batch_size=10, training=False, repeat=False)
+        ds, _ = pipeline.image_dataset(small, cache=cache.file("val"), **kwargs)
+        first = np.concatenate([x.numpy() for x, _ in ds])
+        assert list(cache.folder.glob("val*"))  # tf.data wrote its cache files
+        again = np.concatenate([x.numpy() for x, _ in ds])
+        np.testing.assert_array_equal(first, again)
+        uncached = np.concatenate(
+            [x.numpy() for x, _ in pipeline.image_dataset(small, cache="none", **kwargs)[0]]
+        )
+        np.testing.assert_array_equal(first, uncached)
+    finally:
+        cache.close()
+    assert not cache.folder.exists()
+    assert pipeline.choose_cache("auto", 1000, 112) == "memory"
+    assert pipeline.choose_cache("auto", 10**6, 224) == "disk"

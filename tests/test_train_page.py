@@ -74,3 +74,30 @@ def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
     table = app.dataframe[0].value
     assert table.loc[0, "run"] == "page-1" and table.loc[0, "status"] == "finished"
     assert 0 <= table.loc[0, "bin_acc"] <= 1
+
+
+def test_live_view_shows_progress_and_stops_a_run(isolated_dirs, small_data):
+    run_dir = runs.launch(
+        {"model": "seed_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8,
+         "data": str(small_data), "name": "live"}
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while runs.load_run(run_dir).progress.get("steps_done", 0) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    assert not app.exception
+    bars = app.get("progress")
+    assert (
+        bars
+        and "epoch" in bars[0].proto.text
+        and "batch" in bars[0].proto.text
+        and "ETA" in bars[0].proto.text
+    )
+    assert any("`running`" in m.value for m in app.markdown)
+    app.button(key="stop-live-1").click().run()
+    deadline = time.time() + 120
+    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+        time.sleep(0.5)
+    assert runs.load_run(run_dir).state == "stopped"
+    app.run()
+    assert any("`stopped`" in m.value for m in app.markdown)
