@@ -267,6 +267,9 @@ def build_config(
     for layer in layers:
         for key, value in layer.items():
             config[key] = coerce(key, value)
+    explicit = set(RECIPES.get(recipe, {})).union(*layers)
+    if config["model"] not in PRETRAINED_MODELS and "weights" not in explicit:
+        config["weights"] = "none"  # the default "imagenet" cannot apply to a net without weights
     if config["model"] in DEFAULT_ALPHA and not config["alpha"]:
         config["alpha"] = DEFAULT_ALPHA[config["model"]]
     check_combination(config)

@@ -52,7 +52,7 @@ def test_bad_key_or_value_names_it_and_the_allowed_values(argument, expected):
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        ({"model": "seed_cnn"}, "seed_cnn has no pretrained weights; use weights=none"),
+        ({"model": "seed_cnn", "weights": "imagenet"}, "seed_cnn has no pretrained weights; use weights=none"),
         ({"model": "seed_cnn", "weights": "none", "fast": "true"}, "fast mode caches a pretrained backbone"),
         ({"image_size": "128"}, "use 112, 144 or 224"),
         ({"model": "mobilenet", "alpha": "0.35"}, "mobilenet takes alpha in 0.25"),
@@ -63,6 +63,12 @@ def test_bad_key_or_value_names_it_and_the_allowed_values(argument, expected):
 def test_conflicting_keys_are_rejected(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
         build_config(overrides)
+
+
+def test_nets_without_pretrained_weights_default_to_weights_none():
+    assert build_config({"model": "seed_cnn"})["weights"] == "none"
+    assert build_config({"model": "small_cnn", "image_size": "144"})["weights"] == "none"
+    assert build_config({"model": "resnet50"})["weights"] == "imagenet"
 
 
 def test_recipe_sets_keys_and_explicit_keys_win():
