@@ -316,6 +316,15 @@ class LiveAnnotator:
             self._last_ms, self._last_faces = ms, len(results)
         return annotate(frame, results, extra=f"{self.fps:.1f} fps, {ms:.0f} ms, {len(results)} faces")
 
+    def on_video_frame(self, frame: Any) -> Any:
+        """A streamlit-webrtc ``video_frame_callback``: ``av.VideoFrame`` in, annotated frame out."""
+        import av
+
+        out = self.process(frame.to_ndarray(format="rgb24"))
+        annotated = av.VideoFrame.from_ndarray(out, format="rgb24")
+        annotated.pts, annotated.time_base = frame.pts, frame.time_base
+        return annotated
+
     @property
     def fps(self) -> float:
         with self._lock:

@@ -125,7 +125,6 @@ def live_view(predictor: Predictor, kind: str, min_score: float) -> None:
             "TensorFlow. Restart the app (`make run`) and open this page."
         )
         return
-    import av
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
     try:
@@ -141,16 +140,12 @@ def live_view(predictor: Predictor, kind: str, min_score: float) -> None:
         st.session_state["live_annotator"], st.session_state["live_key"] = annotator, key
     annotator.min_score = min_score
 
-    def on_frame(frame: av.VideoFrame) -> av.VideoFrame:
-        # Runs in the video thread: it only uses the annotator, whose detector and model are locked.
-        out = annotator.process(frame.to_ndarray(format="rgb24"))
-        return av.VideoFrame.from_ndarray(out, format="rgb24")
-
     ctx = webrtc_streamer(
         key="agelab-live",
         mode=WebRtcMode.SENDRECV,
         rtc_configuration=rtc,
-        video_frame_callback=on_frame,
+        # Runs in the video thread: it only uses the annotator, whose detector and model are locked.
+        video_frame_callback=annotator.on_video_frame,
         media_stream_constraints={"video": True, "audio": False},
         # Frames that arrive while one is being processed are dropped, so the video stays live.
         async_processing=True,

@@ -179,7 +179,15 @@ def test_live_annotator_draws_boxes_on_real_video_frames_and_counts_fps(predicto
         frames.append(frame)
     with FaceDetector("short", mode="video") as detector:
         live = LiveAnnotator(detector, predictor, min_score=0.5)
-        outputs = [live.process(frame) for frame in frames]
+        outputs = [live.process(frame) for frame in frames[:-1]]
+        # The last one as streamlit-webrtc hands it over: an av.VideoFrame with a timestamp.
+        import av
+
+        incoming = av.VideoFrame.from_ndarray(frames[-1], format="rgb24")
+        incoming.pts, incoming.time_base = 3000, __import__("fractions").Fraction(1, 90000)
+        returned = live.on_video_frame(incoming)
+        assert returned.pts == 3000 and (returned.width, returned.height) == (640, 480)
+        outputs.append(returned.to_ndarray(format="rgb24"))
     assert live.stats()["faces"] == 1 and live.fps > 0
     for frame, out in zip(frames, outputs):
         assert out.shape == frame.shape and not np.array_equal(out, frame)
