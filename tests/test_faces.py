@@ -58,6 +58,13 @@ def test_finds_the_face_in_at_least_98_percent_of_200_real_utkface_images(detect
     assert found / len(paths) >= 0.98, f"found faces in {found} of {len(paths)}"
 
 
+@pytest.mark.slow
+def test_finds_the_face_in_at_least_99_percent_of_1000_real_utkface_images(detector, utkface_dir):
+    paths = real_faces(utkface_dir, 1000, step=22)
+    found = sum(bool(detector.detect(load_image(path), min_score=0.5)) for path in paths)
+    assert found >= 990, f"found faces in {found} of {len(paths)}"
+
+
 def test_crop_of_a_utkface_image_matches_the_training_framing(detector, utkface_dir):
     """With the measured margin the crop of a 200x200 UTKFace image is about the image itself."""
     sides, overlaps = [], []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from predict_helpers import detector_models_dir, face_canvas, real_faces, save_contract_model
 from streamlit.testing.v1 import AppTest
 
@@ -43,16 +45,23 @@ def test_upload_of_real_photos_shows_one_row_per_face_and_writes_nothing(page, u
     before = files_on_disk(models.parent)
     face = real_faces(utkface_dir, 1, step=1, start=4500)[0]
     group, _ = face_canvas(real_faces(utkface_dir, 3, step=2003, start=6500))
+    webp = io.BytesIO()
+    Image.open(face).save(webp, "WEBP", quality=90)
     at.file_uploader[0].set_value(
-        [(face.name, face.read_bytes(), "image/jpeg"), ("group.jpg", group, "image/jpeg")]
+        [
+            (face.name, face.read_bytes(), "image/jpeg"),
+            ("group.jpg", group, "image/jpeg"),
+            ("face.webp", webp.getvalue(), "image/webp"),
+        ]
     ).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     tables = [d.value for d in at.dataframe][1:]  # the first is the model table
-    assert len(tables) == 2
+    assert len(tables) == 3
     assert len(tables[0]) == 1
     assert set(tables[0].columns) >= {"age group", "probability", "age", "gender", "gender probability"}
     assert len(tables[1]) >= 2  # the short-range detector on a group picture
+    assert len(tables[2]) == 1  # WebP accepted
     assert files_on_disk(models.parent) == before
 
 
