@@ -218,12 +218,13 @@ def check_combination(config: Mapping[str, Any]) -> None:
     if model == "seed_cnn" or model == "small_cnn":
         if config["weights"] != "none":
             raise ConfigError(
-                f"bad value weights={config['weights']!r}: {model} has no pretrained weights; use weights=none"
+                f"bad value weights={config['weights']!r}: {model} has no pretrained weights;"
+                " use weights=none"
             )
         if config["fast"]:
             raise ConfigError(
-                f"bad value fast=true: fast mode caches a pretrained backbone's features and {model} has none;"
-                f" use one of {', '.join(PRETRAINED_MODELS)}"
+                "bad value fast=true: fast mode caches a pretrained backbone's features and"
+                f" {model} has none; use one of {', '.join(PRETRAINED_MODELS)}"
             )
         if config["fine_tune_layers"]:
             raise ConfigError(

@@ -7,6 +7,7 @@ atomically, except the ever-growing ``log.txt``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -69,12 +70,31 @@ _status_lock = threading.Lock()
 
 
 def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``status.json``."""
-    with _status_lock:
-        status = atomic.read_json(Path(run_dir) / "status.json", {}) or {}
-        status.update(fields)
-        atomic.write_json(Path(run_dir) / "status.json", status)
-        return status
+    """Merge ``fields`` into ``status.json``.
+
+    The run, its heartbeat thread and the dashboard (Stop) all update this file; a lock file
+    keeps one writer from undoing another's change between its read and its rename.
+    """
+    return _write_status(run_dir, fields)
+
+
+def _write_status(run_dir: Path, fields: dict[str, Any], wait: float = -1) -> dict[str, Any]:
+    if not _status_lock.acquire(timeout=wait):
+        return {}  # a signal handler interrupted this thread's own write: give up rather than deadlock
+    try:
+        with open(Path(run_dir) / ".status.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            status = atomic.read_json(Path(run_dir) / "status.json", {}) or {}
+            status.update(fields)
+            atomic.write_json(Path(run_dir) / "status.json", status)
+            return status
+    finally:
+        _status_lock.release()
+
+
+def write_status_from_signal(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Like :func:`write_status`, for a signal handler, which may have interrupted a write."""
+    return _write_status(run_dir, fields, wait=1.0)
 
 
 def _pid_alive(pid: int | None) -> bool:

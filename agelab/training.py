@@ -49,7 +49,7 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            runs.write_status(self.run_dir, status="stopped", killed=True, ended=time.time())
+            runs.write_status_from_signal(self.run_dir, status="stopped", killed=True, ended=time.time())
             print("second stop: ending now without saving", flush=True)
             os._exit(128 + signum)
         self.requested = True

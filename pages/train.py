@@ -46,7 +46,9 @@ with st.form("config"):
     image_size = c2.selectbox("Image size", SIZES, index=SIZES.index(DEFAULTS["image_size"]))
     epochs = c2.number_input("Epochs", 1, 1000, DEFAULTS["epochs"])
     batch_size = c2.number_input("Batch size", 1, 4096, DEFAULTS["batch_size"])
-    learning_rate = c2.number_input("Learning rate", 1e-6, 1.0, DEFAULTS["learning_rate"], format="%.5f")
+    learning_rate = c2.number_input(
+        "Learning rate", 1e-6, 1.0, DEFAULTS["learning_rate"], step=1e-4, format="%.5f"
+    )
     bins = c3.selectbox("Age bins", [*BUILTIN_SCHEMES, "custom"])
     custom_edges = c3.text_input("Custom bin edges", "0,3,13,20,40,60", help="used when Age bins is custom")
     rebalance = c3.selectbox("Rebalance", REBALANCE)

@@ -52,7 +52,10 @@ def test_bad_key_or_value_names_it_and_the_allowed_values(argument, expected):
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        ({"model": "seed_cnn", "weights": "imagenet"}, "seed_cnn has no pretrained weights; use weights=none"),
+        (
+            {"model": "seed_cnn", "weights": "imagenet"},
+            "seed_cnn has no pretrained weights; use weights=none",
+        ),
         ({"model": "seed_cnn", "weights": "none", "fast": "true"}, "fast mode caches a pretrained backbone"),
         ({"image_size": "128"}, "use 112, 144 or 224"),
         ({"model": "mobilenet", "alpha": "0.35"}, "mobilenet takes alpha in 0.25"),
