@@ -91,3 +91,17 @@ def test_a_crash_is_recorded_with_its_traceback(small_data, isolated_dirs):
     (run,) = runs.list_runs()
     assert run.state == "failed"
     assert "Traceback" in run.status["error"] and "split is empty" in run.status["error"]
+
+
+@pytest.mark.slow
+def test_fast_mode_on_the_full_data_gives_a_useful_model(utkface_dir, isolated_dirs):
+    run_dir = training.train({"data": str(utkface_dir), "recipe": "quick", "name": "full"})
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    predictions = check_predictions(run_dir, 10)
+    # Far above always answering the most common bin or gender.
+    majority_bin = predictions["true_bin"].value_counts(normalize=True).iloc[0]
+    majority_gender = predictions["gender"].value_counts(normalize=True).iloc[0]
+    assert metrics["test_bin_accuracy"] > majority_bin + 0.15
+    assert metrics["test_within_one_bin"] > 0.75
+    assert metrics["test_gender_accuracy"] > majority_gender + 0.25
+    assert metrics["test_age_mae"] < 9
