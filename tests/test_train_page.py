@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -101,3 +102,31 @@ def test_live_view_shows_progress_and_stops_a_run(isolated_dirs, small_data):
     assert runs.load_run(run_dir).state == "stopped"
     app.run()
     assert any("`stopped`" in m.value for m in app.markdown)
+
+
+def select_rows(app: AppTest, rows: list[int]) -> None:
+    app.session_state["runs_table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    app.run()
+
+
+def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
+    from agelab import training
+
+    config = {"model": "seed_cnn", "image_size": 64, "epochs": 2, "batch_size": 32, "data": str(small_data)}
+    first = training.train({**config, "name": "a"})
+    second = training.train({**config, "name": "b", "learning_rate": 3e-4})
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    select_rows(app, [0, 1])
+    assert not app.exception
+    compare = next(s for s in app.selectbox if s.label == "Compare")
+    assert compare.value == "val_age_bin_acc" or compare.value.startswith("val_")
+    expanders = [e.label for e in app.expander]
+    assert f"{second.name}: finished" in expanders and f"{first.name}: finished" in expanders
+    shown = [json.loads(j.proto.body) for j in app.json]
+    assert any(config.get("learning_rate") == 3e-4 for config in shown)
+    delete = next(b for b in app.button if b.label == "Delete selected")
+    assert delete.disabled  # nothing is deleted before the confirmation
+    app.checkbox[0].check().run()
+    next(b for b in app.button if b.label == "Delete selected").click().run()
+    assert not first.exists() and not second.exists()
+    assert runs.list_runs() == []
