@@ -558,6 +558,8 @@ class Trainer:
         from agelab import pipeline
 
         c = self.config
+        if c["augment"]:
+            self.log("fast mode: the cached features are unaugmented; augment applies to fine-tuning only")
         everything = pd.concat([train_frame, splits["val"], splits["test"]])
         key = {
             "model": c["model"],
