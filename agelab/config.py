@@ -78,6 +78,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "fine_tune_epochs": Option(3, "int", "epochs of the fine-tuning stage", (), 0, 1000),
     "fine_tune_learning_rate": Option(1e-4, "float", "learning rate while fine-tuning", (), 1e-8, 1.0),
+    "lr_schedule": Option("constant", "choice", "learning rate over each stage", ("constant", "cosine")),
     "bins": Option("seed10", "bins", "age-bin scheme"),
     "rebalance": Option("none", "choice", "class balance of the training split", REBALANCE),
     "rebalance_by_race": Option(False, "bool", "balance bin x ethnicity cells instead of bins"),

@@ -304,9 +304,13 @@ class FeatureProgress:
 # ---------------------------------------------------------------- the run
 
 
-def compile_model(model, learning_rate: float, config: dict[str, Any]) -> None:
+def compile_model(model, learning_rate: float, config: dict[str, Any], total_steps: int = 0) -> None:
+    """Compile with the multi-task losses; ``lr_schedule=cosine`` decays over ``total_steps``."""
     import keras
 
+    if config.get("lr_schedule") == "cosine" and total_steps > 0:
+        # Ends at 1% of the start rate: the last epochs settle instead of bouncing around.
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps, alpha=0.01)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={
@@ -462,14 +466,16 @@ class Trainer:
             if c["fast"]:
                 epoch = self._fast_stage(built, splits, train_frame, weights, recorder, batch)
             elif not self.stopper.requested:
-                compile_model(built.model, c["learning_rate"], c)
+                compile_model(built.model, c["learning_rate"], c, image_steps * c["epochs"])
                 epoch = self._fit(built.model, first, images, recorder, built.model, 0, c["epochs"])
             if fine_tune and not self.stopper.requested:
                 opened = models.unfreeze_top(built.backbone, c["fine_tune_layers"])
                 self.log(
                     f"fine-tuning the top {c['fine_tune_layers']} backbone layers ({opened} with weights)"
                 )
-                compile_model(built.model, c["fine_tune_learning_rate"], c)
+                compile_model(
+                    built.model, c["fine_tune_learning_rate"], c, image_steps * c["fine_tune_epochs"]
+                )
                 fine_tuned = True
                 epoch = self._fit(
                     built.model, "fine_tune", images, recorder, built.model, epoch, c["fine_tune_epochs"]
@@ -596,7 +602,7 @@ class Trainer:
         val_ds, val_steps = pipeline.feature_dataset(
             val_x, pipeline.labels_of(splits["val"], scheme), batch, training=False
         )
-        compile_model(built.heads, c["learning_rate"], c)
+        compile_model(built.heads, c["learning_rate"], c, steps * c["epochs"])
         callbacks = [recorder.callback("heads_fast", steps, built.model)]
         if c["early_stopping"]:
             callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=c["early_stopping"]))
