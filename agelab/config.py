@@ -108,15 +108,17 @@ OPTIONS: dict[str, Option] = {
 
 # Named presets. ``default`` is the recipe of the shipped model.
 RECIPES: dict[str, dict[str, Any]] = {
+    # The shipped model (models/agelab-default.keras); see docs/recipes.md for what each choice bought.
     "default": {
         "model": "mobilenet_v2",
-        "alpha": 0.35,
-        "image_size": 112,
+        "alpha": 0.5,
+        "image_size": 144,
         "fast": True,
-        "epochs": 12,
-        "fine_tune_layers": 30,
-        "fine_tune_epochs": 3,
-        "fine_tune_learning_rate": 1e-4,
+        "epochs": 5,
+        "fine_tune_layers": 100,
+        "fine_tune_epochs": 24,
+        "fine_tune_learning_rate": 4e-4,
+        "lr_schedule": "cosine",
     },
     "quick": {"model": "mobilenet_v2", "alpha": 0.35, "image_size": 112, "fast": True, "epochs": 10},
     "seed": {
