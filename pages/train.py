@@ -35,7 +35,8 @@ st.title("Train")
 has_gpu, gpu_text = gpu_status()
 (st.success if has_gpu else st.info)(gpu_text, icon=":material/memory:")
 
-with st.form("config"):
+# Enter in a field must not launch a run: runs cost minutes of CPU, so only the button launches.
+with st.form("config", enter_to_submit=False):
     st.subheader("New run")
     c1, c2, c3, c4 = st.columns(4)
     model = c1.selectbox("Model", MODELS, index=MODELS.index(DEFAULTS["model"]))
