@@ -620,29 +620,21 @@ def predictions_frame(
     return frame
 
 
-def evaluate_folder(
+def predict_files(
     predictor: Any,
-    folder: str | Path,
-    scheme: BinScheme | str | None = None,
+    items: Iterable[tuple[str, Any]],
+    native: BinScheme,
+    scheme: BinScheme,
     batch_size: int = 64,
     progress: Any = None,
-) -> FolderEvaluation:
-    """Run ``predictor`` on every UTKFace-named image in ``folder`` (not recursive).
+    total: int = 0,
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Predict ``(path, labels)`` pairs in batches; files that cannot be decoded are skipped.
 
-    Each file whose name does not parse, or which cannot be decoded, is skipped and recorded with
-    its reason; nothing in the folder stops the evaluation. UTKFace images are face crops already,
-    so the whole image is the model's input.
+    UTKFace images are face crops already, so the whole image is the model's input.
     """
-    from agelab.data import MalformedName, parse_name
     from agelab.faces import ImageError, load_image
 
-    started = time.perf_counter()
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist or is not a folder")
-    native = get_scheme(predictor.scheme)
-    scheme = native if scheme is None else get_scheme(scheme)
-    entries = sorted((e for e in os.scandir(folder) if e.is_file()), key=lambda e: e.name)
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     outputs: dict[str, list[np.ndarray]] = {"age_bin": [], "age": [], "prob_female": []}
@@ -659,21 +651,16 @@ def evaluate_folder(
         batch.clear()
         batch_records.clear()
 
-    for i, entry in enumerate(entries):
+    for i, (path, labels) in enumerate(items):
         try:
-            labels = parse_name(entry.name)
-        except MalformedName as err:
-            skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
-            continue
-        try:
-            image = load_image(entry.path)
+            image = load_image(path)
         except ImageError as err:
-            skipped.append({"file": entry.name, "kind": "unreadable", "reason": str(err)})
+            skipped.append({"file": Path(path).name, "kind": "unreadable", "reason": str(err)})
             continue
         batch.append(image)
         batch_records.append(
             {
-                "path": str(Path(entry.path).resolve()),
+                "path": str(Path(path).resolve()),
                 "age": labels.age,
                 "gender": labels.gender,
                 "race": labels.race,
@@ -682,16 +669,78 @@ def evaluate_folder(
         if len(batch) >= batch_size:
             flush()
             if progress:
-                progress(i + 1, len(entries))
+                progress(i + 1, total)
     flush()
     if progress:
-        progress(len(entries), len(entries))
+        progress(total, total)
     joined = {
         key: np.concatenate(parts) if parts else np.zeros((0, native.num_bins if key == "age_bin" else 1))
         for key, parts in outputs.items()
     }
-    frame = predictions_frame(records, joined, native, scheme)
-    return FolderEvaluation(frame, skipped, scheme, time.perf_counter() - started)
+    return predictions_frame(records, joined, native, scheme), skipped
+
+
+def evaluate_folder(
+    predictor: Any,
+    folder: str | Path,
+    scheme: BinScheme | str | None = None,
+    batch_size: int = 64,
+    progress: Any = None,
+) -> FolderEvaluation:
+    """Run ``predictor`` on every UTKFace-named image in ``folder`` (not recursive).
+
+    Each file whose name does not parse, or which cannot be decoded, is skipped and recorded with
+    its reason; nothing in the folder stops the evaluation.
+    """
+    from agelab.data import MalformedName, parse_name
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist or is not a folder")
+    native = get_scheme(predictor.scheme)
+    scheme = native if scheme is None else get_scheme(scheme)
+    entries = sorted((e for e in os.scandir(folder) if e.is_file()), key=lambda e: e.name)
+    items: list[tuple[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for entry in entries:
+        try:
+            items.append((entry.path, parse_name(entry.name)))
+        except MalformedName as err:
+            skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
+    frame, unreadable = predict_files(predictor, items, native, scheme, batch_size, progress, len(items))
+    return FolderEvaluation(frame, skipped + unreadable, scheme, time.perf_counter() - started)
+
+
+def default_model_source() -> PredictionSource | None:
+    """The shipped default model's predictions on the saved test split, computed once and saved.
+
+    This is what lets a fresh clone review a model before training anything. The table is redone
+    when the model file changes.
+    """
+    from agelab.data import Labels, load_dataset
+    from agelab.paths import models_dir
+    from agelab.predict import DEFAULT_MODEL_NAME, default_model, load_predictor
+
+    model = default_model()
+    if model is None or model.parent.resolve() != models_dir().resolve():
+        return None  # a run's model: its run folder already holds its test predictions
+    out = evaluations_dir() / f"{model.stem}-on-test-split.parquet"
+    stat = model.stat()
+    stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
+    info = atomic.read_json(out.with_suffix(".json"), {}) or {}
+    if not out.is_file() or info.get("model_stamp") != stamp:
+        predictor = load_predictor(model)
+        scheme = get_scheme(predictor.scheme)
+        test = load_dataset().query("split == 'test'")
+        items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in test.itertuples()]
+        frame, skipped = predict_files(predictor, items, scheme, scheme)
+        atomic.write_parquet(out, frame)
+        info = {"model": str(model), "model_stamp": stamp, "data": "test split", "bins": scheme.spec}
+        info["default_model"] = model.name == DEFAULT_MODEL_NAME
+        info["skipped"] = len(skipped)
+        atomic.write_json(out.with_suffix(".json"), info)
+    return PredictionSource(f"evaluation: {out.stem}", out, str(info["bins"]), "evaluation", info)
 
 
 def _json_safe(value: Any) -> Any:

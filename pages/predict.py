@@ -21,6 +21,7 @@ from agelab.predict import (  # noqa: E402
     Predictor,
     annotate,
     available_models,
+    default_model,
     load_predictor,
     predict_image,
     rtc_configuration,
@@ -184,7 +185,13 @@ if not models:
 with st.expander("Models and their test metrics", expanded=False):
     st.dataframe(pd.DataFrame(models).drop(columns=["path"]), hide_index=True)
 names = [m["model"] for m in models]
-choice = st.selectbox("Model", names, help="Finished training runs and the models folder's .keras files.")
+shipped = default_model()
+choice = st.selectbox(
+    "Model",
+    names,
+    index=next((i for i, m in enumerate(models) if m["path"] == shipped), 0),
+    help="Finished training runs and the models folder's .keras files; the shipped model is the default.",
+)
 model_path = next(m["path"] for m in models if m["model"] == choice)
 
 controls = st.columns([2, 2, 3])

@@ -260,6 +260,11 @@ started = time.perf_counter()
 st.title("Review")
 st.caption("How far off is the model, in ordinal age bins? Click a bar or a cell to see those faces.")
 
+try:
+    with st.spinner("Scoring the default model on the test split (once, about half a minute)..."):
+        ev.default_model_source()  # so a fresh clone can review a model before training one
+except (OSError, ValueError) as err:
+    st.warning(f"The default model could not be scored on the test split: {err}")
 sources = ev.list_sources()
 if not sources:
     st.info(
@@ -270,7 +275,8 @@ if not sources:
 
 by_name = {s.name: s for s in sources}
 pick = st.columns([3, 3, 2])
-source = by_name[pick[0].selectbox("Run", list(by_name), key="rv_source")]
+default_source = next((i for i, s in enumerate(sources) if s.info.get("default_model")), 0)
+source = by_name[pick[0].selectbox("Run", list(by_name), index=default_source, key="rv_source")]
 other_name = pick[1].selectbox(
     "Compare with", ["(none)"] + [n for n in by_name if n != source.name], key="rv_other"
 )

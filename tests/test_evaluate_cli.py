@@ -173,3 +173,37 @@ def test_evaluate_names_bad_arguments(saved_model: Path, tmp_path: Path, isolate
     empty.mkdir()
     nothing = run_evaluate("--model", str(saved_model), "--data", str(empty), env_dirs=isolated_dirs)
     assert nothing.returncode == 1 and json_line(nothing.stdout)["n"] == 0
+
+
+def test_the_default_model_is_scored_once_on_the_test_split(saved_model, utkface_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from agelab.data import load_dataset
+    from agelab.evaluation import default_model_source, load_predictions
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(saved_model, models / "agelab-default.keras")
+    shutil.copy(saved_model.with_suffix(".json"), models / "agelab-default.json")
+    data = tmp_path / "data"
+    copy_real_images(utkface_dir, data, 200, step=100)
+    for key, value in {
+        "MODELS_DIR": models,
+        "DATA": data,
+        "RUNS_DIR": tmp_path / "runs",
+        "CACHE_DIR": tmp_path / "c",
+    }.items():
+        monkeypatch.setenv(f"AGELAB_{key}", str(value))
+
+    source = default_model_source()
+    predictions = load_predictions(source.predictions)
+    test = load_dataset(data).query("split == 'test'")
+    assert sorted(predictions["path"]) == sorted(str(Path(p).resolve()) for p in test["path"])
+    assert (
+        predictions["pred_bin"].between(0, 9).all()
+        and len(bin_columns := [c for c in predictions if c.startswith("bin_prob_")]) == 10
+    )
+    assert np.allclose(predictions[bin_columns].sum(axis=1), 1.0, atol=1e-4)
+
+    written = source.predictions.stat().st_mtime_ns
+    assert default_model_source().predictions.stat().st_mtime_ns == written  # reused, not redone
