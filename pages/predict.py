@@ -189,7 +189,7 @@ shipped = default_model()
 choice = st.selectbox(
     "Model",
     names,
-    index=next((i for i, m in enumerate(models) if m["path"] == shipped), 0),
+    index=next((i for i, m in enumerate(models) if m["path"] == str(shipped)), 0),
     help="Finished training runs and the models folder's .keras files; the shipped model is the default.",
 )
 model_path = next(m["path"] for m in models if m["model"] == choice)
