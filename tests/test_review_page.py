@@ -38,6 +38,8 @@ def tiny_run(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AGELAB_RUNS_DIR", str(root / "runs"))
         patch.setenv("AGELAB_CACHE_DIR", str(root / "cache"))
+        # No shipped model here: these tests review the tiny run, which must be the default pick.
+        patch.setenv("AGELAB_MODELS_DIR", str(root / "models"))
         run_dir = train({**TINY_RUN, "data": str(utkface_dir)})
         yield run_dir
 
