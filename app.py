@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from streamlit_setup import keep_models_warm
+
+keep_models_warm()
 st.set_page_config(page_title="agelab", page_icon=":material/face:", layout="wide")
 
 pages = [

@@ -26,6 +26,9 @@ from agelab.predict import (  # noqa: E402
     predict_image,
     rtc_configuration,
 )
+from streamlit_setup import keep_models_warm  # noqa: E402
+
+keep_models_warm()
 
 ACCEPTED = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
 DETECTORS = {"short": "Short range (close-ups, webcam)", "full": "Full range (group photos, faces far away)"}

@@ -14,6 +14,9 @@ import streamlit as st
 from agelab import evaluation as ev
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.data import GENDERS, RACES
+from streamlit_setup import keep_models_warm
+
+keep_models_warm()
 
 FILTER_KEYS = ("rv_dist_mode", "rv_dist_k", "rv_direction", "rv_true", "rv_pred", "rv_gender", "rv_eth")
 DIST_MODES = ("any", "exactly", "at least")
