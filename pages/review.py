@@ -167,8 +167,9 @@ def distance_figure(dist: pd.DataFrame) -> go.Figure:
         xaxis={"title": "bin distance (predicted - true)", "dtick": 1},
         yaxis={"title": "images"},
         height=320,
-        margin={"t": 10},
-        legend={"orientation": "h"},
+        margin={"t": 30},
+        # Above the plot: below it, the legend covered the axis title.
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
         bargap=0.15,
     )
     return fig

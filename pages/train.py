@@ -70,7 +70,11 @@ with st.form("config", enter_to_submit=False):
     name = c1.text_input("Run name", "", help="empty: the model name")
     folder = c2.text_input("Dataset folder", str(data_dir()))
     max_images = c3.number_input("Max images (0: all)", 0, 1_000_000, 0, help=OPTIONS["max_images"].help)
-    recipe = c4.selectbox("Recipe", ["none", *RECIPES], help="a preset; the fields above still apply on top")
+    recipe = c4.selectbox(
+        "Recipe",
+        ["none", *RECIPES],
+        help="a preset (none: use the fields above). A recipe replaces the model fields above; add keys under More keys to change it",
+    )
     extra = st.text_input("More keys", "", placeholder="e.g. age_head=regression loss_weight_age=0.1 seed=1")
     launched = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
 
