@@ -261,34 +261,39 @@ def predict_image(
     ]
 
 
-def face_label(result: FaceResult) -> str:
-    """A short caption for a box: ``"Adult (25-34) 71% · 29 y · F 93%"``."""
+def face_label(result: FaceResult) -> list[str]:
+    """A box's caption, two short lines: ``["Adult (25-34) 71%", "29 y | F 93%"]``."""
     p = result.prediction
-    return f"{p.bin_label} {p.bin_prob:.0%} | {p.age:.0f} y | {p.gender[0].upper()} {p.gender_prob:.0%}"
+    return [f"{p.bin_label} {p.bin_prob:.0%}", f"{p.age:.0f} y | {p.gender[0].upper()} {p.gender_prob:.0%}"]
 
 
 def annotate(image: np.ndarray, results: list[FaceResult], extra: str | None = None) -> np.ndarray:
     """A copy of ``image`` with each face's box and label drawn (and ``extra`` text top-left)."""
     import cv2
 
+    font = cv2.FONT_HERSHEY_SIMPLEX
     out = np.ascontiguousarray(image.copy())
     thickness = max(1, round(max(out.shape[:2]) / 400))
-    scale = max(0.4, max(out.shape[:2]) / 1400)
+    base_scale = max(0.4, max(out.shape[:2]) / 1400)
     for result in results:
         x, y, w, h = result.box
         color = (255, 64, 160) if result.prediction.gender == "female" else (40, 160, 255)
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thickness)
-        text = face_label(result)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        ty = y - 4 if y - th - base - 4 > 0 else y + h + th + 4
-        cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), color, -1)
-        cv2.putText(
-            out, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA
-        )
+        lines = face_label(result)
+        # Shrink the caption to its box's width (down to a readable minimum), so the captions of
+        # faces side by side do not cover each other.
+        widest = max(cv2.getTextSize(line, font, base_scale, thickness)[0][0] for line in lines)
+        scale = max(0.3, min(base_scale, base_scale * (w - 4) / max(widest, 1)))
+        sizes = [cv2.getTextSize(line, font, scale, thickness) for line in lines]
+        line_h = max(th + base for (_, th), base in sizes) + 2
+        block_w, block_h = max(tw for (tw, _), _ in sizes) + 4, line_h * len(lines)
+        top = y - block_h if y - block_h > 0 else min(y + h, out.shape[0] - block_h)
+        cv2.rectangle(out, (x, top), (x + block_w, top + block_h), color, -1)
+        for i, (line, ((_, th), _)) in enumerate(zip(lines, sizes)):
+            baseline_y = top + i * line_h + th + 1
+            cv2.putText(out, line, (x + 2, baseline_y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     if extra:
-        cv2.putText(
-            out, extra, (8, int(30 * scale) + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 255, 0), thickness
-        )
+        cv2.putText(out, extra, (8, int(30 * base_scale) + 8), font, base_scale, (0, 255, 0), thickness)
     return out
 
 

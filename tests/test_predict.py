@@ -205,3 +205,19 @@ def test_rtc_configuration_from_the_environment(monkeypatch):
     monkeypatch.setenv("AGELAB_ICE_SERVERS", "{stun: nope")
     with pytest.raises(ValueError, match="AGELAB_ICE_SERVERS is not valid JSON"):
         rtc_configuration()
+
+
+def test_captions_of_faces_side_by_side_stay_over_their_own_box():
+    from agelab.predict import FacePrediction, FaceResult, annotate
+
+    image = np.full((300, 300, 3), 255, np.uint8)
+    prediction = FacePrediction(6, "Mature Adult (35-44)", 0.71, [], 38.4, "male", 0.93, 0.07)
+    boxes = [(20, 100, 110, 110), (140, 100, 110, 110)]  # 10 px apart, narrower than a one-line caption
+    results = [FaceResult(box, 0.9, prediction, np.zeros((1, 1, 3), np.uint8)) for box in boxes]
+    out = annotate(image, results)
+    caption_rows = out[:100]  # above the boxes
+    painted = np.flatnonzero((caption_rows != 255).any(axis=(0, 2)))
+    assert painted.min() == 20 and painted.max() <= 140 + 110 + 2
+    gap = caption_rows[:, 20 + 110 + 2 : 140]
+    assert (gap == 255).all()  # the first caption ends before the second box begins
+    assert (out[100:210, [20, 140]] != 255).any(axis=-1).all()  # the boxes' left sides
