@@ -11,7 +11,7 @@ export AGELAB_MIRROR ?= $(abspath ../shared)
 endif
 export KERAS_HOME ?= $(CURDIR)/.keras
 
-.PHONY: run test test-slow lint bench assets venv
+.PHONY: run test test-slow test-browser lint bench assets venv
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,12 @@ test: assets
 
 test-slow: assets
 	$(PY) -m pytest -m slow
+
+# The dashboard in headless Chromium: Debian's chromium, and playwright (only for these tests).
+test-browser: assets
+	@command -v chromium >/dev/null || apt-get install -y -q chromium
+	$(PY) -m pip install -q --disable-pip-version-check playwright==1.65.2
+	$(PY) -m pytest -m browser tests/browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,0 +1,160 @@
+"""Each page used as a new user would: in Chromium, on the real UTKFace images and the shipped model."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, no_exceptions, wait_idle
+
+from agelab.paths import data_dir
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def group_photo(tmp_path_factory) -> Path:
+    """Four real UTKFace faces pasted on a plain canvas."""
+    names = sorted(p for p in data_dir().iterdir() if p.name.startswith("30_0_0_"))[:4]
+    canvas = np.full((500, 1000, 3), 210, np.uint8)
+    for i, name in enumerate(names):
+        canvas[150:350, 20 + 245 * i : 220 + 245 * i] = cv2.imread(str(name))
+    path = tmp_path_factory.mktemp("photos") / "group.jpg"
+    cv2.imwrite(str(path), canvas)
+    return path
+
+
+def main_text(page) -> str:
+    return page.inner_text("[data-testid=stMain]")
+
+
+def test_dataset_page_shows_the_real_figures(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("text=Duplicate groups", timeout=120_000)
+    wait_idle(page)
+    text = main_text(page)
+    assert "22,162" in text and "21,581" in text
+    assert "Data quality: 9 malformed names, 334 duplicate groups" in text
+    no_exceptions(page)
+
+
+def test_train_launch_watch_reload_and_stop(page, app_url):
+    page.goto(app_url + "/train")
+    page.wait_for_selector("text=New run", timeout=60_000)
+    wait_idle(page)
+    for label, value in (("Epochs", "6"), ("Max images (0: all)", "3000")):
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Tab")
+    page.get_by_label("Run name", exact=True).fill("browser")
+    page.get_by_test_id("stForm").get_by_text("Fast mode", exact=True).click()  # off: the full network
+    page.get_by_role("button", name="Launch").click()
+    wait_idle(page)
+    page.wait_for_selector("text=/batch [1-9]/", timeout=180_000)
+
+    page.reload()  # the run lives in its own process, not in the browser session
+    page.wait_for_selector("text=/browser-1 · running/", timeout=60_000)
+    page.get_by_role("button", name="Stop").first.click()
+    page.wait_for_selector("text=/browser-1 · stopped/", timeout=120_000)
+    assert "stopped in" in main_text(page)
+    no_exceptions(page)
+
+
+def test_review_off_by_two_bar_shows_those_faces(page, app_url):
+    page.goto(app_url + "/review")
+    # The first visit scores the shipped model on the saved test split.
+    page.wait_for_selector("text=Bin distance", timeout=300_000)
+    wait_idle(page, 300)
+    chart = page.locator("[data-testid=stPlotlyChart]").nth(1)
+    chart.scroll_into_view_if_needed()
+    bars = chart.locator("g.trace.bars g.point path")
+    bars.first.wait_for(timeout=30_000)
+    for i in range(bars.count()):
+        box = bars.nth(i).bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] - 2
+        page.mouse.move(x, y)
+        time.sleep(0.3)
+        hover = chart.locator(".hoverlayer").text_content() or ""
+        if hover.startswith("+2 bins"):
+            break
+    else:
+        pytest.fail("no +2 bar in the bin-distance chart")
+    count = int(re.match(r"\+2 bins: (\d+) images", hover).group(1))
+    page.mouse.click(x, y)
+    wait_idle(page)
+    page.wait_for_selector(f"text=/{count:,} of 3,228 images match/", timeout=30_000)
+    tiles = page.get_by_text(re.compile(r"\(\+2 bins\)"))
+    assert tiles.count() == min(count, 24)  # the first page of the gallery, every one 2 bins over
+    no_exceptions(page)
+
+
+def test_predict_upload_boxes_every_face_and_refuses_a_non_image(page, app_url, group_photo, tmp_path):
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("not an image")
+    page.goto(app_url + "/predict")
+    page.wait_for_selector("[data-testid=stFileUploader]", timeout=120_000)
+    wait_idle(page)
+    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files([group_photo, not_an_image])
+    page.wait_for_selector("text=group.jpg: 4 faces", timeout=60_000)
+    wait_idle(page)
+    text = main_text(page)
+    assert "notes.jpg: refused" in text
+    assert page.locator("[data-testid=stDataFrame]").count() >= 1
+    no_exceptions(page)
+
+
+def test_live_webcam_keeps_up_with_the_camera(browser, app_url, group_photo, tmp_path):
+    # A fake camera that plays four real faces at 30 fps.
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    frame[80:400] = cv2.resize(cv2.imread(str(group_photo)), (640, 320))
+    video = tmp_path / "faces.y4m"
+    with open(video, "wb") as f:
+        f.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
+        for i in range(60):
+            f.write(
+                b"FRAME\n" + cv2.cvtColor(np.roll(frame, 2 * i, axis=1), cv2.COLOR_BGR2YUV_I420).tobytes()
+            )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        camera_browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                *CHROMIUM_ARGS,
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={video}",
+            ],
+        )
+        page = camera_browser.new_context(permissions=["camera"]).new_page()
+        page.goto(app_url + "/predict")
+        page.wait_for_selector("text=Live webcam", timeout=120_000)
+        wait_idle(page)
+        page.get_by_text("Live webcam").click()
+        wait_idle(page)
+        page.frame_locator("iframe[title*='streamlit_webrtc']").first.get_by_role(
+            "button", name="START"
+        ).click()
+        page.wait_for_selector("text=frames per second", timeout=60_000)
+        time.sleep(15)  # past the first frames' warm-up
+        readings = []
+        for _ in range(5):
+            time.sleep(2)
+            metrics = page.locator("[data-testid=stMetricValue]").all_inner_texts()
+            readings.append((float(metrics[0]), int(metrics[2])))
+        camera_browser.close()
+    fps = [r[0] for r in readings]
+    assert min(fps) >= 20, f"frames per second: {fps}"
+    assert max(r[1] for r in readings) == 4, f"faces: {[r[1] for r in readings]}"
