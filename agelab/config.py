@@ -116,7 +116,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "fast": True,
         "epochs": 5,
         "fine_tune_layers": 100,
-        "fine_tune_epochs": 24,
+        "fine_tune_epochs": 40,
         "fine_tune_learning_rate": 4e-4,
         "lr_schedule": "cosine",
     },
