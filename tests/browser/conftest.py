@@ -55,7 +55,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -63,4 +63,9 @@ def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install chromium`, or set AGELAB_CHROMIUM")
     with sync_playwright() as p:
-        yield p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

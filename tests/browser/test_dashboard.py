@@ -115,7 +115,7 @@ def test_predict_upload_boxes_every_face_and_refuses_a_non_image(page, app_url, 
     no_exceptions(page)
 
 
-def test_live_webcam_keeps_up_with_the_camera(browser, app_url, group_photo, tmp_path):
+def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, tmp_path):
     # A fake camera that plays four real faces at 30 fps.
     frame = np.full((480, 640, 3), 200, np.uint8)
     frame[80:400] = cv2.resize(cv2.imread(str(group_photo)), (640, 320))
@@ -126,35 +126,30 @@ def test_live_webcam_keeps_up_with_the_camera(browser, app_url, group_photo, tmp
             f.write(
                 b"FRAME\n" + cv2.cvtColor(np.roll(frame, 2 * i, axis=1), cv2.COLOR_BGR2YUV_I420).tobytes()
             )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        camera_browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={video}",
-            ],
-        )
-        page = camera_browser.new_context(permissions=["camera"]).new_page()
-        page.goto(app_url + "/predict")
-        page.wait_for_selector("text=Live webcam", timeout=120_000)
-        wait_idle(page)
-        page.get_by_text("Live webcam").click()
-        wait_idle(page)
-        page.frame_locator("iframe[title*='streamlit_webrtc']").first.get_by_role(
-            "button", name="START"
-        ).click()
-        page.wait_for_selector("text=frames per second", timeout=60_000)
-        time.sleep(15)  # past the first frames' warm-up
-        readings = []
-        for _ in range(5):
-            time.sleep(2)
-            metrics = page.locator("[data-testid=stMetricValue]").all_inner_texts()
-            readings.append((float(metrics[0]), int(metrics[2])))
-        camera_browser.close()
+    camera_browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ],
+    )
+    page = camera_browser.new_context(permissions=["camera"]).new_page()
+    page.goto(app_url + "/predict")
+    page.wait_for_selector("text=Live webcam", timeout=120_000)
+    wait_idle(page)
+    page.get_by_text("Live webcam").click()
+    wait_idle(page)
+    page.frame_locator("iframe[title*='streamlit_webrtc']").first.get_by_role("button", name="START").click()
+    page.wait_for_selector("text=frames per second", timeout=60_000)
+    time.sleep(15)  # past the first frames' warm-up
+    readings = []
+    for _ in range(5):
+        time.sleep(2)
+        metrics = page.locator("[data-testid=stMetricValue]").all_inner_texts()
+        readings.append((float(metrics[0]), int(metrics[2])))
+    camera_browser.close()
     fps = [r[0] for r in readings]
     assert min(fps) >= 20, f"frames per second: {fps}"
     assert max(r[1] for r in readings) == 4, f"faces: {[r[1] for r in readings]}"
