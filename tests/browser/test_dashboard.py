@@ -1,19 +1,107 @@
-"""Each page used as a new user would: in Chromium, on the real UTKFace images and the shipped model."""
+"""Each page used as a new user would, in a real headless Chromium against a real ``streamlit run
+app.py``, on the real UTKFace images and the shipped model. Run with ``make test-browser``."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, no_exceptions, wait_idle
 
-from agelab.paths import data_dir
+from agelab.paths import PROJECT_ROOT, data_dir
 
 pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("AGELAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# The network here is closed: Chromium's background connections would only be refused.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def wait_idle(page, timeout_s: float = 180) -> None:
+    """Until the script run that the last action started has ended."""
+    time.sleep(1.0)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if page.query_selector("[data-testid=stStatusWidget] button:has-text('Stop')") is None:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the app was still running after {timeout_s} s")
+
+
+def no_exceptions(page) -> None:
+    shown = [e.inner_text()[:500] for e in page.query_selector_all("[data-testid=stException]")]
+    assert not shown, shown
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard served on loopback, with its runs in a temporary folder."""
+    port = _free_port()
+    runs = tmp_path_factory.mktemp("runs")
+    env = {**os.environ, "AGELAB_RUNS_DIR": str(runs)}
+    log = open(runs.parent / "streamlit.log", "w")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail(f"streamlit exited with {server.returncode}; see {log.name}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: run `make test-browser`, which installs it")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install chromium`, or set AGELAB_CHROMIUM")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 @pytest.fixture
