@@ -11,6 +11,8 @@ from agelab import models, pipeline
 from agelab.bins import SEED10
 from agelab.data import load_dataset
 
+import tensorflow as tf  # noqa: E402  isort: skip  (after agelab, which must load first)
+
 
 @pytest.fixture(scope="module")
 def frame(utkface_dir, tmp_path_factory) -> pd.DataFrame:
@@ -110,3 +112,42 @@ def test_disk_cache_holds_the_decoded_images(frame, isolated_dirs):
     assert not cache.folder.exists()
     assert pipeline.choose_cache("auto", 1000, 112) == "memory"
     assert pipeline.choose_cache("auto", 10**6, 224) == "disk"
+
+
+def test_geometry_augmentation_flips_about_half_exactly_and_keeps_the_rest():
+    images = np.random.default_rng(0).uniform(0, 255, (256, 32, 40, 3)).astype("float32")
+    untouched = pipeline.RandomGeometry(False, 0.0, 0.0)(tf.constant(images)).numpy()
+    np.testing.assert_array_equal(untouched, images)
+    out = pipeline.RandomGeometry(True, 0.0, 0.0, seed=5)(tf.constant(images)).numpy()
+    mirrored = [np.allclose(o, i[:, ::-1]) for o, i in zip(out, images)]
+    same = [np.allclose(o, i) for o, i in zip(out, images)]
+    assert all(m or s for m, s in zip(mirrored, same))
+    assert 100 < sum(mirrored) < 156  # a fair coin per image
+    assert pipeline.RandomGeometry(True, 0.1, 0.1)(tf.constant(images), training=False) is not None
+
+
+def test_geometry_augmentation_rotates_a_real_face_and_reflects_the_border(frame):
+    face = pipeline.decode_image(frame["path"].iloc[0], 64).numpy().astype("float32")
+    batch = tf.constant(np.stack([face] * 8))
+    # A quarter turn at most: each image turns by its own angle, and no corner is left empty.
+    out = pipeline.RandomGeometry(False, 0.25, 0.0, seed=1)(batch).numpy()
+    assert out.shape == batch.shape
+    assert len({round(float(np.abs(o - face).mean()), 3) for o in out}) == 8
+    assert (out[:, :3, :3].max(axis=(1, 2, 3)) > 0).all()
+    zoomed = pipeline.RandomGeometry(False, 0.0, 0.3, seed=2)(batch).numpy()
+    assert not np.allclose(zoomed, face) and float(zoomed.min()) >= 0 and float(zoomed.max()) <= 255
+
+
+def test_tone_augmentation_shifts_brightness_and_scales_contrast_about_the_mean():
+    images = np.random.default_rng(1).uniform(80, 170, (64, 16, 16, 3)).astype("float32")
+    batch = tf.constant(images)
+    np.testing.assert_allclose(pipeline.RandomTone(0.0, 0.0)(batch).numpy(), images)
+    brighter = pipeline.RandomTone(0.0, 0.1, seed=3)(batch).numpy() - images
+    per_image = brighter.reshape(64, -1)
+    np.testing.assert_allclose(per_image.std(axis=1), 0, atol=1e-3)  # one shift per image
+    assert np.abs(per_image[:, 0]).max() <= 25.5 and per_image[:, 0].std() > 5
+    contrasted = pipeline.RandomTone(0.3, 0.0, seed=4)(batch).numpy()
+    np.testing.assert_allclose(contrasted.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=1e-2)
+    spread = contrasted.std(axis=(1, 2, 3)) / images.std(axis=(1, 2, 3))
+    assert spread.min() >= 0.69 and spread.max() <= 1.31 and spread.std() > 0.05
+    assert pipeline.RandomTone(0.5, 0.5)(tf.constant(images * 0 + 250), training=True).numpy().max() <= 255
