@@ -33,9 +33,7 @@ def test_app_runs_pages_without_clearing_the_keras_session(
 
 
 @pytest.mark.parametrize("page", ["predict.py", "review.py"])
-def test_keras_pages_keep_the_session_when_opened_without_app(
-    page, isolated_dirs, monkeypatch, clear_session_calls
-):
+def test_keras_pages_keep_the_session_when_opened_without_app(page, isolated_dirs, clear_session_calls):
     # A page opened by URL on a fresh server runs once without app.py (Streamlit's pages/ folder mode).
     AppTest.from_file(str(PROJECT_ROOT / "pages" / page), default_timeout=120).run()
     assert clear_session_calls == []
