@@ -27,6 +27,7 @@ REBALANCE = ("none", "undersample", "oversample", "class_weights")
 AGE_HEADS = ("dex", "regression")
 WEIGHTS = ("imagenet", "none")
 CACHE_MODES = ("auto", "memory", "disk")
+CROPS = ("aligned", "none")
 
 
 class ConfigError(ValueError):
@@ -88,6 +89,15 @@ OPTIONS: dict[str, Option] = {
     "aug_zoom": Option(0.1, "float", "max zoom fraction", (), 0.0, 0.9),
     "aug_contrast": Option(0.1, "float", "max contrast change", (), 0.0, 1.0),
     "aug_brightness": Option(0.1, "float", "max brightness change", (), 0.0, 1.0),
+    "aug_shift": Option(0.0, "float", "max shift, fraction of the side", (), 0.0, 0.5),
+    "aug_color": Option(0.0, "float", "max per-channel gain change (white balance)", (), 0.0, 1.0),
+    "aug_blur": Option(0.0, "float", "fraction of images softened by down-and-up scaling", (), 0.0, 1.0),
+    "crop": Option(
+        "aligned",
+        "choice",
+        "training input: the face detector's aligned crop, as predict makes it, or the file as it is",
+        CROPS,
+    ),
     "fast": Option(False, "bool", "train the heads on cached frozen-backbone features"),
     "max_images": Option(0, "int", "stratified subset of the dataset for quick runs (0: all)", (), 0, None),
     "seed": Option(0, "int", "random seed", (), 0, None),
@@ -116,9 +126,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         "fast": True,
         "epochs": 5,
         "fine_tune_layers": 100,
-        "fine_tune_epochs": 40,
+        "fine_tune_epochs": 30,
         "fine_tune_learning_rate": 4e-4,
         "lr_schedule": "cosine",
+        "crop": "aligned",
+        "aug_rotation": 0.03,
+        "aug_shift": 0.04,
+        "aug_color": 0.1,
+        "aug_blur": 0.3,
     },
     "quick": {"model": "mobilenet_v2", "alpha": 0.35, "image_size": 112, "fast": True, "epochs": 10},
     "seed": {

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from agelab import atomic
+from agelab.crop import ALIGN_POINTS, align_face
 from agelab.paths import mirror_dir, models_dir
 
 # See the module docstring for how this was measured.
@@ -73,11 +74,18 @@ class DetectorModelError(RuntimeError):
 
 @dataclass
 class Face:
-    """One detected face. ``box`` is ``(x, y, width, height)`` in the original image's pixels."""
+    """One detected face. ``box`` is ``(x, y, width, height)`` and ``keypoints`` (6 x 2: right eye,
+    left eye, nose tip, mouth centre, right ear, left ear) are in the original image's pixels;
+    ``crop`` is the aligned crop the model sees (:func:`agelab.crop.align_face`)."""
 
     box: tuple[int, int, int, int]
     score: float
     crop: np.ndarray = field(repr=False)
+    keypoints: np.ndarray | None = field(default=None, repr=False)
+
+
+# A located face: the box (unclipped, original pixels), the score, and the keypoints.
+Located = tuple[tuple[float, float, float, float], float, np.ndarray]
 
 
 # --------------------------------------------------------------------------- images
@@ -305,10 +313,9 @@ class FaceDetector:
         self._last_ts = -1
         _OPEN_DETECTORS.add(self)
 
-    def locate(
-        self, image: np.ndarray, min_score: float, timestamp_ms: int | None
-    ) -> list[tuple[tuple[float, float, float, float], float]]:
-        """Boxes in ``image``'s pixels, not clipped to it (a face at the edge reaches past it)."""
+    def locate(self, image: np.ndarray, min_score: float, timestamp_ms: int | None) -> list[Located]:
+        """Boxes and keypoints in ``image``'s pixels, not clipped to it (a face at the edge reaches
+        past it)."""
         import cv2
 
         height, width = image.shape[:2]
@@ -330,7 +337,7 @@ class FaceDetector:
 
     def _detect_once(
         self, pixels: np.ndarray, pad: int, scale: float, min_score: float, timestamp_ms: int | None
-    ) -> list[tuple[tuple[float, float, float, float], float]]:
+    ) -> list[Located]:
         frame = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(pixels))
         with self._lock:
             if self.mode == "video":
@@ -347,7 +354,12 @@ class FaceDetector:
                 continue
             b = det.bounding_box
             raw = ((b.origin_x - pad) / scale, (b.origin_y - pad) / scale, b.width / scale, b.height / scale)
-            found.append((raw, score))
+            height, width = pixels.shape[:2]
+            keypoints = np.array(
+                [((k.x * width - pad) / scale, (k.y * height - pad) / scale) for k in det.keypoints or []],
+                np.float64,
+            ).reshape(-1, 2)
+            found.append((raw, score, keypoints))
         return found
 
     def boxes(
@@ -356,7 +368,8 @@ class FaceDetector:
         """Face boxes ``(x, y, w, h)``, clipped to ``image``, with their scores, best first."""
         height, width = image.shape[:2]
         return [
-            (_clip(raw, width, height), score) for raw, score in self.locate(image, min_score, timestamp_ms)
+            (_clip(raw, width, height), score)
+            for raw, score, _ in self.locate(image, min_score, timestamp_ms)
         ]
 
     def detect(
@@ -365,19 +378,21 @@ class FaceDetector:
         """Every face scoring at least ``min_score``, best first, with its crop."""
         return self.crop_all(image, self.locate(image, min_score, timestamp_ms))
 
-    def crop_all(
-        self, image: np.ndarray, located: list[tuple[tuple[float, float, float, float], float]]
-    ) -> list[Face]:
-        """Faces for :meth:`locate`'s boxes. The crop is taken around the unclipped box, so a face at
-        the border is padded rather than shifted."""
+    def crop_all(self, image: np.ndarray, located: list[Located]) -> list[Face]:
+        """Faces for :meth:`locate`'s boxes, each aligned by its keypoints (:mod:`agelab.crop`); a
+        face at the border is padded black rather than shifted. Without keypoints (a detector model
+        that gives none) the crop is the box grown by ``margin``."""
         height, width = image.shape[:2]
         faces = []
-        for raw, score in located:
+        for raw, score, keypoints in located:
             box = _clip(raw, width, height)
             if box[2] < 2 or box[3] < 2:
                 continue
-            unclipped = tuple(int(round(v)) for v in raw)
-            faces.append(Face(box, score, crop_face(image, unclipped, self.margin)))
+            if len(keypoints) >= ALIGN_POINTS:
+                crop = align_face(image, keypoints)
+            else:
+                crop = crop_face(image, tuple(int(round(v)) for v in raw), self.margin)
+            faces.append(Face(box, score, crop, keypoints))
         return faces
 
     def close(self) -> None:

@@ -36,13 +36,22 @@ SHUFFLE_BUFFER = 4096
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Strengths of the training-time augmentations; 0 (or False) turns one off."""
+    """Strengths of the training-time augmentations; 0 (or False) turns one off.
+
+    ``shift`` (a fraction of the side) with ``rotation`` and ``zoom`` covers the framing jitter of a
+    detector's keypoints; ``color`` (per-channel gain, i.e. white balance) and ``blur`` (the fraction
+    of images softened by a random down-and-up scaling) make UTKFace's studio-like crops look more
+    like photos and webcam frames.
+    """
 
     flip: bool = True
     rotation: float = 0.05
     zoom: float = 0.1
     contrast: float = 0.1
     brightness: float = 0.1
+    shift: float = 0.0
+    color: float = 0.0
+    blur: float = 0.0
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Augmentation | None:
@@ -54,15 +63,20 @@ class Augmentation:
             config["aug_zoom"],
             config["aug_contrast"],
             config["aug_brightness"],
+            config["aug_shift"],
+            config["aug_color"],
+            config["aug_blur"],
         )
 
     def layers(self, seed: int = 0) -> Callable[..., tf.Tensor]:
         """The augmentations as one callable on a float batch: ``augment(images, training=True)``."""
         steps: list[Callable[..., tf.Tensor]] = []
-        if self.flip or self.rotation or self.zoom:
-            steps.append(RandomGeometry(self.flip, self.rotation, self.zoom, seed=seed + 1))
-        if self.contrast or self.brightness:
-            steps.append(RandomTone(self.contrast, self.brightness, seed=seed + 4))
+        if self.flip or self.rotation or self.zoom or self.shift:
+            steps.append(RandomGeometry(self.flip, self.rotation, self.zoom, seed=seed + 1, shift=self.shift))
+        if self.blur:
+            steps.append(RandomSoften(self.blur, seed=seed + 7))
+        if self.contrast or self.brightness or self.color:
+            steps.append(RandomTone(self.contrast, self.brightness, seed=seed + 4, color=self.color))
 
         def augment(images: tf.Tensor, training: bool = True) -> tf.Tensor:
             for step in steps:
@@ -82,8 +96,8 @@ class RandomGeometry:
     (bench/pipeline.py).
     """
 
-    def __init__(self, flip: bool, rotation: float, zoom: float, seed: int = 0) -> None:
-        self.flip, self.rotation, self.zoom, self.seed = flip, rotation, zoom, seed
+    def __init__(self, flip: bool, rotation: float, zoom: float, seed: int = 0, shift: float = 0.0) -> None:
+        self.flip, self.rotation, self.zoom, self.seed, self.shift = flip, rotation, zoom, seed, shift
 
     def __call__(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
         if not training:
@@ -100,9 +114,11 @@ class RandomGeometry:
         cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
         a0, a1, b0, b1 = cos * mirror, -sin, sin * mirror, cos
         cx, cy = (width - 1) / 2, (height - 1) / 2
+        dx = tf.random.uniform([n], -self.shift, self.shift, seed=self.seed + 3) * width
+        dy = tf.random.uniform([n], -self.shift, self.shift, seed=self.seed + 4) * height
         zeros = tf.zeros([n])
         transforms = tf.stack(
-            [a0, a1, cx - a0 * cx - a1 * cy, b0, b1, cy - b0 * cx - b1 * cy, zeros, zeros], axis=1
+            [a0, a1, cx - a0 * cx - a1 * cy + dx, b0, b1, cy - b0 * cx - b1 * cy + dy, zeros, zeros], axis=1
         )
         return tf.raw_ops.ImageProjectiveTransformV3(
             images=images,
@@ -115,11 +131,12 @@ class RandomGeometry:
 
 
 class RandomTone:
-    """Random contrast (about each image's per-channel mean) and brightness, on 0-255 images, in one
-    element-wise pass: what ``RandomContrast`` then ``RandomBrightness`` draw, clipped to 0-255."""
+    """Random contrast (about each image's per-channel mean), brightness and per-channel gain (white
+    balance), on 0-255 images, in one element-wise pass, clipped to 0-255. Contrast and brightness
+    draw what ``RandomContrast`` then ``RandomBrightness`` draw."""
 
-    def __init__(self, contrast: float, brightness: float, seed: int = 0) -> None:
-        self.contrast, self.brightness, self.seed = contrast, brightness, seed
+    def __init__(self, contrast: float, brightness: float, seed: int = 0, color: float = 0.0) -> None:
+        self.contrast, self.brightness, self.seed, self.color = contrast, brightness, seed, color
 
     def __call__(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
         if not training:
@@ -127,8 +144,30 @@ class RandomTone:
         n = tf.shape(images)[0]
         factor = 1.0 + tf.random.uniform([n, 1, 1, 1], -self.contrast, self.contrast, seed=self.seed)
         shift = 255.0 * tf.random.uniform([n, 1, 1, 1], -self.brightness, self.brightness, seed=self.seed + 1)
+        if self.color:
+            factor = factor * (
+                1.0 + tf.random.uniform([n, 1, 1, 3], -self.color, self.color, seed=self.seed + 2)
+            )
         mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
         return tf.clip_by_value((images - mean) * factor + mean + shift, 0.0, 255.0)
+
+
+class RandomSoften:
+    """Softens a random ``fraction`` of the images as a small or distant face is softened: each
+    batch draws one scale in 0.35-0.8, and the chosen images are shrunk to it and enlarged back."""
+
+    def __init__(self, fraction: float, seed: int = 0) -> None:
+        self.fraction, self.seed = fraction, seed
+
+    def __call__(self, images: tf.Tensor, training: bool = True) -> tf.Tensor:
+        if not training:
+            return images
+        shape = tf.shape(images)
+        scale = tf.random.uniform([], 0.35, 0.8, seed=self.seed)
+        small = tf.cast(tf.round(tf.cast(shape[1:3], tf.float32) * scale), tf.int32)
+        soft = tf.image.resize(tf.image.resize(images, small, antialias=True), shape[1:3])
+        chosen = tf.random.uniform([shape[0], 1, 1, 1], seed=self.seed + 1) < self.fraction
+        return tf.where(chosen, soft, images)
 
 
 def stratified_subset(frame: pd.DataFrame, count: int, scheme: BinScheme, seed: int = 0) -> pd.DataFrame:
@@ -157,8 +196,16 @@ def labels_of(frame: pd.DataFrame, scheme: BinScheme) -> dict[str, np.ndarray]:
     }
 
 
+def input_paths(frame: pd.DataFrame) -> np.ndarray:
+    """The file each row's model input is read from: its aligned crop (``input``, made by
+    :mod:`agelab.crop_cache`) when the frame has one, else the image itself."""
+    column = "input" if "input" in frame else "path"
+    return frame[column].astype(str).to_numpy()
+
+
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """A file -> an RGB uint8 image of ``image_size`` x ``image_size``."""
+    """A file -> an RGB uint8 image of ``image_size`` x ``image_size``. An aligned crop is stored at
+    that size already, and resizing to its own size returns it unchanged (tests/test_crop.py)."""
     raw = tf.io.read_file(path)
     image = tf.io.decode_image(raw, channels=3, expand_animations=False)
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
@@ -213,8 +260,7 @@ def image_dataset(
         # Shuffle the order once before caching, so the bounded shuffle buffer below mixes
         # an already random order (the frame is sorted by file name, i.e. by age).
         frame = frame.sample(frac=1.0, random_state=seed)
-    paths = frame["path"].astype(str).to_numpy()
-    ds = tf.data.Dataset.from_tensor_slices(paths)
+    ds = tf.data.Dataset.from_tensor_slices(input_paths(frame))
     ds = ds.map(lambda p: decode_image(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache == "memory":
         ds = ds.cache()
@@ -282,7 +328,8 @@ def cached_features(
 ) -> tuple[np.ndarray, bool]:
     """Frozen-backbone features of every row of ``frame`` (in its order), and whether they came
     from the cache. Computed once per backbone, size and image set, then read from disk."""
-    unique_paths = sorted(set(frame["path"].astype(str)))
+    inputs = input_paths(frame)
+    unique_paths = sorted(set(inputs))
     path = feature_cache_path(key_parts, unique_paths)
     from_cache = path.exists()
     if from_cache:
@@ -312,4 +359,4 @@ def cached_features(
 
         atomic.write_with(path, write)
     position = pd.Series(np.arange(len(names)), index=names)
-    return vectors[position.loc[frame["path"].astype(str)].to_numpy()], from_cache
+    return vectors[position.loc[inputs].to_numpy()], from_cache

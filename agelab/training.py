@@ -408,6 +408,11 @@ class Trainer:
 
         frame = load_dataset(c["data"])
         frame = pipeline.stratified_subset(frame, c["max_images"], scheme, c["seed"])
+        if c["crop"] == "aligned":
+            from agelab.crop_cache import aligned_inputs
+
+            # Train on what predict feeds the model: the detector's aligned crop of each image.
+            frame = aligned_inputs(frame, c["image_size"], self.log)
         splits = {
             name: frame[frame["split"] == name].reset_index(drop=True) for name in ("train", "val", "test")
         }
