@@ -67,6 +67,9 @@ OPTIONS: dict[str, Option] = {
     "recipe": Option("none", "choice", "named preset applied before other keys", ()),
     "data": Option("", "str", "UTKFace folder (empty: AGELAB_DATA or data/UTKFace)"),
     "name": Option("", "str", "run name; the folder is runs/<name>-<n> (empty: the model name)"),
+    "exclude": Option(
+        "", "str", "a marks CSV (Review's 'label looks wrong' export): its files are left out (empty: none)"
+    ),
     "model": Option("mobilenet_v2", "choice", "architecture", MODELS),
     "alpha": Option(0.0, "alpha", "MobileNet width multiplier (0: the model's default)"),
     "weights": Option("imagenet", "choice", "backbone initial weights", WEIGHTS),
@@ -220,8 +223,22 @@ def coerce(key: str, value: Any) -> Any:
     return "" if value is None else str(value)
 
 
+def check_exclude(path: str) -> None:
+    """``exclude`` must name a readable marks CSV with a ``file`` column."""
+    from agelab.marks import excluded_files
+
+    try:
+        excluded_files(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"bad value exclude={path!r}: {err}; give a marks CSV such as the Review page exports"
+        ) from None
+
+
 def check_combination(config: Mapping[str, Any]) -> None:
     """Rules that involve several keys."""
+    if config.get("exclude"):
+        check_exclude(config["exclude"])
     model = config["model"]
     alpha = config["alpha"]
     if model in ALPHAS:

@@ -50,7 +50,7 @@ SLICE_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "gender x age bin": ("gender_label", "true_label"),
     "ethnicity x age bin": ("ethnicity", "true_label"),
 }
-SORTS = ("confidence", "age error", "random")
+SORTS = ("most wrong", "confidence", "age error", "random")
 DIRECTIONS = ("any", "over", "under")
 
 
@@ -316,7 +316,7 @@ class GalleryQuery:
     genders: tuple[int, ...] = ()
     races: tuple[int, ...] = ()
     direction: str = "any"
-    sort: str = "confidence"
+    sort: str = "most wrong"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -349,14 +349,20 @@ def filter_predictions(frame: pd.DataFrame, query: GalleryQuery) -> pd.DataFrame
     return frame[keep]
 
 
-def sort_predictions(frame: pd.DataFrame, by: str = "confidence", seed: int = 0) -> pd.DataFrame:
-    """Most confident first, largest age error first, or a seeded shuffle.
+def sort_predictions(frame: pd.DataFrame, by: str = "most wrong", seed: int = 0) -> pd.DataFrame:
+    """Most wrong first (bins off, then confidence, then age error), most confident first, largest
+    age error first, or a seeded shuffle.
 
-    Without bin probabilities (a rebinned table) "confidence" falls back to the age error.
+    Without bin probabilities (a rebinned table) confidence is left out: "most wrong" breaks ties by
+    the age error, and "confidence" falls back to it.
     """
     if by == "random":
         return frame.iloc[np.random.default_rng(seed).permutation(len(frame))]
-    if by == "confidence" and frame["confidence"].notna().any():
+    has_confidence = frame["confidence"].notna().any()
+    if by == "most wrong":
+        keys = ["abs_distance", *(["confidence"] if has_confidence else []), "abs_age_error"]
+        return frame.sort_values(keys, ascending=False, kind="stable", na_position="last")
+    if by == "confidence" and has_confidence:
         return frame.sort_values(
             ["confidence", "abs_age_error"], ascending=False, kind="stable", na_position="last"
         )
@@ -380,18 +386,59 @@ def page_of(frame: pd.DataFrame, page: int, page_size: int) -> pd.DataFrame:
     return frame.iloc[(page - 1) * page_size : page * page_size]
 
 
-def tile_caption(row: Any) -> str:
-    """What a gallery tile says: true age and bin, predicted bin with probability, predicted age,
-    and the gender prediction."""
+def distance_text(distance: int) -> str:
+    """``0`` -> ``"exact bin"``, ``2`` -> ``"+2 bins"``, ``-1`` -> ``"-1 bin"``."""
+    distance = int(distance)
+    if distance == 0:
+        return "exact bin"
+    return f"{distance:+d} bin{'s' if abs(distance) != 1 else ''}"
+
+
+def tile_lines(row: Any) -> list[str]:
+    """What a gallery tile says, one line each: the truth (bin, age, gender, ethnicity), the
+    prediction (bin with its probability, the distance, the age), the gender guess, and the file.
+
+    ``["true: Adult (25-34) · 29 y · Female · Asian",
+    "predicted: Teen (13-19) 71% · -2 bins · 24.1 y", "gender guess: Male 88%, wrong",
+    "29_1_2_20170116174525125.jpg.chip.jpg"]``
+    """
     prob = "" if pd.isna(row.confidence) else f" {row.confidence:.0%}"
-    sign = f"{row.distance:+d}" if row.distance else "0"
     female = float(row.prob_female)
-    gender_prob = female if row.pred_gender == 1 else 1 - female
-    mark = "ok" if row.gender_correct else "wrong"
-    return (
-        f"true {int(row.age)} · {row.true_label}\n"
-        f"pred {row.pred_label}{prob} ({sign} bins) · {row.pred_age:.1f} y\n"
-        f"{row.pred_gender_label} {gender_prob:.0%} ({mark})"
+    gender_prob = female if int(row.pred_gender) == 1 else 1 - female
+    verdict = "right" if row.gender_correct else "wrong"
+    return [
+        f"true: {row.true_label} · {int(row.age)} y · {GENDERS[int(row.gender)]} · {RACES[int(row.race)]}",
+        f"predicted: {row.pred_label}{prob} · {distance_text(row.distance)} · {row.pred_age:.1f} y",
+        f"gender guess: {row.pred_gender_label} {gender_prob:.0%}, {verdict}",
+        os.path.basename(row.path),
+    ]
+
+
+def tile_caption(row: Any) -> str:
+    """The tile's lines as one text, a line each."""
+    return "\n".join(tile_lines(row))
+
+
+def tile_markdown(row: Any) -> str:
+    """The tile's lines as Markdown, with hard line breaks (a plain newline would join them)."""
+    truth, prediction, gender, file = tile_lines(row)
+    return "  \n".join([truth, f"**{prediction}**", gender, f"`{file}`"])
+
+
+def bin_probabilities(row: Any, labels: Sequence[str]) -> pd.DataFrame | None:
+    """The model's probability for every bin of one prediction (``bin``, ``label``, ``probability``,
+    and whether the bin is the true one or the predicted one), or None after rebinning."""
+    values = [getattr(row, f"bin_prob_{k}", None) for k in range(len(labels))]
+    if any(v is None or pd.isna(v) for v in values):
+        return None
+    return pd.DataFrame(
+        {
+            "bin": range(len(labels)),
+            "label": list(labels),
+            "probability": np.asarray(values, dtype=float),
+            "true": [k == int(row.true_bin) for k in range(len(labels))],
+            "predicted": [k == int(row.pred_bin) for k in range(len(labels))],
+        }
     )
 
 

@@ -407,6 +407,14 @@ class Trainer:
         scheme = get_scheme(c["bins"])
 
         frame = load_dataset(c["data"])
+        if c.get("exclude"):
+            from agelab.marks import excluded_files
+
+            # Faces marked "label looks wrong" on the Review page, left out of every split.
+            dropped = frame["file"].isin(excluded_files(c["exclude"]))
+            frame = frame[~dropped].reset_index(drop=True)
+            self.metrics["n_excluded"] = int(dropped.sum())
+            self.log(f"exclude {c['exclude']}: {int(dropped.sum())} marked images left out")
         frame = pipeline.stratified_subset(frame, c["max_images"], scheme, c["seed"])
         if c["crop"] == "aligned":
             from agelab.crop_cache import aligned_inputs
