@@ -18,3 +18,20 @@ def keep_models_warm() -> None:
     # Private API, so only where it exists; without it the app still works, only slower.
     if hasattr(script_runner, "_clean_problem_modules"):
         script_runner._clean_problem_modules = _keep_keras_session
+
+
+def through_app() -> None:
+    """Run this page through app.py's navigation, even when it is opened first by its URL.
+
+    Because ``pages/`` exists beside app.py, Streamlit starts in its old folder mode: until some
+    session runs app.py (and so ``st.navigation``), a page opened by URL (``/review``) runs alone,
+    without app.py's page config and menu. Called at the top of every page: in that mode it switches
+    the server to app.py's navigation and reruns, so the same URL now runs app.py, which runs this
+    page with the wide layout and the named, iconed menu. Under app.py it does nothing.
+    """
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False  # what st.navigation itself sets, process-wide
+        st.rerun()

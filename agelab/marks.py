@@ -13,6 +13,7 @@ import fcntl
 import io
 import os
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,3 +118,12 @@ def export_csv(table: pd.DataFrame) -> bytes:
     buffer = io.StringIO()
     table[[c for c in COLUMNS if c in table.columns]].to_csv(buffer, index=False)
     return buffer.getvalue().encode("utf-8")
+
+
+def marked_paths(paths: Iterable[str]) -> set[str]:
+    """Which of ``paths`` are marked, each looked up in its own folder's marks."""
+    paths = list(paths)
+    by_folder: dict[str, set[str]] = {}
+    for folder in {os.path.dirname(p) for p in paths}:
+        by_folder[folder] = marked_files(folder)
+    return {p for p in paths if os.path.basename(p) in by_folder[os.path.dirname(p)]}

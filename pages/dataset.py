@@ -11,6 +11,9 @@ from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.data import GENDERS, RACES, build_index, dedupe
 from agelab.paths import data_dir
 from agelab.rebalance import STRATEGIES, default_target, rebalance
+from streamlit_setup import through_app
+
+through_app()
 
 COLORS = {"Male": "#4C78A8", "Female": "#E45756"}
 
@@ -32,9 +35,20 @@ with st.sidebar:
 
 try:
     scheme = get_scheme(edges if scheme_name == "custom" else scheme_name)
-    frame, malformed, duplicates, summary = load(folder, Path(folder).stat().st_mtime)
-except (ValueError, FileNotFoundError) as err:
+    # The folder's own change time keys the cache; a missing folder gets build_index's message.
+    signature = Path(folder).stat().st_mtime if Path(folder).is_dir() else 0.0
+    frame, malformed, duplicates, summary = load(folder, signature)
+except (ValueError, OSError) as err:
     st.error(str(err))
+    st.stop()
+if frame.empty:
+    st.warning(
+        f"No well-named UTKFace image in `{folder}` ({summary['total']:,} image files, "
+        f"{summary['malformed']:,} left out): point the dataset folder at the UTKFace images.",
+        icon=":material/warning:",
+    )
+    if not malformed.empty:
+        st.dataframe(malformed[["file", "reason"]], hide_index=True, width="stretch")
     st.stop()
 
 data = eda.labelled(dedupe(frame, "drop_conflicts" if drop_dups else "none"), scheme)
@@ -59,7 +73,8 @@ with st.expander(
 ):
     st.subheader("Malformed names (left out)")
     st.dataframe(malformed[["file", "reason"]], hide_index=True, width="stretch")
-    st.image(malformed["path"].tolist(), caption=malformed["file"].tolist(), width=100)
+    viewable = malformed[~malformed["reason"].str.startswith("cannot be read")]
+    st.image(viewable["path"].tolist(), caption=viewable["file"].tolist(), width=100)
     st.subheader("Byte-identical images under different names")
     only_conflicts = st.checkbox("Only groups with conflicting labels", value=True)
     shown = (

@@ -12,15 +12,26 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from agelab import evaluation as ev
+from agelab import marks, palette, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.data import GENDERS, RACES
-from streamlit_setup import keep_models_warm
+from streamlit_setup import keep_models_warm, through_app
 
+through_app()
 keep_models_warm()
 
-FILTER_KEYS = ("rv_dist_mode", "rv_dist_k", "rv_direction", "rv_true", "rv_pred", "rv_gender", "rv_eth")
+# Every gallery filter and its cleared value. Clear and chart clicks assign these (popping the keys
+# would leave the browser's chips in place, and they came back on the next change).
+FILTER_DEFAULTS = {
+    "rv_dist_mode": "any",
+    "rv_dist_k": 0,
+    "rv_direction": "any",
+    "rv_true": [],
+    "rv_pred": [],
+    "rv_gender": [],
+    "rv_eth": [],
+}
 DIST_MODES = ("any", "exactly", "at least")
-COLORS = {"under": "#4C78A8", "exact": "#54A24B", "over": "#E45756"}
 
 
 @st.cache_data(show_spinner="Loading predictions...", max_entries=8)
@@ -49,8 +60,8 @@ def prepared(source: ev.PredictionSource, scheme: str) -> pd.DataFrame:
 
 
 def reset_filters() -> None:
-    for key in FILTER_KEYS:
-        st.session_state.pop(key, None)
+    for key, value in FILTER_DEFAULTS.items():
+        st.session_state[key] = list(value) if isinstance(value, list) else value
 
 
 def apply_selection(update: dict, labels: list[str]) -> None:
@@ -120,7 +131,9 @@ def confusion_figure(frame: pd.DataFrame, scheme_labels: list[str], normalized: 
             y=ticks,
             text=text,
             texttemplate="%{text}",
+            textfont={"size": 15 if k <= 10 else 12},
             colorscale="Blues",
+            colorbar={"title": "share" if normalized else "images", "thickness": 12},
             customdata=counts,
             hovertemplate="true %{y}, predicted %{x}<br>%{customdata} images<extra></extra>",
         )
@@ -141,15 +154,21 @@ def confusion_figure(frame: pd.DataFrame, scheme_labels: list[str], normalized: 
         )
     )
     fig.update_layout(
-        xaxis={"title": "predicted bin", "tickvals": ticks, "ticktext": scheme_labels, "side": "bottom"},
-        yaxis={"title": "true bin", "tickvals": ticks, "ticktext": scheme_labels, "autorange": "reversed"},
-        height=460 + 8 * k,
+        xaxis={"title": "predicted age bin", "tickvals": ticks, "ticktext": scheme_labels, "side": "bottom"},
+        yaxis={
+            "title": "true age bin",
+            "tickvals": ticks,
+            "ticktext": scheme_labels,
+            "autorange": "reversed",
+        },
+        height=480 + 10 * k,
         margin={"t": 10},
+        font={"size": 13},
     )
     return fig
 
 
-def distance_figure(dist: pd.DataFrame) -> go.Figure:
+def distance_figure(dist: pd.DataFrame, log_axis: bool) -> go.Figure:
     fig = go.Figure()
     for direction in ("under", "exact", "over"):
         part = dist[dist["direction"] == direction]
@@ -157,19 +176,27 @@ def distance_figure(dist: pd.DataFrame) -> go.Figure:
             go.Bar(
                 x=part["distance"],
                 y=part["count"],
-                name={"under": "under-estimate", "exact": "exact", "over": "over-estimate"}[direction],
-                marker_color=COLORS[direction],
+                name=palette.DIRECTION_NAMES[direction],
+                marker_color=palette.DIRECTION[direction],
+                # Each bar says its count, so the rare far misses stay visible on a linear axis.
+                text=part["count"],
+                textposition="outside",
+                cliponaxis=False,
                 customdata=part["share"],
                 hovertemplate="%{x:+d} bins: %{y} images (%{customdata:.1%})<br>click to show them<extra></extra>",
             )
         )
     fig.update_layout(
         xaxis={"title": "bin distance (predicted - true)", "dtick": 1},
-        yaxis={"title": "images"},
-        height=320,
-        margin={"t": 30},
-        # Above the plot: below it, the legend covered the axis title.
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        yaxis={
+            "title": "images" + (" (log scale)" if log_axis else ""),
+            "type": "log" if log_axis else "linear",
+        },
+        height=340,
+        margin={"t": 30, "r": 10},
+        # Right of the plot, below the toolbar: above the plot the toolbar covered it, below it the
+        # axis title.
+        legend={"orientation": "v", "yanchor": "top", "y": 0.85, "x": 1.02},
         bargap=0.15,
     )
     return fig
@@ -193,16 +220,112 @@ def comparison_figure(frames: dict[str, pd.DataFrame]) -> go.Figure:
         barmode="group",
         xaxis={"title": "bin distance (predicted - true)", "dtick": 1},
         yaxis={"title": "share of images", "tickformat": ".0%"},
-        height=300,
-        margin={"t": 10},
-        legend={"orientation": "h"},
+        height=360,
+        margin={"t": 60},
+        # Above the plot, clear of the axis title (below it, it sat on the title).
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
     )
     return fig
 
 
+def bin_probability_figure(probs: pd.DataFrame) -> go.Figure:
+    colors = palette.bin_colors(probs["label"].tolist())
+    role = np.where(probs["true"] & probs["predicted"], "true and predicted", "")
+    role = np.where(probs["true"] & ~probs["predicted"], "true bin", role)
+    role = np.where(~probs["true"] & probs["predicted"], "predicted bin", role)
+    fig = go.Figure(
+        go.Bar(
+            x=probs["label"],
+            y=probs["probability"],
+            marker_color=[colors[label] for label in probs["label"]],
+            marker_line={"color": ["black" if r else "rgba(0,0,0,0)" for r in role], "width": 2},
+            text=[f"{p:.0%}" + (f"<br>{r}" if r else "") for p, r in zip(probs["probability"], role)],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis={"title": "age bin"},
+        yaxis={"title": "model's probability", "tickformat": ".0%", "range": [0, 1.15]},
+        height=340,
+        margin={"t": 20},
+    )
+    return fig
+
+
+@st.dialog("Face", width="large")
+def face_dialog(row: pd.Series, labels: list[str], marked: bool) -> None:
+    """The face large, with everything the tile says and the model's probability for every bin."""
+    left, right = st.columns([2, 3])
+    if os.path.exists(row["path"]):
+        left.image(row["path"], width="stretch")
+    else:
+        left.warning(f"missing file {row['path']}")
+    right.markdown(ev.tile_markdown(row))
+    if marked:
+        right.caption(":material/flag: Marked: label looks wrong")
+    probs = ev.bin_probabilities(row, labels)
+    if probs is None:
+        right.caption("Bin probabilities do not apply after rebinning to another scheme.")
+    else:
+        right.plotly_chart(bin_probability_figure(probs), key="rv_dialog_probs")
+
+
+def toggle_mark(path: str, key: str) -> None:
+    marks.set_mark(os.path.dirname(path), path, marked=bool(st.session_state[key]))
+
+
+def mark_key(path: str) -> str:
+    return f"rv_mark_{os.path.basename(path)}"
+
+
+def gallery_tile(row: pd.Series, labels: list[str], marked: bool) -> None:
+    with st.container(border=True):
+        if os.path.exists(row["path"]):
+            st.image(row["path"], width="stretch")
+        else:
+            st.caption(f"missing file {row['path']}")
+        st.caption(ev.tile_markdown(row))
+        key = mark_key(row["path"])
+        st.checkbox(
+            "label looks wrong",
+            value=marked,
+            key=key,
+            on_change=toggle_mark,
+            args=(row["path"], key),
+            help="Keeps a mark beside the dataset index; `train exclude=` leaves marked faces out",
+        )
+        if st.button("Open", key=f"rv_open_{os.path.basename(row['path'])}", icon=":material/open_in_full:"):
+            face_dialog(row, labels, bool(st.session_state.get(key, marked)))
+
+
+def marks_summary(frame: pd.DataFrame) -> None:
+    folder = ev.image_folder(frame)
+    if folder is None:
+        st.caption("The images sit in several folders: each folder keeps its own marks.")
+        return
+    table = marks.load_marks(folder)
+    path = marks.marks_path(folder)
+    st.markdown(f"**{len(table)}** face{'s' if len(table) != 1 else ''} marked *label looks wrong*.")
+    if table.empty:
+        return
+    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 250))
+    st.download_button(
+        "Export the marks (CSV)",
+        data=marks.export_csv(table),
+        file_name="marks.csv",
+        mime="text/csv",
+        key="rv_marks_export",
+    )
+    st.caption(f"Kept in `{path}`. Train without them: `python -m agelab train exclude={path}`.")
+
+
 @st.fragment
-def gallery(filtered: pd.DataFrame, sort: str, page_size: int, page_key: str) -> None:
-    """Only this part reruns when the user pages, so paging through thousands stays quick."""
+def gallery(
+    filtered: pd.DataFrame, frame: pd.DataFrame, labels: list[str], sort: str, page_size: int, page_key: str
+) -> None:
+    """Only this part reruns when the user pages or marks, so paging through thousands stays quick."""
     ordered = ev.sort_predictions(filtered, sort, seed=0)
     pages = ev.page_count(len(ordered), page_size)
     # A new query or order gets a new key, so the pager starts again at page 1.
@@ -210,12 +333,11 @@ def gallery(filtered: pd.DataFrame, sort: str, page_size: int, page_key: str) ->
     rows = ev.page_of(ordered, page, page_size)
     first = (page - 1) * page_size
     st.caption(f"Images {first + 1:,}-{first + len(rows):,} of {len(ordered):,}")
-    with st.grid(columns="auto", min_column_width=150, gap="small"):
-        for row in rows.itertuples(index=False):
-            if os.path.exists(row.path):
-                st.image(row.path, caption=ev.tile_caption(row), width="stretch")
-            else:
-                st.caption(f"missing file {row.path}\n{ev.tile_caption(row)}")
+    marked = marks.marked_paths(rows["path"])
+    with st.grid(columns="auto", min_column_width=220, gap="small"):
+        for _, row in rows.iterrows():
+            gallery_tile(row, labels, row["path"] in marked)
+    marks_summary(frame)
 
 
 def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: bool) -> None:
@@ -235,25 +357,25 @@ def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: 
             else " The image folder could not be indexed, so duplicates are not shown."
         )
     )
-    for row in mistakes.itertuples(index=False):
-        duplicates = row.conflicting_duplicates
+    for _, row in mistakes.iterrows():
+        duplicates = row["conflicting_duplicates"]
         cols = st.columns([1, 3])
         with cols[0]:
-            if os.path.exists(row.path):
-                st.image(row.path, caption=ev.tile_caption(row), width="stretch")
+            if os.path.exists(row["path"]):
+                st.image(row["path"], width="stretch")
         with cols[1]:
-            st.markdown(f"`{os.path.basename(row.path)}`")
+            st.markdown(ev.tile_markdown(row))
             if duplicates:
                 st.markdown("**Same bytes, other labels:**")
                 with st.grid(columns=4, min_column_width=110):
                     for dup in duplicates:
-                        caption = (
-                            f"{dup['age']} y · {GENDERS[dup['gender']]} · {RACES[dup['race']]}\n{dup['file']}"
-                        )
-                        if os.path.exists(dup["path"]):
-                            st.image(dup["path"], caption=caption, width="stretch")
-                        else:
-                            st.caption(caption)
+                        with st.container():
+                            if os.path.exists(dup["path"]):
+                                st.image(dup["path"], width="stretch")
+                            st.caption(
+                                f"{dup['age']} y · {GENDERS[dup['gender']]} · {RACES[dup['race']]}  \n"
+                                f"`{dup['file']}`"
+                            )
             else:
                 st.caption("No conflicting duplicate.")
 
@@ -324,12 +446,9 @@ if other_name != "(none)":
 show_headline(main, other)
 if other is not None:
     st.caption(f"Deltas compare **{source.name}** against **{other_name}**.")
-    side = st.columns(2)
-    side[0].dataframe(
-        ev.compare_headlines({source.name: main, other_name: other}),
-        width="stretch",
-        key="rv_compare_table",
-    )
+    compared = tables.compare_table(ev.compare_headlines({source.name: main, other_name: other}))
+    side = st.columns([2, 3])
+    side[0].dataframe(compared, width="stretch", height=38 + 35 * len(compared), key="rv_compare_table")
     side[1].plotly_chart(
         comparison_figure({source.name: frame, other_name: other_frame}), key="rv_compare_chart"
     )
@@ -339,15 +458,15 @@ slice_pick = st.selectbox("Slice", ["every slice", *ev.SLICE_DIMENSIONS], key="r
 slices = load_slices(str(source.predictions), os.path.getmtime(source.predictions), source.bins, scheme.spec)
 if slice_pick != "every slice":
     slices = slices[slices["slice"] == slice_pick]
-pct = st.column_config.NumberColumn(format="percent")
+shown_slices = tables.slice_table(slices)
 st.dataframe(
-    slices,
+    shown_slices,
     hide_index=True,
     width="stretch",
     column_config={
-        **{c: pct for c in slices.columns if c.startswith(("exact", "within1", "gender_acc"))},
-        **{c: st.column_config.NumberColumn(format="%.2f") for c in ("mae", "mae_lo", "mae_hi")},
-        "n": st.column_config.NumberColumn("n", format="%d"),
+        **{c: st.column_config.NumberColumn(c, format="%.1f %%") for c in shown_slices if c.endswith(" %")},
+        "age MAE (y)": st.column_config.NumberColumn(format="%.2f"),
+        "images": st.column_config.NumberColumn(format="%d"),
     },
 )
 st.caption("Intervals are 95 %: Wilson for proportions, a seeded bootstrap (1,000 resamples) for MAE.")
@@ -364,13 +483,25 @@ with left:
     )
 with right:
     st.subheader("Bin distance")
+    log_axis = st.toggle(
+        "Log scale", key="rv_log_axis", help="Shows the rare far misses as clearly as the rest"
+    )
     distance_event = st.plotly_chart(
-        distance_figure(ev.distance_distribution(frame)),
+        distance_figure(ev.distance_distribution(frame), log_axis),
         on_select="rerun",
         selection_mode="points",
         key="rv_distance_chart",
     )
-    st.dataframe(ev.per_bin_report(frame, scheme), hide_index=True, width="stretch", height=260)
+    per_bin = tables.per_bin_table(ev.per_bin_report(frame, scheme))
+    st.dataframe(
+        per_bin,
+        hide_index=True,
+        width="stretch",
+        height=38 + 35 * len(per_bin),
+        column_config={
+            c: st.column_config.NumberColumn(c, format="%.1f %%") for c in per_bin if c.endswith(" %")
+        },
+    )
 take_selection(confusion_event, "confusion", labels)
 take_selection(distance_event, "distance", labels)
 
@@ -411,7 +542,9 @@ st.download_button(
 if filtered.empty:
     st.info("No image matches these filters.")
 else:
-    gallery(filtered, sort, int(page_size), page_key=f"{abs(hash((context, query, page_size))):x}")
+    gallery(
+        filtered, frame, labels, sort, int(page_size), page_key=f"{abs(hash((context, query, page_size))):x}"
+    )
 
 st.subheader("Confident mistakes")
 m = st.columns([3, 2])

@@ -20,6 +20,9 @@ from agelab.config import (
     parse_overrides,
 )
 from agelab.paths import data_dir, runs_dir
+from streamlit_setup import through_app
+
+through_app()
 
 DEFAULTS = default_config()
 SIZES = (64, 112, 144, 224)
@@ -107,6 +110,8 @@ if launched:
         run_dir = runs.launch(chosen)
     except ConfigError as err:
         st.error(f"Not launched: {err}", icon=":material/error:")
+    except OSError as err:  # a full disk or a read-only runs folder
+        st.error(f"Not launched: cannot create the run folder in `{runs_dir()}`: {err.strerror or err}")
     else:
         st.session_state["watch"] = run_dir.name
         st.success(f"Launched `{run_dir}`", icon=":material/rocket_launch:")
@@ -140,7 +145,7 @@ def live_view() -> None:
             st.toast(f"{run.name}: {runs.stop(run.path)}")
         if run.status.get("stop_requested"):
             right.caption("Stopping after the current batch; press Kill to end it at once.")
-    elif run.state == "failed":
+    elif run.state in ("failed", "damaged"):
         st.error(run.status.get("error", "failed"))
     else:
         st.caption(

@@ -11,6 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from agelab import evaluation as ev
+from agelab import marks
+from agelab.bins import get_scheme
 from agelab.paths import PROJECT_ROOT
 
 PAGE = str(PROJECT_ROOT / "pages" / "review.py")
@@ -23,6 +25,7 @@ TINY_RUN = {
     "augment": False,
     "batch_size": 32,
     "name": "tiny",
+    "crop": "none",  # the images as they are: no face detector in the isolated models folder
 }
 
 
@@ -65,19 +68,34 @@ def matching(at: AppTest) -> int:
 
 
 def gallery_captions(at: AppTest) -> list[str]:
-    """Tile captions between the "Gallery" and "Confident mistakes" headings, in page order."""
+    """Tile texts between the "Gallery" and "Confident mistakes" headings, in page order."""
     captions, inside = [], False
     for node in at.main:
         if getattr(node, "type", None) == "subheader":
             inside = node.value == "Gallery"
-        elif inside and getattr(node, "type", None) == "image":
-            captions += node.captions
+        elif inside and getattr(node, "type", None) == "caption" and node.value.startswith("true: "):
+            captions.append(node.value)
     return captions
+
+
+def tile_file(caption: str) -> str:
+    return caption.rsplit("`", 2)[1]
 
 
 def expected_captions(rows: pd.DataFrame, scheme: str) -> list[str]:
     prepared = ev.prepare(rows, scheme)
-    return sorted(ev.tile_caption(r) for r in prepared.itertuples(index=False))
+    return sorted(ev.tile_markdown(r) for _, r in prepared.iterrows())
+
+
+def most_wrong_first(truth: pd.DataFrame) -> list[str]:
+    """File names by bins off, then the predicted bin's probability, computed with plain pandas."""
+    probs = truth[[f"bin_prob_{k}" for k in range(10)]].to_numpy()
+    table = truth.assign(
+        off=truth["d"].abs(),
+        conf=probs[np.arange(len(truth)), truth["pred_bin"].to_numpy()],
+        file=truth["path"].map(lambda p: Path(p).name),
+    )
+    return table.sort_values(["off", "conf"], ascending=False, kind="stable")["file"].tolist()
 
 
 def test_headline_matches_the_runs_own_metrics(tiny_run: Path, truth: pd.DataFrame) -> None:
@@ -93,10 +111,13 @@ def test_headline_matches_the_runs_own_metrics(tiny_run: Path, truth: pd.DataFra
     assert matching(at) == len(truth)
     slices = at.dataframe[0].value
     assert set(slices["slice"]) == set(ev.SLICE_DIMENSIONS)
+    assert "exact_lo" not in slices.columns and "exact bin 95% CI" in slices.columns
+    overall = slices[slices["slice"] == "all"].iloc[0]
+    assert overall["exact bin %"] == round(recorded["test_bin_accuracy"] * 100, 1)
     at.selectbox(key="rv_slice").set_value("gender").run()
     genders = at.dataframe[0].value
     assert sorted(genders["group"]) == ["Female", "Male"]
-    assert genders["n"].sum() == len(truth)
+    assert genders["images"].sum() == len(truth)
 
 
 def test_filters_show_exactly_the_matching_faces(tiny_run: Path, truth: pd.DataFrame) -> None:
@@ -150,17 +171,62 @@ def test_clicking_a_bar_or_a_cell_filters_the_gallery(tiny_run: Path, truth: pd.
     assert sorted(gallery_captions(at)) == expected_captions(cell.drop(columns="d"), "seed10")
 
 
+def test_tiles_say_truth_prediction_and_file(tiny_run: Path, truth: pd.DataFrame) -> None:
+    row = ev.prepare(truth.drop(columns="d"), "seed10").iloc[0]
+    age, gender, race = (int(x) for x in Path(row["path"]).name.split("_")[:3])
+    truth_line, prediction, guess, file = ev.tile_lines(row)
+    labels = get_scheme("seed10").labels
+    assert truth_line == (
+        f"true: {labels[int(row['true_bin'])]} · {age} y · {['Male', 'Female'][gender]} · "
+        f"{['White', 'Black', 'Asian', 'Indian', 'Others'][race]}"
+    )
+    d = int(row["pred_bin"]) - int(row["true_bin"])
+    assert prediction.startswith(f"predicted: {labels[int(row['pred_bin'])]} ")
+    assert ("exact bin" if d == 0 else f"{d:+d} bin") in prediction
+    assert guess.endswith(", right" if int(row["pred_gender"]) == gender else ", wrong")
+    assert file == Path(row["path"]).name
+    # Markdown line breaks, so the lines stay lines on the page.
+    assert ev.tile_markdown(row).count("  \n") == 3
+
+
 def test_sorting_and_paging(tiny_run: Path, truth: pd.DataFrame) -> None:
     at = open_page()
-    assert len(gallery_captions(at)) == min(24, len(truth))
+    assert at.selectbox(key="rv_sort").value == "most wrong"
+    tiles = gallery_captions(at)
+    assert len(tiles) == min(24, len(truth))
+    assert [tile_file(c) for c in tiles] == most_wrong_first(truth)[:24]
     at.selectbox(key="rv_sort").set_value("age error").run()
     worst = truth.loc[(truth["pred_age"] - truth["age"]).abs().idxmax()]
-    assert gallery_captions(at)[0].startswith(f"true {int(worst['age'])} ")
+    assert tile_file(gallery_captions(at)[0]) == Path(worst["path"]).name
     pages = ev.page_count(len(truth), 24)
     assert at.pagination[0].proto.num_pages == pages
     at.pagination[0].set_value(pages).run()
     assert len(gallery_captions(at)) == len(truth) - 24 * (pages - 1)
     assert not at.exception
+
+
+def test_clear_resets_every_filter_for_good(tiny_run: Path, truth: pd.DataFrame) -> None:
+    at = open_page()
+    at.multiselect(key="rv_gender").select("Female").run()
+    at.multiselect(key="rv_eth").select("White").run()
+    assert matching(at) == int(((truth["gender"] == 1) & (truth["race"] == 0)).sum())
+    at.button(key="rv_clear").click().run()
+    assert at.multiselect(key="rv_gender").value == [] and at.multiselect(key="rv_eth").value == []
+    at.radio(key="rv_direction").set_value("over").run()  # the next change must not bring them back
+    assert matching(at) == int((truth["d"] > 0).sum())
+
+
+def test_marking_a_face_writes_the_marks_file(tiny_run: Path, truth: pd.DataFrame) -> None:
+    at = open_page()
+    first = tile_file(gallery_captions(at)[0])
+    at.checkbox(key=f"rv_mark_{first}").check().run()
+    assert not at.exception
+    folder = Path(truth["path"].iloc[0]).parent
+    assert marks.marked_files(folder) == {first}
+    assert any("1** face marked" in m.value for m in at.markdown)
+    assert at.download_button(key="rv_marks_export").label == "Export the marks (CSV)"
+    at.checkbox(key=f"rv_mark_{first}").uncheck().run()
+    assert marks.marked_files(folder) == set()
 
 
 def test_rebinning_and_comparing_with_an_evaluation(
@@ -178,7 +244,7 @@ def test_rebinning_and_comparing_with_an_evaluation(
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table.columns)[:2] == [tiny_run.name, evaluation] and "difference" in table.columns
-    assert table.loc["n", evaluation] == 30
+    assert table.loc["images", evaluation] == "30"
     assert len(at.get("plotly_chart")) == 3  # the two runs' distance distributions, side by side
 
     at.selectbox(key="rv_other").set_value("(none)")
