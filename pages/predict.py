@@ -26,8 +26,9 @@ from agelab.predict import (  # noqa: E402
     predict_image,
     rtc_configuration,
 )
-from streamlit_setup import keep_models_warm  # noqa: E402
+from streamlit_setup import keep_models_warm, through_app  # noqa: E402
 
+through_app()
 keep_models_warm()
 
 ACCEPTED = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
@@ -63,19 +64,22 @@ def model_table(models_folder: str, runs_folder: str) -> list[dict]:
 
 
 def face_rows(results: list[FaceResult]) -> pd.DataFrame:
+    """One row per face, what matters first: age, age group, gender; then how sure, then where."""
     rows = []
     for i, r in enumerate(results, start=1):
         p = r.prediction
         rows.append(
             {
                 "face": i,
+                "age": round(p.age, 1),
                 "age group": p.bin_label,
                 "probability": p.bin_prob,
-                "top 3": ", ".join(f"{label} {prob:.0%}" for label, prob in p.top3),
-                "age": round(p.age, 1),
                 "gender": p.gender,
                 "gender probability": p.gender_prob,
                 "detection": r.score,
+                # Why the prediction should not be trusted (empty when it can be).
+                "caution": "; ".join(getattr(p, "reasons", None) or []),
+                "top 3": ", ".join(f"{label} {prob:.0%}" for label, prob in p.top3),
                 "box (x, y, w, h)": str(r.box),
             }
         )
@@ -83,15 +87,22 @@ def face_rows(results: list[FaceResult]) -> pd.DataFrame:
 
 
 def show_results(image, results: list[FaceResult]) -> None:
-    left, right = st.columns([3, 4])
+    left, right = st.columns([1, 1])
     left.image(annotate(image, results), width="stretch")
     right.dataframe(
         face_rows(results),
         hide_index=True,
+        width="stretch",
         column_config={
-            "probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
-            "gender probability": st.column_config.NumberColumn(format="percent"),
-            "detection": st.column_config.NumberColumn(format="%.2f"),
+            "face": st.column_config.NumberColumn(width=40),
+            "age": st.column_config.NumberColumn("age (y)", format="%.1f", width=60),
+            "age group": st.column_config.TextColumn(width="small"),
+            "probability": st.column_config.ProgressColumn(
+                "group prob.", format="percent", min_value=0, max_value=1, width=90
+            ),
+            "gender": st.column_config.TextColumn(width=65),
+            "gender probability": st.column_config.NumberColumn("gender prob.", format="percent", width=90),
+            "detection": st.column_config.NumberColumn(format="%.2f", width=70),
         },
     )
 
@@ -100,6 +111,9 @@ def show_photo(
     key: str, name: str, data: bytes, predictor: Predictor, detector: FaceDetector, min_score: float
 ):
     """Decode one photo (in memory only), find its faces, and show them; a clear error otherwise."""
+    if not data:
+        st.error(f"{name}: refused, the file is empty (0 bytes).")
+        return
     fmt = image_format(data)
     if fmt not in ACCEPTED:
         found = f"it is {fmt}" if fmt else "it is not an image"

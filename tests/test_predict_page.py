@@ -6,6 +6,7 @@ import io
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from predict_helpers import detector_models_dir, face_canvas, real_faces, save_contract_model
@@ -59,7 +60,10 @@ def test_upload_of_real_photos_shows_one_row_per_face_and_writes_nothing(page, u
     tables = [d.value for d in at.dataframe][1:]  # the first is the model table
     assert len(tables) == 3
     assert len(tables[0]) == 1
-    assert set(tables[0].columns) >= {"age group", "probability", "age", "gender", "gender probability"}
+    # What matters first, so no sideways scroll hides it.
+    assert list(tables[0].columns)[:7] == [
+        "face", "age", "age group", "probability", "gender", "gender probability", "detection"
+    ]  # fmt: skip
     assert len(tables[1]) >= 2  # the short-range detector on a group picture
     assert len(tables[2]) == 1  # WebP accepted
     assert files_on_disk(models.parent) == before
@@ -70,15 +74,17 @@ def test_other_files_are_refused_by_name_and_a_photo_without_face_can_be_predict
     at.file_uploader[0].set_value(
         [
             ("notes.jpg", b"just some text, not a photo\n", "image/jpeg"),
+            ("empty.jpg", b"", "image/jpeg"),
             ("flower.jpg", FLOWER.read_bytes(), "image/jpeg"),
         ]
     ).run()
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
-    assert len(errors) == 1 and "notes.jpg" in errors[0] and "refused" in errors[0]
+    assert len(errors) == 2 and "notes.jpg" in errors[0] and "not an image" in errors[0]
+    assert errors[1] == "empty.jpg: refused, the file is empty (0 bytes)."
     assert any("No face found in flower.jpg" in w.value for w in at.warning)
     assert len(at.dataframe) == 1  # only the model table
-    at.checkbox(key="whole_up1_flower.jpg").check().run()
+    at.checkbox(key="whole_up2_flower.jpg").check().run()
     assert len(at.dataframe) == 2 and len(at.dataframe[1].value) == 1
 
 
@@ -145,3 +151,22 @@ def test_the_live_webcam_library_still_loads_after_a_prediction(page, tmp_path, 
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
     assert "IMPORTABLE True" in done.stdout and "WEBRTC OK" in done.stdout, done.stdout
+
+
+def label_height(side: int) -> int:
+    """Rows painted above a face box in a ``side`` x ``side`` photo, the label's block."""
+    from agelab.predict import FacePrediction, FaceResult, annotate
+
+    image = np.full((side, side, 3), 255, np.uint8)
+    prediction = FacePrediction(6, "Mature Adult (35-44)", 0.71, [], 38.4, "female", 0.93, 0.07)
+    box = (side // 3, side // 2, side // 8, side // 8)
+    out = annotate(image, [FaceResult(box, 0.9, prediction, np.zeros((1, 1, 3), np.uint8))])
+    rows = np.flatnonzero((out[: side // 2] != 255).any(axis=(1, 2)))
+    return int(rows.max() - rows.min() + 1)
+
+
+def test_labels_on_the_photo_grow_with_it():
+    small, large = label_height(500), label_height(2000)
+    # Shown 600 px wide on the page, a 2,000 px photo's label must stay >= 10 px tall on screen.
+    assert large * 600 / 2000 >= 30  # three lines of at least 10 px
+    assert 3 <= large / small <= 5
