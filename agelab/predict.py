@@ -12,10 +12,12 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import sys
 import threading
 import time
+import zipfile
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,9 +78,16 @@ def model_files(path: str | Path) -> tuple[Path, Path]:
 
 
 class Predictor:
-    """A loaded model with its bin scheme and input size. Thread-safe."""
+    """A loaded model with its bin scheme and input size. Thread-safe.
 
-    def __init__(self, path: str | Path) -> None:
+    ``backend="auto"`` serves from the model's LiteRT twin (``X.tflite``) when it exists and its
+    sidecar record matches, else from Keras; ``"keras"`` forces Keras. ``backend`` and
+    ``backend_note`` say which one serves; ``warning`` says why a twin was not used.
+    """
+
+    def __init__(self, path: str | Path, backend: str = "auto") -> None:
+        if backend not in ("auto", "keras"):
+            raise ValueError(f"backend={backend!r}: choose auto or keras")
         self.model_path, sidecar = model_files(path)
         self.path = Path(path)
         try:
@@ -91,9 +100,10 @@ class Predictor:
         self.scheme: BinScheme = get_scheme(self.meta["bins"])
         self.image_size = int(self.meta["image_size"])
         self.labels = self.scheme.labels
-        self.model = _load_keras(self.model_path)
-        self._call = _compile(self.model, self.image_size)
         self._lock = threading.Lock()
+        self._model: Any = None
+        self._lite: Any = None
+        self._load_backend(backend)
         outputs = self._run(np.zeros((1, self.image_size, self.image_size, 3), np.float32))
         if outputs["age_bin"].shape[1] != self.scheme.num_bins:
             raise ModelError(
@@ -101,11 +111,55 @@ class Predictor:
                 f"scheme {self.scheme.spec!r} has {self.scheme.num_bins}"
             )
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        import tensorflow as tf
+    def _load_backend(self, backend: str) -> None:
+        from agelab import litert
 
-        with self._lock:
-            out = self._call(tf.constant(batch))
+        twin = litert.twin_path(self.model_path)
+        self.backend, self.backend_note, self.warning = "keras", "served by Keras (no LiteRT twin)", None
+        if backend == "keras":
+            self.backend_note = "served by Keras"
+        elif twin.is_file():
+            try:
+                lite = litert.load_twin(self.model_path, self.meta)
+                if lite.image_size != self.image_size:
+                    raise ModelError(_size_mismatch(self.model_path, self.image_size, lite.image_size))
+                self._lite = lite
+                self.backend = "litert"
+                self.backend_note = f"served by LiteRT ({twin.name}, XNNPACK, {lite.threads} threads)"
+                return
+            except litert.LiteRTError as exc:
+                self.warning = (
+                    f"{twin}: {exc}; serving with Keras instead. "
+                    f"Re-export it: python -m agelab export --model {self.model_path}"
+                )
+                self.backend_note = f"served by Keras: {twin.name} was not used ({exc})"
+                logging.getLogger(__name__).warning("agelab: %s", self.warning)
+        self._load_keras()
+
+    def _load_keras(self) -> None:
+        self._model = _load_keras(self.model_path)
+        shape = tuple(self._model.inputs[0].shape) if getattr(self._model, "inputs", None) else ()
+        if len(shape) == 4 and shape[1] is not None and shape[1] != self.image_size:
+            raise ModelError(_size_mismatch(self.model_path, self.image_size, int(shape[1])))
+        self._call = _compile(self._model, self.image_size)
+
+    @property
+    def model(self) -> Any:
+        """The Keras model (loaded on first use when the predictor serves from LiteRT)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = _load_keras(self.model_path)
+        return self._model
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self._lite is not None:
+            out = self._lite(batch)
+        else:
+            import tensorflow as tf
+
+            with self._lock:
+                out = self._call(tf.constant(batch))
         missing = [k for k in ("age_bin", "age", "gender") if k not in out]
         if missing:
             raise ModelError(f"{self.model_path}: the model does not return {', '.join(missing)}")
@@ -172,10 +226,22 @@ def _load_keras(path: Path) -> Any:
     # Models built by agelab.models may use layers that register themselves on import.
     with contextlib.suppress(ImportError):
         import agelab.models  # noqa: F401
+    if not zipfile.is_zipfile(path):
+        # Keras says "File not found" for any file that is not a zip archive.
+        raise ModelError(
+            f"{path}: the model file is corrupt (not a .keras zip archive); retrain or re-copy it"
+        )
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:
         raise ModelError(f"{path}: Keras cannot load it ({type(exc).__name__}: {exc})") from None
+
+
+def _size_mismatch(path: Path, sidecar_size: int, model_size: int) -> str:
+    return (
+        f"{path}: its sidecar {path.with_suffix('.json').name} says image_size {sidecar_size} but the model "
+        f"takes {model_size}x{model_size} images; set image_size to {model_size} in the sidecar"
+    )
 
 
 def _compile(model: Any, image_size: int) -> Any:
@@ -191,6 +257,13 @@ def _compile(model: Any, image_size: int) -> Any:
     return call
 
 
+def model_stamp(path: str | Path) -> float:
+    """The latest change time of a model's files (``.keras``, sidecar, ``.tflite`` twin)."""
+    model, sidecar = model_files(path)
+    twin = model.with_suffix(".tflite")
+    return max(p.stat().st_mtime for p in (model, sidecar, twin) if p.is_file())
+
+
 _CACHE: dict[tuple[str, float], Predictor] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -198,10 +271,10 @@ _CACHE_LOCK = threading.Lock()
 def load_predictor(path: str | Path) -> Predictor:
     """The model at ``path`` (run folder or ``.keras`` file), loaded once and cached.
 
-    A model file rewritten since it was loaded is loaded again.
+    A model rewritten since it was loaded (its ``.keras``, sidecar or ``.tflite``) is loaded again.
     """
     model, _ = model_files(path)
-    key = (str(model.resolve()), model.stat().st_mtime)
+    key = (str(model.resolve()), model_stamp(path))
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = Predictor(path)

@@ -516,6 +516,7 @@ class Trainer:
             }
             models.save_model(built.model, self.run_dir / "model.keras", sidecar)
             self.log(f"saved {self.run_dir / 'model.keras'} (best epoch {recorder.best_epoch})")
+            self._export_litert()
 
             test_ds, test_steps = pipeline.image_dataset(
                 splits["test"], scheme, c["image_size"], batch, training=False, cache="none", repeat=False
@@ -557,6 +558,18 @@ class Trainer:
             + ", ".join(f"{k}={v}" for k, v in self.metrics.items() if k.startswith("test_"))
             + f"; {self.metrics['duration_s']}s in all"
         )
+
+    def _export_litert(self) -> None:
+        """``model.tflite`` beside ``model.keras`` (recorded in ``model.json``): predictions serve from it."""
+        from agelab import litert
+
+        start = time.perf_counter()
+        try:
+            twin = litert.export(self.run_dir / "model.keras")
+        except Exception as exc:  # the Keras model still serves every prediction; the run goes on
+            self.log(f"LiteRT export failed ({type(exc).__name__}: {exc}); the model is served by Keras")
+            return
+        self.log(f"exported {twin.name} for LiteRT serving in {time.perf_counter() - start:.0f} s")
 
     def _fit(self, model, stage, images, recorder, snapshot, initial_epoch, epochs) -> int:
         import keras

@@ -7,8 +7,6 @@ from agelab.faces import load_srtp_first, webrtc_importable
 # streamlit-webrtc crashes the process if it is imported after TensorFlow; claim its library first.
 load_srtp_first()
 
-from pathlib import Path  # noqa: E402
-
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
@@ -23,6 +21,7 @@ from agelab.predict import (  # noqa: E402
     available_models,
     default_model,
     load_predictor,
+    model_stamp,
     predict_image,
     rtc_configuration,
 )
@@ -217,14 +216,17 @@ kind = controls[1].radio("Face detector", list(DETECTORS), format_func=DETECTORS
 min_score = controls[2].slider("Detection confidence", 0.2, 0.95, 0.5, 0.05)
 
 try:
-    predictor = get_predictor(model_path, Path(model_path).stat().st_mtime)
+    predictor = get_predictor(model_path, model_stamp(model_path))
     detector = get_detector(kind)
 except (ModelError, RuntimeError, OSError) as exc:
     st.error(str(exc))
     st.stop()
 st.caption(
-    f"{choice}: {predictor.scheme.num_bins} age groups ({predictor.scheme.spec}), input {predictor.image_size} px"
+    f"{choice}: {predictor.scheme.num_bins} age groups ({predictor.scheme.spec}), input {predictor.image_size} px; "
+    f"{predictor.backend_note}"
 )
+if predictor.warning:
+    st.warning(predictor.warning)
 
 if mode == "Upload":
     files = st.file_uploader(

@@ -1,0 +1,304 @@
+"""LiteRT (TFLite) twins of saved models: ``export`` and the interpreter that serves them.
+
+Every ``X.keras`` can have an ``X.tflite`` beside it, converted from the same weights
+(``model.export(format="tf_saved_model")``, then ``tf.lite.TFLiteConverter``). Its sidecar ``X.json``
+records both files under ``"litert"``: the ``.tflite``'s name and SHA-256, and the SHA-256 of the
+``.keras`` it was converted from. :class:`LiteRTModel` serves a twin only when that record matches
+both files, so a retrained ``.keras`` never runs with a stale ``.tflite``.
+
+The runtime is ``ai-edge-litert`` (Google's maintained LiteRT package): ``tf.lite.Interpreter`` warns
+that it is deprecated in favour of it, and MediaPipe runs only its own task graphs. Serving needs no
+TensorFlow import; exporting does.
+
+    python -m agelab export --model models/agelab-default.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
+from agelab import atomic
+
+RECORD_KEY = "litert"
+OUTPUTS = ("age_bin", "age", "gender")
+# XNNPACK threads: 2 was measured best on the 2-core machine (issue 15); more cores rarely help a
+# model this small, and the face detector and the page need some.
+THREADS = max(1, min(2, os.cpu_count() or 1))
+# One interpreter per batch size, each allocated once: resizing one interpreter on every change of
+# face count (the live webcam: 1, 3, 2, ... faces) re-plans XNNPACK each time. Larger batches go
+# through in chunks of MAX_BATCH.
+MAX_BATCH = 64
+KEEP_INTERPRETERS = 4
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+
+
+class LiteRTError(RuntimeError):
+    """A ``.tflite`` twin that cannot serve its model: missing record, stale, corrupt or mismatched."""
+
+
+def twin_path(model_path: str | Path) -> Path:
+    """``X.tflite`` beside ``X.keras``."""
+    return Path(model_path).with_suffix(".tflite")
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def runtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"ai-edge-litert {version('ai-edge-litert')}"
+    except PackageNotFoundError:
+        return "ai-edge-litert (not installed)"
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class LiteRTModel:
+    """A ``.tflite`` model with the agelab contract: float32 RGB 0-255 in, raw ``age_bin``, ``age``,
+    ``gender`` out (the same dict the Keras model returns). Thread-safe."""
+
+    def __init__(self, path: str | Path, threads: int = THREADS) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise LiteRTError(
+                f"the LiteRT runtime is not installed ({exc}); pip install ai-edge-litert"
+            ) from None
+        self._interpreter_class = Interpreter
+        self._content = self.path.read_bytes()
+        self._lock = threading.Lock()
+        self._runners: OrderedDict[int, tuple[Any, int, dict[str, int]]] = OrderedDict()
+        try:
+            probe = self._make(1)
+        except (ValueError, RuntimeError) as exc:
+            raise LiteRTError(f"{self.path.name} is not a loadable LiteRT model ({exc})") from None
+        interpreter, input_index, _ = probe
+        detail = next(d for d in interpreter.get_input_details() if d["index"] == input_index)
+        shape = [int(v) for v in detail["shape_signature"]]
+        if len(shape) != 4 or shape[3] != 3 or detail["dtype"] != np.float32:
+            raise LiteRTError(
+                f"{self.path.name} takes {detail['dtype'].__name__} {shape}, not RGB float32 images"
+            )
+        self.image_size = shape[1]
+        self.dynamic_batch = shape[0] == -1
+        self.size_bytes = len(self._content)
+
+    def _make(self, batch: int) -> tuple[Any, int, dict[str, int]]:
+        interpreter = self._interpreter_class(model_content=self._content, num_threads=self.threads)
+        signatures = interpreter.get_signature_list()
+        if len(signatures) != 1:
+            raise LiteRTError(f"{self.path.name} has signatures {sorted(signatures)}, expected one")
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        # Only the tensor indices are kept: a live runner holds the interpreter's internals and
+        # makes it refuse to resize or invoke.
+        del runner
+        missing = [k for k in OUTPUTS if k not in outputs]
+        if len(inputs) != 1 or missing:
+            raise LiteRTError(
+                f"{self.path.name} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; "
+                f"expected one image input and {', '.join(OUTPUTS)}"
+            )
+        input_index = next(iter(inputs.values()))["index"]
+        if batch != 1:
+            interpreter.resize_tensor_input(
+                input_index, [batch, *interpreter.get_input_details()[0]["shape"][1:]]
+            )
+        interpreter.allocate_tensors()
+        return interpreter, input_index, {k: outputs[k]["index"] for k in OUTPUTS}
+
+    def _runner(self, batch: int) -> tuple[Any, int, dict[str, int]]:
+        if batch in self._runners:
+            self._runners.move_to_end(batch)
+        else:
+            if batch != 1 and not self.dynamic_batch:
+                raise LiteRTError(f"{self.path.name} was exported for batches of 1 only")
+            self._runners[batch] = self._make(batch)
+            while len(self._runners) > KEEP_INTERPRETERS:
+                self._runners.popitem(last=False)
+        return self._runners[batch]
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw outputs for a float32 batch (N, S, S, 3): ``age_bin`` (N, K), ``age`` (N, 1), ``gender`` (N, 1)."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        parts: list[dict[str, np.ndarray]] = []
+        with self._lock:
+            for start in range(0, len(batch), MAX_BATCH):
+                chunk = batch[start : start + MAX_BATCH]
+                interpreter, input_index, output_indices = self._runner(len(chunk))
+                interpreter.set_tensor(input_index, chunk)
+                interpreter.invoke()
+                parts.append({k: interpreter.get_tensor(i) for k, i in output_indices.items()})
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in OUTPUTS}
+
+
+def load_twin(model_path: str | Path, meta: dict[str, Any]) -> LiteRTModel:
+    """The ``.tflite`` twin of ``model_path``, checked against the sidecar's record of both files.
+
+    Raises :class:`LiteRTError` with the reason when the twin must not serve the model.
+    """
+    model_path = Path(model_path)
+    path = twin_path(model_path)
+    record = meta.get(RECORD_KEY)
+    if not isinstance(record, dict) or "sha256" not in record or "keras_sha256" not in record:
+        raise LiteRTError(f"the sidecar has no {RECORD_KEY!r} record of {path.name}, so it may be stale")
+    if sha256(path) != record["sha256"]:
+        raise LiteRTError(f"{path.name} is not the file its sidecar records (corrupt or replaced)")
+    if sha256(model_path) != record["keras_sha256"]:
+        raise LiteRTError(f"{path.name} was exported from another version of {model_path.name}")
+    return LiteRTModel(path)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def convert(
+    keras_model: Any,
+    quantize: str = "none",
+    representative: Callable[[], Iterable[np.ndarray]] | None = None,
+) -> bytes:
+    """The ``.tflite`` bytes of a Keras model (float32 unless ``quantize`` says otherwise).
+
+    ``int8`` quantizes weights and activations, calibrated on ``representative()`` batches (float32
+    0-255, the model's input); its input and output stay float32, so it is a drop-in twin.
+    """
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize={quantize!r}: choose from {', '.join(QUANTIZATIONS)}")
+    if quantize == "int8" and representative is None:
+        raise ValueError("int8 quantization needs representative images to calibrate on")
+    with tempfile.TemporaryDirectory(prefix="agelab-export-") as tmp:
+        saved = Path(tmp) / "saved_model"
+        keras_model.export(str(saved), format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+
+            def dataset() -> Iterable[list[np.ndarray]]:
+                for images in representative():
+                    for image in np.asarray(images, np.float32):
+                        yield [image[None]]
+
+            converter.representative_dataset = dataset
+        return converter.convert()
+
+
+def probe_batch(image_size: int, n: int = 4, seed: int = 0) -> np.ndarray:
+    """A seeded batch of smooth random images in 0-255 (for the export's own check)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (n, 9, 9, 3)).astype(np.float32)
+    return np.stack(
+        [cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_CUBIC) for img in small]
+    )
+
+
+def max_output_gap(keras_model: Any, lite: LiteRTModel, batch: np.ndarray) -> float:
+    """The largest absolute difference between the two models' raw outputs on ``batch``."""
+    ours = lite(batch)
+    ref = keras_model(batch, training=False)
+    return max(float(np.abs(np.asarray(ref[k]).reshape(ours[k].shape) - ours[k]).max()) for k in OUTPUTS)
+
+
+def export(model_path: str | Path, tolerance: float = 1e-3) -> Path:
+    """Write ``X.tflite`` beside ``X.keras`` (float32) and record both files in ``X.json``.
+
+    The twin is checked against Keras on a probe batch first: a gap above ``tolerance`` raises
+    :class:`LiteRTError` and leaves the old files alone.
+    """
+    from agelab.predict import _load_keras, model_files
+
+    keras_path, sidecar = model_files(model_path)
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    keras_sha = sha256(keras_path)
+    keras_model = _load_keras(keras_path)
+    data = convert(keras_model)
+    out = twin_path(keras_path)
+    with tempfile.TemporaryDirectory(prefix="agelab-export-") as tmp:
+        staged = Path(tmp) / out.name
+        staged.write_bytes(data)
+        lite = LiteRTModel(staged)
+        gap = max_output_gap(keras_model, lite, probe_batch(lite.image_size))
+    if gap > tolerance:
+        raise LiteRTError(
+            f"{out.name}: the converted model differs from Keras by {gap:.2g} (> {tolerance:g})"
+        )
+    import tensorflow as tf
+
+    atomic.write_bytes(out, data)
+    meta[RECORD_KEY] = {
+        "file": out.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "keras_file": keras_path.name,
+        "keras_sha256": keras_sha,
+        "max_abs_gap": gap,
+        "converter": f"tensorflow {tf.__version__}",
+    }
+    atomic.write_json(sidecar, meta)
+    return out
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agelab export",
+        description="Export a saved model to LiteRT: writes X.tflite beside X.keras and records both in X.json. "
+        "The Predict page, predict and evaluate then serve it with LiteRT.",
+    )
+    parser.add_argument("--model", required=True, help="a run folder or a .keras file")
+    args = parser.parse_args(argv)
+    from agelab.predict import ModelError
+
+    start = time.perf_counter()
+    try:
+        out = export(args.model)
+    except (ModelError, LiteRTError) as exc:
+        print(f"agelab export: {exc}", file=sys.stderr)
+        return 2
+    record = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))[RECORD_KEY]
+    print(
+        json.dumps(
+            {
+                "tflite": str(out),
+                "bytes": record["bytes"],
+                "max_abs_gap": record["max_abs_gap"],
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

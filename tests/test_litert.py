@@ -1,0 +1,189 @@
+"""LiteRT twins (agelab.litert): export, serving, parity with Keras on real UTKFace crops, fallbacks;
+and the model-loading faults the Predict page used to crash on."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from predict_helpers import real_faces, rgb, save_contract_model
+
+from agelab import litert
+from agelab.paths import PROJECT_ROOT
+from agelab.predict import ModelError, Predictor
+
+SHIPPED = PROJECT_ROOT / "models" / "agelab-default.keras"
+REEXPORT = f"python -m agelab export --model {SHIPPED.relative_to(PROJECT_ROOT)}"
+
+
+def assert_parity(lite: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
+    """Bin probabilities and P(female) within 1e-4; age (years, an expectation over bin centres up to
+    ~100) within 1e-4 relative to it."""
+    np.testing.assert_allclose(lite["age_bin"], ref["age_bin"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(lite["prob_female"], ref["prob_female"], rtol=0, atol=1e-4)
+    age_gap = np.abs(lite["age"] - ref["age"]) / np.maximum(np.abs(ref["age"]), 1.0)
+    assert age_gap.max() <= 1e-4, f"age differs by up to {age_gap.max():.2g} relative"
+    assert (lite["age_bin"].argmax(1) == ref["age_bin"].argmax(1)).all()
+
+
+def copy_model(source: Path, folder: Path, suffixes=(".keras", ".json", ".tflite")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in suffixes:
+        if source.with_suffix(suffix).is_file():
+            shutil.copy(source.with_suffix(suffix), folder / f"{source.stem}{suffix}")
+    return folder / source.name
+
+
+@pytest.fixture(scope="module")
+def crops(utkface_dir) -> list[np.ndarray]:
+    """70 real UTKFace crops spread over the sorted folder (ages 1 to 116)."""
+    return [rgb(p) for p in real_faces(utkface_dir, 70, step=311)]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """A small contract model (run-folder layout) exported through the ``export`` verb."""
+    folder = tmp_path_factory.mktemp("run")
+    save_contract_model(folder)
+    assert litert.cli(["--model", str(folder)]) == 0
+    return folder / "model.keras"
+
+
+# --------------------------------------------------------------------------- the shipped model
+
+
+def test_the_shipped_model_is_served_by_its_committed_twin_and_matches_keras(crops):
+    lite = Predictor(SHIPPED)
+    assert lite.backend == "litert", f"{lite.backend_note}; re-export the twin: {REEXPORT}"
+    assert lite.warning is None and "served by LiteRT" in lite.backend_note
+    keras = Predictor(SHIPPED, backend="keras")
+    assert keras.backend == "keras"
+    batch = lite.prepare(crops)  # 70 faces: one batch of 64 and one of 6
+    assert_parity(lite.predict_batch(batch), keras.predict_batch(batch))
+    for i in (0, 33):  # single faces (the live webcam's usual batch)
+        assert_parity(lite.predict_batch(batch[i : i + 1]), keras.predict_batch(batch[i : i + 1]))
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_export_writes_a_twin_its_sidecar_records_and_predictions_serve_from_it(exported, crops):
+    twin = exported.with_suffix(".tflite")
+    record = json.loads(exported.with_suffix(".json").read_text())["litert"]
+    assert record["file"] == "model.tflite" and record["keras_file"] == "model.keras"
+    assert record["sha256"] == litert.sha256(twin) and record["keras_sha256"] == litert.sha256(exported)
+    assert record["bytes"] == twin.stat().st_size and record["max_abs_gap"] < 1e-4
+    lite = Predictor(exported.parent)  # the run folder
+    assert lite.backend == "litert" and lite.warning is None
+    keras = Predictor(exported.parent, backend="keras")
+    batch = lite.prepare(crops)
+    assert_parity(lite.predict_batch(batch), keras.predict_batch(batch))
+    # Batch sizes in any order (live webcam: 1, 3, 2 faces...) give each face the same result.
+    whole = lite.predict_batch(batch[:6])
+    for start, stop in ((0, 1), (1, 4), (4, 6), (0, 3)):
+        part = lite.predict_batch(batch[start:stop])
+        np.testing.assert_allclose(part["age_bin"], whole["age_bin"][start:stop], atol=1e-6)
+
+
+def test_export_of_a_missing_model_says_so(tmp_path, capsys):
+    assert litert.cli(["--model", str(tmp_path / "none.keras")]) == 2
+    assert "none.keras" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- fallbacks
+
+
+def break_truncate(model: Path) -> None:
+    twin = model.with_suffix(".tflite")
+    twin.write_bytes(twin.read_bytes()[: twin.stat().st_size // 2])
+
+
+def break_garbage_recorded(model: Path) -> None:
+    # Not a flatbuffer, although the sidecar's record matches it: the interpreter itself refuses it.
+    twin = model.with_suffix(".tflite")
+    twin.write_bytes(b"\x00garbage" * 1000)
+    sidecar = model.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta["litert"]["sha256"] = litert.sha256(twin)
+    sidecar.write_text(json.dumps(meta))
+
+
+def break_stale(model: Path) -> None:
+    # The .keras is replaced by another model (a retrained one); the old twin stays.
+    save_contract_model(model.parent, stem=model.stem, seed=1)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert "litert" not in meta  # the new sidecar: copy the old record back, as a careless copy would
+    old = json.loads((model.parent / "old.json").read_text())
+    meta["litert"] = old["litert"]
+    model.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def break_unrecorded(model: Path) -> None:
+    sidecar = model.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    del meta["litert"]
+    sidecar.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("breaker", "reason"),
+    [
+        (break_truncate, "not the file its sidecar records"),
+        (break_garbage_recorded, "not a loadable LiteRT model"),
+        (break_stale, "exported from another version of model.keras"),
+        (break_unrecorded, "no 'litert' record"),
+    ],
+)
+def test_a_corrupt_or_mismatched_twin_falls_back_to_keras_with_one_warning(
+    exported, crops, tmp_path, caplog, breaker, reason
+):
+    model = copy_model(exported, tmp_path)
+    shutil.copy(model.with_suffix(".json"), tmp_path / "old.json")
+    breaker(model)
+    with caplog.at_level(logging.WARNING):
+        predictor = Predictor(model)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("agelab")]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    message = warnings[0].getMessage()
+    assert (
+        reason in message and "serving with Keras" in message and "python -m agelab export --model" in message
+    )
+    assert predictor.backend == "keras" and predictor.warning and reason in predictor.backend_note
+    # It serves the .keras as it is now (for the stale case, the new model, not the twin).
+    batch = predictor.prepare(crops[:8])
+    out = predictor.predict_batch(batch)
+    reference = Predictor(model, backend="keras").predict_batch(batch)
+    np.testing.assert_array_equal(out["age_bin"], reference["age_bin"])
+
+
+# --------------------------------------------------------------------------- model-loading faults
+
+
+@pytest.mark.parametrize("with_twin", [False, True])
+def test_a_sidecar_whose_image_size_disagrees_with_the_model_is_one_model_error(
+    exported, tmp_path, with_twin
+):
+    suffixes = (".keras", ".json", ".tflite") if with_twin else (".keras", ".json")
+    model = copy_model(exported, tmp_path, suffixes)
+    sidecar = model.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    real_size = meta["image_size"]
+    meta["image_size"] = real_size + 48
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(ModelError) as caught:
+        Predictor(model)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"says image_size {real_size + 48}" in message and f"takes {real_size}x{real_size}" in message
+
+
+def test_a_corrupt_keras_file_is_called_corrupt_not_missing(exported, tmp_path):
+    model = copy_model(exported, tmp_path, (".keras", ".json"))
+    model.write_bytes(model.read_bytes()[:5000])  # a truncated copy
+    with pytest.raises(ModelError, match="corrupt") as caught:
+        Predictor(model)
+    assert "not found" not in str(caught.value).lower()
