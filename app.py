@@ -1,11 +1,16 @@
 """agelab dashboard: ``streamlit run app.py`` (or ``make run``)."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from streamlit_setup import keep_models_warm
 
 keep_models_warm()
-st.set_page_config(page_title="agelab", page_icon=":material/face:", layout="wide")
+# A shipped file, served from this app: a ":material/...:" page icon is fetched from fonts.gstatic.com
+# by the browser, and the app must not reach outside the loopback address it serves on.
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+st.set_page_config(page_title="agelab", page_icon=str(ICON), layout="wide")
 
 pages = [
     st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", default=True),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ AGE_HEADS = ("dex", "regression")
 WEIGHTS = ("imagenet", "none")
 CACHE_MODES = ("auto", "memory", "disk")
 CROPS = ("aligned", "none")
+# A run needs a few images in each of its train, val and test splits.
+MIN_IMAGES = 20
+# The run folder's name must fit in a file name (255 bytes) with its number.
+MAX_NAME = 100
 
 
 class ConfigError(ValueError):
@@ -201,6 +206,8 @@ def coerce(key: str, value: Any) -> Any:
             number = float(str(value).strip())
         except ValueError:
             raise _bad(key, value, option) from None
+        if not math.isfinite(number):
+            raise _bad(key, value, option, " NaN and infinity are not numbers a run can use.")
         if kind == "int":
             if number != int(number):
                 raise _bad(key, value, option)
@@ -237,6 +244,16 @@ def check_exclude(path: str) -> None:
 
 def check_combination(config: Mapping[str, Any]) -> None:
     """Rules that involve several keys."""
+    if len(config["name"]) > MAX_NAME:
+        raise ConfigError(
+            f"bad value name={config['name'][:20]!r}... ({len(config['name'])} characters): name takes"
+            f" at most {MAX_NAME} characters; use a shorter name"
+        )
+    if 0 < config["max_images"] < MIN_IMAGES:
+        raise ConfigError(
+            f"bad value max_images={config['max_images']}: a run needs at least {MIN_IMAGES} images to"
+            f" fill its train, val and test splits; use max_images=0 (all) or >= {MIN_IMAGES}"
+        )
     if config.get("exclude"):
         check_exclude(config["exclude"])
     model = config["model"]
@@ -336,7 +353,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
     if path.suffix == ".json":
-        loaded = json.loads(text)
+        try:
+            loaded = json.loads(text)
+        except ValueError as err:
+            raise ConfigError(
+                f"config file {str(path)!r} is not valid JSON: {err}; fix or replace it"
+            ) from None
     else:
         import yaml
 

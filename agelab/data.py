@@ -8,6 +8,7 @@ different names (often with conflicting labels) are found by content hash.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -118,23 +119,55 @@ class Index:
 
 
 def _listing(folder: Path) -> list[os.DirEntry]:
-    if not folder.is_dir():
+    """The image files of ``folder``, by name. An entry that cannot even be looked at (a symlink
+    loop, a dangling link) is kept when its name looks like an image, so the index reports it."""
+    if not folder.exists():
         raise FileNotFoundError(
             f"dataset folder {folder} does not exist: run `python -m agelab setup`, "
             "or point AGELAB_DATA (or --data) at a folder of UTKFace images"
         )
+    if not folder.is_dir():
+        raise NotADirectoryError(
+            f"dataset folder {folder} is a file, not a folder: point AGELAB_DATA (or --data) at the "
+            "folder that holds the UTKFace images"
+        )
+    try:
+        found = list(os.scandir(folder))
+    except OSError as err:
+        raise PermissionError(
+            f"dataset folder {folder} cannot be listed ({err.strerror or err}): make it readable"
+        ) from None
     return sorted(
-        (e for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)),
+        (e for e in found if e.name.lower().endswith(IMAGE_SUFFIXES) and is_file_entry(e)),
         key=lambda e: e.name,
     )
+
+
+def has_images(folder: str | Path) -> bool:
+    """Whether ``folder`` holds at least one well-named UTKFace image (cheap: names only)."""
+    try:
+        with os.scandir(folder) as found:
+            return any(STRICT_NAME.match(e.name) for e in found)
+    except OSError:
+        return False
+
+
+def is_file_entry(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # ELOOP and the like: not a readable file, reported as unreadable
+        return True
 
 
 def _signature(entries: list[os.DirEntry]) -> str:
     """Changes whenever a file is added, removed, renamed or rewritten."""
     digest = hashlib.sha1(str(INDEX_VERSION).encode())
     for entry in entries:
-        stat = entry.stat()
-        digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        try:
+            stat = entry.stat()
+            digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError as err:
+            digest.update(f"{entry.name}\0{err.errno}\n".encode())
     return digest.hexdigest()
 
 
@@ -148,6 +181,12 @@ def index_cache_dir(folder: str | Path) -> Path:
 def _md5(path: str) -> str:
     with open(path, "rb") as handle:
         return hashlib.md5(handle.read()).hexdigest()
+
+
+def _unreadable_reason(err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "cannot be read: a symbolic link that loops (too many levels of symbolic links)"
+    return f"cannot be read ({err.strerror or err}): fix its permissions or remove it"
 
 
 def _mark_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -177,23 +216,26 @@ def build_index(
     entries = _listing(folder)
     signature = _signature(entries)
     cache = index_cache_dir(folder)
-    meta = atomic.read_json(cache / "meta.json", {})
-    if use_cache and meta.get("signature") == signature:
+    meta = atomic.read_cache_json(cache / "meta.json", {}) if use_cache else {}
+    if isinstance(meta, dict) and meta.get("signature") == signature:
         try:
             frame = pd.read_parquet(cache / "index.parquet")
             malformed = pd.read_parquet(cache / "malformed.parquet")
             return Index(folder, frame, malformed, True, time.perf_counter() - start)
-        except (OSError, ValueError):
-            pass  # an unreadable cache is rebuilt below
+        except Exception:  # noqa: BLE001  an unreadable cache, whatever the error, is rebuilt below
+            pass
 
     rows = []
     for i, entry in enumerate(entries):
-        row = {"path": entry.path, "file": entry.name, "md5": _md5(entry.path)}
+        row = {"path": entry.path, "file": entry.name}
         try:
+            row["md5"] = _md5(entry.path)
             labels = parse_name(entry.name)
             row.update(age=labels.age, gender=labels.gender, race=labels.race)
         except MalformedName as err:
             row["reason"] = str(err)
+        except OSError as err:  # left out and reported, like a malformed name; the rest goes on
+            row.update(md5=f"unreadable:{entry.name}", reason=_unreadable_reason(err))
         rows.append(row)
         if progress and (i % 500 == 0 or i == len(entries) - 1):
             progress(i + 1, len(entries))
@@ -205,9 +247,11 @@ def build_index(
     malformed = everything.loc[
         is_malformed, ["file", "reason", "path", "md5", "dup_group", "dup_conflict"]
     ].reset_index(drop=True)
-    atomic.write_parquet(cache / "index.parquet", frame)
-    atomic.write_parquet(cache / "malformed.parquet", malformed)
-    atomic.write_json(cache / "meta.json", {"signature": signature, "folder": str(folder)})
+    _save_cache(cache / "index.parquet", lambda p: atomic.write_parquet(p, frame))
+    _save_cache(cache / "malformed.parquet", lambda p: atomic.write_parquet(p, malformed))
+    _save_cache(
+        cache / "meta.json", lambda p: atomic.write_json(p, {"signature": signature, "folder": str(folder)})
+    )
     return Index(folder, frame, malformed, False, time.perf_counter() - start)
 
 
@@ -264,8 +308,8 @@ def load_split(index: Index, seed: int = 0) -> pd.Series:
     Images added later are placed by their hash, so existing assignments never move.
     """
     path = index_cache_dir(index.folder) / f"split-seed{seed}.parquet"
-    if path.exists():
-        saved = pd.read_parquet(path).set_index("md5")["split"]
+    saved = _read_split(path)
+    if saved is not None:
         missing = index.frame.loc[~index.frame["md5"].isin(saved.index), "md5"].unique()
         if len(missing) == 0:
             return saved
@@ -273,8 +317,30 @@ def load_split(index: Index, seed: int = 0) -> pd.Series:
         split = pd.concat([saved, extra])
     else:
         split = make_split(index.frame, seed)
-    atomic.write_parquet(path, split.reset_index())
+    _save_cache(path, lambda p: atomic.write_parquet(p, split.reset_index()))
     return split
+
+
+def _save_cache(path: Path, write: Callable[[Path], object]) -> None:
+    """Write a cache file; when that fails (a full disk, a read-only cache folder) say so and go on,
+    since the result in hand is complete and the cache is only a time saver."""
+    try:
+        write(path)
+    except OSError as err:
+        print(
+            f"agelab: cache {path} not saved ({err.strerror or err}); it will be rebuilt next time",
+            file=sys.stderr,
+        )
+
+
+def _read_split(path: Path) -> pd.Series | None:
+    """The saved split, or None when it is missing or unreadable (then it is made again: the split is
+    deterministic, so a damaged file heals to the same assignment)."""
+    try:
+        saved = pd.read_parquet(path).set_index("md5")["split"]
+    except Exception:  # noqa: BLE001  missing, or garbage in a cache file: remade, whatever pyarrow raised
+        return None
+    return saved if saved.isin(SPLITS).all() else None
 
 
 def _split_by_hash(md5: str, seed: int) -> str:
@@ -311,18 +377,20 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         index = build_index(args.data, progress=_print_progress, use_cache=not args.rebuild)
-    except FileNotFoundError as err:
+    except OSError as err:
         print(f"agelab index: {err}", file=sys.stderr)
         return 1
     summary = index.summary(kept=len(dedupe(index.frame, args.duplicates)))
     load_split(index)
     print(
-        f"{index.folder}: {summary['valid']} images indexed, {summary['malformed']} malformed names skipped, "
+        f"{index.folder}: {summary['valid']} images indexed, {summary['malformed']} left out (malformed names or unreadable files), "
         f"{summary['duplicate_groups']} duplicate groups ({summary['conflicting_groups']} with conflicting "
         f"labels), {summary['kept']} kept; {'from cache' if index.cached else 'built'} in {summary['seconds']} s",
         file=sys.stderr,
     )
     for row in index.malformed.itertuples():
-        print(f"  malformed: {row.file}: {row.reason}", file=sys.stderr)
+        print(f"  left out: {row.file}: {row.reason}", file=sys.stderr)
+    if index.frame.empty:
+        print(f"agelab index: no well-named UTKFace image in {index.folder}", file=sys.stderr)
     print(json.dumps(summary))
     return 0

@@ -9,8 +9,8 @@ The ``evaluate`` verb (:func:`cli`) makes such a table for any saved model and f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
-import json
 import math
 import os
 import sys
@@ -589,7 +589,8 @@ def list_sources() -> list[PredictionSource]:
     if folder.is_dir():
         saved = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
         for predictions in saved:
-            info = atomic.read_json(predictions.with_suffix(".json"), {}) or {}
+            info = atomic.read_cache_json(predictions.with_suffix(".json"), {})
+            info = info if isinstance(info, dict) else {}
             sources.append(
                 PredictionSource(
                     f"evaluation: {predictions.stem}",
@@ -688,10 +689,15 @@ def predict_files(
     batch: list[np.ndarray] = []
     batch_records: list[dict[str, Any]] = []
 
+    prepare = getattr(predictor, "prepare", None)
+
     def flush() -> None:
         if not batch:
             return
-        result = predictor.predict_crops(batch)
+        if prepare is not None:
+            result = predictor.predict_batch(np.stack(batch))
+        else:
+            result = predictor.predict_crops(batch)
         for key in outputs:
             outputs[key].append(np.asarray(result[key], dtype=float).reshape(len(batch), -1))
         records.extend(batch_records)
@@ -704,7 +710,9 @@ def predict_files(
         except ImageError as err:
             skipped.append({"file": Path(path).name, "kind": "unreadable", "reason": str(err)})
             continue
-        batch.append(image)
+        # Resized as it is read: a batch of full-resolution photos could take gigabytes.
+        batch.append(prepare([image])[0] if prepare is not None else image)
+        del image
         batch_records.append(
             {
                 "path": str(Path(path).resolve()),
@@ -739,7 +747,7 @@ def evaluate_folder(
     Each file whose name does not parse, or which cannot be decoded, is skipped and recorded with
     its reason; nothing in the folder stops the evaluation.
     """
-    from agelab.data import MalformedName, parse_name
+    from agelab.data import MalformedName, is_file_entry, parse_name
 
     started = time.perf_counter()
     folder = Path(folder)
@@ -747,7 +755,7 @@ def evaluate_folder(
         raise FileNotFoundError(f"data folder {folder} does not exist or is not a folder")
     native = get_scheme(predictor.scheme)
     scheme = native if scheme is None else get_scheme(scheme)
-    entries = sorted((e for e in os.scandir(folder) if e.is_file()), key=lambda e: e.name)
+    entries = sorted((e for e in os.scandir(folder) if is_file_entry(e)), key=lambda e: e.name)
     items: list[tuple[str, Any]] = []
     skipped: list[dict[str, str]] = []
     for entry in entries:
@@ -775,7 +783,8 @@ def default_model_source() -> PredictionSource | None:
     out = evaluations_dir() / f"{model.stem}-on-test-split.parquet"
     stat = model.stat()
     stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
-    info = atomic.read_json(out.with_suffix(".json"), {}) or {}
+    info = atomic.read_cache_json(out.with_suffix(".json"), {})
+    info = info if isinstance(info, dict) else {}
     if not out.is_file() or info.get("model_stamp") != stamp:
         predictor = load_predictor(model)
         scheme = get_scheme(predictor.scheme)
@@ -790,10 +799,15 @@ def default_model_source() -> PredictionSource | None:
     return PredictionSource(f"evaluation: {out.stem}", out, str(info["bins"]), "evaluation", info)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def default_out(model_label: str, data_folder: Path) -> Path:
+    """``runs/evaluations/<model>-on-<folder>.parquet``; when that name already holds another folder's
+    evaluation (two folders with one base name), the folder's path hash is added to the name."""
+    out = evaluations_dir() / f"{model_label}-on-{data_folder.name}.parquet"
+    saved = atomic.read_cache_json(out.with_suffix(".json"), {})
+    if out.exists() and (not isinstance(saved, dict) or saved.get("data") != str(data_folder)):
+        key = hashlib.sha1(str(data_folder).encode()).hexdigest()[:8]
+        out = out.with_name(f"{model_label}-on-{data_folder.name}-{key}.parquet")
+    return out
 
 
 def _print_progress(done: int, total: int) -> None:
@@ -832,6 +846,10 @@ def cli(argv: list[str]) -> int:
         model_path = resolve_model(args.model)
         if not Path(args.data).is_dir():
             raise FileNotFoundError(f"data folder {args.data!r} does not exist or is not a folder")
+        if args.out and Path(args.out).is_dir():
+            raise FileNotFoundError(
+                f"--out {args.out!r} is a folder; give a file name such as {str(Path(args.out) / 'predictions.parquet')!r}"
+            )
     except (ValueError, FileNotFoundError) as err:
         print(f"agelab evaluate: {err}", file=sys.stderr)
         return 2
@@ -852,7 +870,7 @@ def cli(argv: list[str]) -> int:
     )
     model_label = model_path.parent.name if model_path.name == "model.keras" else model_path.stem
     data_folder = Path(args.data).resolve()
-    out = Path(args.out) if args.out else evaluations_dir() / f"{model_label}-on-{data_folder.name}.parquet"
+    out = Path(args.out) if args.out else default_out(model_label, data_folder)
     counts = result.skipped_counts
     summary: dict[str, Any] = {"n": len(result.predictions), "skipped": len(result.skipped)}
     if len(result.predictions):
@@ -868,15 +886,24 @@ def cli(argv: list[str]) -> int:
             "seconds": round(result.seconds, 2),
         }
     )
-    summary = {k: _json_safe(v) for k, v in summary.items()}
+    summary = atomic.json_safe(summary)
+    save_error = None
     if len(result.predictions):
-        atomic.write_parquet(out, result.predictions)
-        atomic.write_json(out.with_suffix(".json"), {**summary, "skipped_files": result.skipped})
+        try:
+            atomic.write_parquet(out, result.predictions)
+            atomic.write_json(out.with_suffix(".json"), {**summary, "skipped_files": result.skipped})
+        except OSError as err:
+            out.unlink(missing_ok=True)  # no table without its summary
+            summary["out"] = None
+            save_error = f"cannot save the predictions to {out} ({err.strerror or err}); the metrics above were not saved"
     for item in result.skipped[:20]:
         print(f"  skipped {item['file']}: {item['reason']}", file=sys.stderr)
     if len(result.skipped) > 20:
         print(f"  ... and {len(result.skipped) - 20} more skipped files", file=sys.stderr)
-    print(json.dumps(summary))
+    print(atomic.dumps(summary))
+    if save_error:
+        print(f"agelab evaluate: {save_error}", file=sys.stderr)
+        return 1
     if not len(result.predictions):
         print(f"agelab evaluate: no usable UTKFace-named image in {data_folder}", file=sys.stderr)
         return 1

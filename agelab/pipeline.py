@@ -331,11 +331,13 @@ def cached_features(
     inputs = input_paths(frame)
     unique_paths = sorted(set(inputs))
     path = feature_cache_path(key_parts, unique_paths)
-    from_cache = path.exists()
-    if from_cache:
+    try:
         with np.load(path, allow_pickle=False) as stored:
             names, vectors = stored["paths"], stored["features"]
-    else:
+        from_cache = len(names) == len(vectors)
+    except Exception:  # noqa: BLE001  missing, truncated or garbage: computed again and replaced
+        from_cache = False
+    if not from_cache:
         ds, _ = image_dataset(
             pd.DataFrame({"path": unique_paths}),
             None,  # type: ignore[arg-type]

@@ -21,7 +21,9 @@ def group_keys(frame: pd.DataFrame, scheme: BinScheme, by_race: bool = False) ->
 
 
 def default_target(frame: pd.DataFrame, scheme: BinScheme, by_race: bool = False) -> int:
-    """The median group size: a cap or floor that neither starves nor floods any group."""
+    """The median group size: a cap or floor that neither starves nor floods any group (1 for no rows)."""
+    if frame.empty:
+        return 1
     return int(group_keys(frame, scheme, by_race).value_counts().median())
 
 

@@ -7,6 +7,7 @@ atomically, except the ever-growing ``log.txt``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -27,12 +28,14 @@ import pandas as pd
 from agelab import atomic
 from agelab.paths import PROJECT_ROOT, runs_dir
 
-STATES = ("queued", "running", "finished", "failed", "stopped")
+# "damaged": a run file cannot be read; the run is listed with the reason and can be deleted.
+STATES = ("queued", "running", "finished", "failed", "stopped", "damaged")
 ACTIVE = ("queued", "running")
 HEARTBEAT_EVERY_S = 5.0
 # A live run refreshes its heartbeat every few seconds; this much silence means it died.
 HEARTBEAT_STALE_S = 60.0
 QUEUED_TIMEOUT_S = 120.0
+MAX_NAME = 100  # with "-<n>", well inside the 255 bytes a file name may have
 RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<n>\d+)$")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.]+")
 
@@ -52,7 +55,9 @@ def create_run(config: dict[str, Any], root: Path | None = None) -> Path:
     """A new self-numbered folder ``<root>/<name>-<n>`` holding ``config.json`` and a queued status."""
     root = Path(root or runs_dir())
     root.mkdir(parents=True, exist_ok=True)
-    name = SAFE_NAME.sub("_", config.get("name") or config.get("model") or "run").strip("_") or "run"
+    name = (
+        SAFE_NAME.sub("_", config.get("name") or config.get("model") or "run").strip("_")[:MAX_NAME] or "run"
+    )
     while True:
         taken = [int(m["n"]) for p in root.iterdir() if (m := RUN_NAME.match(p.name)) and m["name"] == name]
         run_dir = root / f"{name}-{max(taken, default=0) + 1}"
@@ -61,8 +66,12 @@ def create_run(config: dict[str, Any], root: Path | None = None) -> Path:
             break
         except FileExistsError:
             continue
-    atomic.write_json(run_dir / "config.json", config)
-    write_status(run_dir, status="queued", created=now(), host=socket.gethostname())
+    try:
+        atomic.write_json(run_dir / "config.json", config)
+        write_status(run_dir, status="queued", created=now(), host=socket.gethostname())
+    except OSError:
+        shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind (a full disk)
+        raise
     return run_dir
 
 
@@ -84,12 +93,34 @@ def _write_status(run_dir: Path, fields: dict[str, Any], wait: float = -1) -> di
     try:
         with open(Path(run_dir) / ".status.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            status = atomic.read_json(Path(run_dir) / "status.json", {}) or {}
+            path = Path(run_dir) / "status.json"
+            try:
+                status = atomic.read_json(path, {})
+            except ValueError:
+                status = {}  # a damaged status is replaced by what is known now
+            status = status if isinstance(status, dict) else {}
             status.update(fields)
-            atomic.write_json(Path(run_dir) / "status.json", status)
+            try:
+                atomic.write_json(path, status)
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
+                    raise
+                # A full disk has no room for the temporary copy; the status is small and must
+                # still say what happened, so it is rewritten in place, in the blocks it holds.
+                _write_in_place(path, atomic.dumps(status, indent=2) + "\n")
             return status
     finally:
         _status_lock.release()
+
+
+def _write_in_place(path: Path, text: str) -> None:
+    data = text.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def write_status_from_signal(run_dir: Path, **fields: Any) -> dict[str, Any]:
@@ -116,7 +147,9 @@ def _pid_alive(pid: int | None) -> bool:
 def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status with dead runs marked: a queued or running run whose process is gone, or whose
     heartbeat went stale, reads as ``failed`` with the tail of its log."""
-    status = dict(status if status is not None else atomic.read_json(Path(run_dir) / "status.json", {}) or {})
+    if status is None:
+        status = read_run_file(Path(run_dir) / "status.json", [])
+    status = dict(status)
     state = status.get("status", "failed")
     if state not in ACTIVE:
         return status
@@ -162,6 +195,7 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     _history: pd.DataFrame | None = None
+    problems: list[str] = field(default_factory=list)  # why the run is damaged; empty when sound
 
     @property
     def name(self) -> str:
@@ -169,15 +203,12 @@ class Run:
 
     @property
     def state(self) -> str:
-        return self.status.get("status", "failed")
+        return "damaged" if self.problems else self.status.get("status", "failed")
 
     @property
     def history(self) -> pd.DataFrame:
         if self._history is None:
-            try:
-                self._history = pd.read_csv(self.path / "history.csv")
-            except (FileNotFoundError, pd.errors.EmptyDataError):
-                self._history = pd.DataFrame()
+            self._history = read_history(self.path / "history.csv", self.problems)
         return self._history
 
     @property
@@ -192,18 +223,57 @@ class Run:
         return log_tail(self.path, lines)
 
 
+def read_run_file(path: Path, problems: list[str]) -> dict[str, Any]:
+    """A run's JSON file as a mapping; ``{}`` when missing. A file that cannot be read, or that
+    holds something other than a mapping, adds a one-sentence reason to ``problems``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) else "not valid JSON"
+        problems.append(f"{path.name} cannot be read ({why or err})")
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{path.name} holds {type(value).__name__} {str(value)[:40]}, not a mapping of keys")
+        return {}
+    return value
+
+
+def read_history(path: Path, problems: list[str]) -> pd.DataFrame:
+    """``history.csv`` (one row per epoch, numeric but for ``stage``); empty when missing. A damaged
+    file adds its reason to ``problems``."""
+    try:
+        history = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+    except (OSError, ValueError) as err:  # ParserError and UnicodeDecodeError are ValueErrors
+        problems.append(f"history.csv cannot be read ({str(err).splitlines()[0][:80]})")
+        return pd.DataFrame()
+    numeric = [c for c in history.columns if c != "stage"]
+    if "epoch" not in history or not all(pd.api.types.is_numeric_dtype(history[c]) for c in numeric):
+        problems.append("history.csv is damaged (no epoch column, or text where numbers belong)")
+        return pd.DataFrame()
+    return history
+
+
 def load_run(path: str | Path) -> Run:
-    """A run folder's config, effective status, metrics, progress (history loads lazily)."""
+    """A run folder's config, effective status, metrics, progress and history. A file that cannot be
+    read makes the run ``damaged`` (listed, with the reason in its status's ``error``, and deletable)."""
     path = Path(path)
-    if not (path / "config.json").exists():
+    if not (path / "config.json").exists() and not (path / "status.json").exists():
         raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
-    return Run(
-        path=path,
-        config=atomic.read_json(path / "config.json", {}) or {},
-        status=effective_status(path),
-        metrics=atomic.read_json(path / "metrics.json", {}) or {},
-        progress=atomic.read_json(path / "progress.json", {}) or {},
-    )
+    problems: list[str] = []
+    config = read_run_file(path / "config.json", problems)
+    status = effective_status(path, read_run_file(path / "status.json", problems))
+    metrics = read_run_file(path / "metrics.json", problems)
+    progress = read_run_file(path / "progress.json", [])  # rewritten every second; never fatal
+    history = read_history(path / "history.csv", problems)
+    if problems:
+        status["error"] = (
+            f"Run {path.name} is damaged: {'; '.join(problems)}. Delete it, or restore the file."
+        )
+    return Run(path, config, status, metrics, progress, history, problems)
 
 
 def list_runs(root: str | Path | None = None) -> list[Run]:
@@ -213,11 +283,11 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
         return []
     runs = []
     for path in root.iterdir():
-        if path.is_dir() and (path / "config.json").exists():
+        if path.is_dir() and ((path / "config.json").exists() or (path / "status.json").exists()):
             try:
                 runs.append(load_run(path))
-            except (OSError, json.JSONDecodeError):
-                continue  # a folder being deleted or written by hand
+            except FileNotFoundError:
+                continue  # a folder being deleted
     return sorted(runs, key=lambda r: r.status.get("created") or 0, reverse=True)
 
 
@@ -252,9 +322,9 @@ def delete_run(path: str | Path) -> None:
     """Delete a run folder. A running run must be stopped first."""
     path = Path(path).resolve()
     root = runs_dir().resolve()
-    if root not in path.parents or not (path / "config.json").exists():
+    if root not in path.parents or not ((path / "config.json").exists() or (path / "status.json").exists()):
         raise ValueError(f"{path} is not a run folder under {root}; nothing deleted")
-    if effective_status(path).get("status") in ACTIVE:
+    if effective_status(path, read_run_file(path / "status.json", [])).get("status") in ACTIVE:
         raise RuntimeError(f"run {path.name} is still running; stop it before deleting it")
     shutil.rmtree(path)
 
@@ -268,10 +338,16 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
     The config is validated here first, so a bad one never makes a folder.
     """
     from agelab.config import ConfigError, build_config
+    from agelab.data import has_images
 
     config = resolve_data(build_config(base=config))
     if not Path(config["data"]).is_dir():
         raise ConfigError(f"bad value data={config['data']!r}: no such folder of UTKFace images")
+    if not has_images(config["data"]):
+        raise ConfigError(
+            f"bad value data={config['data']!r}: the folder holds no well-named UTKFace image"
+            " (age_gender_race_datetime.jpg.chip.jpg); point it at the UTKFace images"
+        )
     run_dir = create_run(config, root)
     env = dict(os.environ, AGELAB_LOG_REDIRECTED="1", PYTHONUNBUFFERED="1")
     if root is not None:
@@ -290,6 +366,23 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
     write_status(run_dir, pid=process.pid)
     _reap_later(process)
     return run_dir
+
+
+def remove_orphan_caches(root: Path | None = None) -> list[Path]:
+    """Delete tf.data cache folders (``<cache>/tfdata/run<pid>-*``) whose run process is gone.
+
+    A run killed with ``cache=disk`` cannot clean its own; the next run does.
+    """
+    from agelab.paths import cache_dir
+
+    root = Path(root or cache_dir() / "tfdata")
+    removed = []
+    for folder in root.glob("run*-*") if root.is_dir() else ():
+        match = re.match(r"run(\d+)-", folder.name)
+        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _reap_later(process: subprocess.Popen) -> None:

@@ -7,6 +7,7 @@ run folder as its last line; the dashboard starts the same command detached (``r
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
@@ -29,6 +30,27 @@ class TrainingFailed(RuntimeError):
     def __init__(self, run_dir: Path, message: str) -> None:
         super().__init__(message)
         self.run_dir = run_dir
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on, for a reason one sentence says (recorded without a traceback)."""
+
+
+class RunStopped(Exception):
+    """A stop request arrived before the first epoch ended: nothing to save."""
+
+
+def failure_reason(err: BaseException, run_dir: Path) -> str | None:
+    """The one-sentence reason of a failure that needs no traceback, or None for a crash."""
+    if isinstance(err, RunError):
+        return str(err)
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        where = f" ({err.filename})" if err.filename else ""
+        return (
+            f"the disk is full: no space left on device{where} while run {run_dir.name} was writing;"
+            " free some space, then launch the run again"
+        )
+    return None
 
 
 class StopRequest:
@@ -193,6 +215,12 @@ class RunRecorder:
             def on_train_batch_end(self, batch, logs=None):
                 recorder.steps_done += 1
                 self.epoch_steps += 1
+                loss = (logs or {}).get("loss")
+                if loss is not None and not np.isfinite(_number(loss)):
+                    raise RunError(
+                        f"loss became NaN at epoch {self.epoch} (batch {batch + 1}, stage {stage}): the"
+                        " run diverged; lower learning_rate or fine_tune_learning_rate and launch it again"
+                    )
                 recorder.write_progress(stage, self.epoch, batch + 1, steps, logs or {})
                 if recorder.stopper.requested:
                     self.model.stop_training = True
@@ -407,6 +435,8 @@ class Trainer:
         scheme = get_scheme(c["bins"])
 
         frame = load_dataset(c["data"])
+        if frame.empty:
+            raise RunError(f"no well-named UTKFace image in {c['data']}: point data= at the UTKFace images")
         if c.get("exclude"):
             from agelab.marks import excluded_files
 
@@ -426,7 +456,8 @@ class Trainer:
         }
         for name, part in splits.items():
             if part.empty:
-                raise ValueError(f"the {name} split is empty ({len(frame)} images in all); raise max_images")
+                advice = "raise max_images" if c["max_images"] else "the data folder needs more images"
+                raise RunError(f"the {name} split is empty ({len(frame)} images in all): {advice}")
         train_frame = rebalance(
             splits["train"], c["rebalance"], scheme, by_race=c["rebalance_by_race"], seed=c["seed"]
         )
@@ -621,7 +652,7 @@ class Trainer:
             f"in {seconds:.1f}s"
         )
         if self.stopper.requested:
-            return 0
+            raise RunStopped()
         scheme = _scheme(c)
         n_train, n_val = len(train_frame), len(splits["val"])
         train_x, val_x = features[:n_train], features[n_train : n_train + n_val]
@@ -668,6 +699,7 @@ def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
     stopper = StopRequest(run_dir)
     stopper.install()
     try:
+        runs.remove_orphan_caches()
         device, gpus = describe_device()
         runs.write_status(
             run_dir,
@@ -684,12 +716,18 @@ def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
         runs.write_status(run_dir, status=final, ended=time.time())
         print(f"run {final}", flush=True)
     except BaseException as err:
+        if stopper.requested and isinstance(err, RunStopped | InterruptedError):
+            note = "stopped before the first epoch ended; no model saved"
+            runs.write_status(run_dir, status="stopped", ended=time.time(), note=note)
+            print(f"run stopped: {note}", flush=True)
+            return run_dir
+        reason = failure_reason(err, run_dir)
         trace = traceback.format_exc()
-        print(trace, file=sys.stderr, flush=True)
-        runs.write_status(run_dir, status="failed", ended=time.time(), error=trace)
+        print(reason or trace, file=sys.stderr, flush=True)
+        runs.write_status(run_dir, status="failed", ended=time.time(), error=reason or trace)
         if isinstance(err, KeyboardInterrupt):
             raise
-        raise TrainingFailed(run_dir, f"{type(err).__name__}: {err}") from err
+        raise TrainingFailed(run_dir, reason or f"{type(err).__name__}: {err}") from err
     finally:
         stopper.uninstall()
     return run_dir
@@ -702,13 +740,19 @@ class _Tee:
         self.stream, self.log = stream, log
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        self.log.flush()
+        try:
+            self.log.write(text)
+            self.log.flush()
+        except (OSError, ValueError):
+            pass  # a full disk must not turn every print into a crash; the console still shows it
         return self.stream.write(text)
 
     def flush(self) -> None:
         self.stream.flush()
-        self.log.flush()
+        try:
+            self.log.flush()
+        except (OSError, ValueError):
+            pass
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
@@ -738,7 +782,21 @@ def cli(argv: list[str]) -> int:
     if not Path(config["data"] or ".").is_dir():
         print(f"agelab train: data folder {config['data']!r} does not exist", file=sys.stderr)
         return 2
-    run_dir = run_dir or runs.create_run(config)
+    from agelab.data import has_images
+
+    if not has_images(config["data"]):
+        print(
+            f"agelab train: data folder {config['data']!r} holds no well-named UTKFace image", file=sys.stderr
+        )
+        return 2
+    try:
+        run_dir = run_dir or runs.create_run(config)
+    except OSError as err:
+        print(
+            f"agelab train: cannot create a run folder under {runs.runs_dir()}: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return 1
     log = None
     if not os.environ.get("AGELAB_LOG_REDIRECTED"):
         log = open(run_dir / "log.txt", "a", encoding="utf-8")

@@ -84,13 +84,15 @@ def test_fast_mode_trains_heads_from_cached_features(small_data, isolated_dirs):
     check_predictions(second, 10)
 
 
-def test_a_crash_is_recorded_with_its_traceback(small_data, isolated_dirs):
-    # 5 images cannot fill train, val and test: the run must fail and say why.
+def test_a_failure_is_recorded_with_its_reason(utkface_dir, isolated_dirs):
+    # 5 images cannot fill train, val and test: the run must fail and say why, in one sentence.
+    tiny = copy_real_images(utkface_dir, isolated_dirs / "utk5", 5, step=900)[0].parent
     with pytest.raises(training.TrainingFailed, match="split is empty"):
-        training.train({"data": str(small_data), "max_images": 5, "model": "seed_cnn", "weights": "none"})
+        training.train({"data": str(tiny), "model": "seed_cnn", "weights": "none", "crop": "none"})
     (run,) = runs.list_runs()
     assert run.state == "failed"
-    assert "Traceback" in run.status["error"] and "split is empty" in run.status["error"]
+    assert run.status["error"].startswith("the ") and "split is empty" in run.status["error"]
+    assert "Traceback" not in run.status["error"] and "max_images" not in run.status["error"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,134 @@
+"""Issue 11, hardening: run states that tell the truth. A diverged run fails saying so, a stop during
+feature extraction is a stop, a full disk is named, and a killed run's disk cache does not stay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import copy_real_images
+
+from agelab import runs, training
+
+TINY = {
+    "model": "small_cnn",
+    "weights": "none",
+    "image_size": 64,
+    "epochs": 1,
+    "batch_size": 8,
+    "crop": "none",
+}
+
+
+@pytest.fixture(scope="module")
+def small_data(utkface_dir, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("utk60")
+    copy_real_images(utkface_dir, folder, 60, step=300)
+    return folder
+
+
+def test_a_run_whose_loss_becomes_nan_fails_saying_so(small_data, isolated_dirs, monkeypatch):
+    compile_model = training.compile_model
+
+    def diverging(model, learning_rate, config, total_steps=0):  # a step size no network survives
+        compile_model(model, 1e30, config, total_steps)
+
+    monkeypatch.setattr(training, "compile_model", diverging)
+    with pytest.raises(training.TrainingFailed, match="loss became NaN at epoch 1"):
+        training.train({**TINY, "data": str(small_data), "name": "nan"})
+    (run,) = runs.list_runs()
+    assert run.state == "failed" and run.status["error"].startswith("loss became NaN at epoch 1")
+    assert "Traceback" not in run.status["error"] and "learning_rate" in run.status["error"]
+    assert not (run.path / "model.keras").exists() and not run.metrics  # nothing for Predict to offer
+
+
+def test_a_stop_during_feature_extraction_is_recorded_as_stopped(utkface_dir, isolated_dirs, tmp_path):
+    data = tmp_path / "utk"
+    copy_real_images(utkface_dir, data, 700, step=30)  # 6 batches of 128: progress at the 5th, then a stop
+    config = {"data": str(data), "fast": True, "crop": "none", "name": "stopfeat", "epochs": 1}
+    run_dir = runs.create_run(training.runs.resolve_data(training.build_config(config)))
+
+    def stop_when_extracting() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if runs.read_run_file(run_dir / "progress.json", []).get("stage") == "features":
+                os.kill(os.getpid(), signal.SIGTERM)  # what the Stop button sends
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=stop_when_extracting, daemon=True)
+    watcher.start()
+    training.train(config, run_dir)
+    watcher.join(5)
+    run = runs.load_run(run_dir)
+    assert run.state == "stopped", run.status
+    assert "error" not in run.status and "no model saved" in run.status["note"]
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MB tmpfs; the test fills it when it needs a full disk."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Fill the disk to the last byte."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    chunk = 65536
+    try:
+        while chunk:
+            try:
+                os.write(fd, b"\0" * chunk)
+            except OSError:
+                chunk //= 2
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_fails_the_run_naming_the_cause(small_data, isolated_dirs, full_disk, monkeypatch):
+    monkeypatch.setenv("AGELAB_RUNS_DIR", str(full_disk))
+    config = training.runs.resolve_data(training.build_config({**TINY, "data": str(small_data)}))
+    run_dir = runs.create_run(config)
+    fill(full_disk)
+    with pytest.raises(training.TrainingFailed, match="disk is full"):
+        training.train(config, run_dir)
+    run = runs.load_run(run_dir)
+    assert run.state == "failed" and "the disk is full" in run.status["error"], run.status
+    assert "Traceback" not in run.status["error"] and run.status.get("ended")
+
+
+def test_a_full_disk_at_launch_is_one_sentence_and_leaves_no_folder(
+    small_data, full_disk, monkeypatch, capsys
+):
+    monkeypatch.setenv("AGELAB_RUNS_DIR", str(full_disk))
+    fill(full_disk)
+    assert training.cli([f"data={small_data}", "model=small_cnn", "name=full"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+
+
+def test_orphan_disk_caches_of_dead_runs_are_removed_on_the_next_start(isolated_dirs):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = isolated_dirs / "cache" / "tfdata"
+    orphan, alive = root / f"run{dead.pid}-abc", root / f"run{os.getppid()}-def"
+    for folder in (orphan, alive):
+        folder.mkdir(parents=True)
+        (folder / "train.data-00000-of-00001").write_bytes(b"\0" * 1000)
+    assert runs.remove_orphan_caches() == [orphan]
+    assert not orphan.exists() and alive.exists()
