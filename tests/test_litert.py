@@ -187,3 +187,28 @@ def test_a_corrupt_keras_file_is_called_corrupt_not_missing(exported, tmp_path):
     with pytest.raises(ModelError, match="corrupt") as caught:
         Predictor(model)
     assert "not found" not in str(caught.value).lower()
+
+
+# --------------------------------------------------------------------------- the Predict page
+
+
+def test_the_predict_page_says_which_backend_serves_and_why(exported, isolated_dirs, monkeypatch):
+    from predict_helpers import detector_models_dir
+    from streamlit.testing.v1 import AppTest
+
+    models = isolated_dirs / "models"
+    model = copy_model(exported, models)
+    monkeypatch.setenv("AGELAB_MODELS_DIR", str(models))
+    monkeypatch.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
+    page = str(PROJECT_ROOT / "pages" / "predict.py")
+
+    at = AppTest.from_file(page, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("served by LiteRT (model.tflite" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert not at.warning
+
+    break_truncate(model)
+    at = AppTest.from_file(page, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("served by Keras: model.tflite was not used" in c.value for c in at.caption)
+    assert any("python -m agelab export --model" in w.value for w in at.warning)

@@ -16,6 +16,7 @@ from agelab import runs, training
 from agelab.config import build_config
 from agelab.models import load_model
 from agelab.paths import PROJECT_ROOT
+from agelab.predict import Predictor
 
 CONTRACT = ["path", "age", "gender", "race", "true_bin", "pred_bin"]
 
@@ -60,6 +61,9 @@ def test_cli_run_finishes_with_a_loadable_model(small_data, isolated_dirs):
     model, sidecar = load_model(run_dir / "model.keras")
     assert sidecar["bins"] == "decades" and sidecar["image_size"] == 64 and sidecar["model"] == "seed_cnn"
     assert set(model.output_names) == {"age_bin", "age", "gender"}
+    # Saved with its LiteRT twin, which then serves it.
+    assert sidecar["litert"]["bytes"] == (run_dir / "model.tflite").stat().st_size
+    assert Predictor(run_dir).backend == "litert"
     check_predictions(run_dir, 11)
     assert list((run_dir / "tb" / "train").glob("events.out.tfevents.*"))
     assert "[train] epoch 2/2" in (run_dir / "log.txt").read_text()
