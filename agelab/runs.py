@@ -170,6 +170,15 @@ def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dic
     return status
 
 
+# TensorFlow's C++ start-up notices (absl's preface, "I0000 ... port.cc:153] oneDNN ...", the CPU
+# instruction note): TF_CPP_MIN_LOG_LEVEL does not silence them in TF 2.21, so the log view drops them.
+TF_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] "
+    r"|To enable the following instructions: .* in other operations, rebuild TensorFlow)"
+)
+
+
 def log_tail(run_dir: Path, lines: int = 40) -> str:
     path = Path(run_dir) / "log.txt"
     try:
@@ -182,6 +191,7 @@ def log_tail(run_dir: Path, lines: int = 40) -> str:
         return ""
     # Keras progress bars redraw with carriage returns; keep only the last state of each line.
     rows = [row.rsplit("\r", 1)[-1] for row in text.splitlines()]
+    rows = [row for row in rows if not TF_NOISE.match(row)]
     return "\n".join(rows[-lines:])
 
 
@@ -349,7 +359,8 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
             " (age_gender_race_datetime.jpg.chip.jpg); point it at the UTKFace images"
         )
     run_dir = create_run(config, root)
-    env = dict(os.environ, AGELAB_LOG_REDIRECTED="1", PYTHONUNBUFFERED="1")
+    # TF_CPP_MIN_LOG_LEVEL=2: the log starts with the run, not TensorFlow's C++ notices (oneDNN, CPU).
+    env = dict(os.environ, AGELAB_LOG_REDIRECTED="1", PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
     if root is not None:
         env["AGELAB_RUNS_DIR"] = str(Path(root))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
@@ -452,14 +463,19 @@ class Heartbeat:
 
 
 def progress_text(progress: dict[str, Any]) -> str:
-    """``"fine_tune: epoch 4/6, batch 120/242, ETA 3m 10s"``."""
+    """``"fine_tune: epoch 4/6, batch 120/242, ETA 3m 10s"``; the fast mode's one-time feature
+    extraction reads ``"extracting features: batch 40/174, ETA 1m 05s"``. Until a few batches have
+    set the pace, the ETA says it is being estimated (the first batch includes graph tracing)."""
     if not progress:
         return "waiting for the first batch"
     eta = progress.get("eta_s")
-    eta_text = "" if eta is None else f", ETA {format_seconds(eta)}"
+    eta_text = ", ETA estimating..." if eta is None else f", ETA {format_seconds(eta)}"
+    batches = f"batch {progress.get('batch', 0)}/{progress.get('steps', '?')}{eta_text}"
+    if progress.get("stage") == "features" or not progress.get("epochs_total"):
+        return f"extracting features: {batches}"
     return (
         f"{progress.get('stage', '')}: epoch {progress.get('epoch', 0)}/{progress.get('epochs_total', '?')}, "
-        f"batch {progress.get('batch', 0)}/{progress.get('steps', '?')}{eta_text}"
+        + batches
     )
 
 

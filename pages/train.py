@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import runs
+from agelab import palette, runs
 from agelab.bins import BUILTIN_SCHEMES
 from agelab.config import (
     ALPHAS,
@@ -16,7 +16,7 @@ from agelab.config import (
     RECIPES,
     WEIGHTS,
     ConfigError,
-    default_config,
+    build_config,
     parse_overrides,
 )
 from agelab.paths import data_dir, runs_dir
@@ -24,7 +24,6 @@ from streamlit_setup import through_app
 
 through_app()
 
-DEFAULTS = default_config()
 SIZES = (64, 112, 144, 224)
 ALL_ALPHAS = sorted({a for values in ALPHAS.values() for a in values})
 
@@ -38,86 +37,131 @@ st.title("Train")
 has_gpu, gpu_text = gpu_status()
 (st.success if has_gpu else st.info)(gpu_text, icon=":material/memory:")
 
+st.subheader("New run")
+# Outside the form, so that picking a recipe refills the fields below with the values it will run.
+recipe = st.selectbox(
+    "Recipe",
+    ["none", *RECIPES],
+    key="tr_recipe",
+    help="A preset: it fills the fields below, which you may still change (none: the defaults)",
+)
+base = build_config({"recipe": recipe})
+if recipe != "none":
+    st.caption(
+        f"Recipe `{recipe}`: " + ", ".join(f"{k}={v}" for k, v in RECIPES[recipe].items()) + ". "
+        "The fields show it; what you change below overrides it."
+    )
+
+
+def index_of(options, value, fallback: int = 0) -> int:
+    return list(options).index(value) if value in options else fallback
+
+
 # Enter in a field must not launch a run: runs cost minutes of CPU, so only the button launches.
 with st.form("config", enter_to_submit=False):
-    st.subheader("New run")
     c1, c2, c3, c4 = st.columns(4)
-    model = c1.selectbox("Model", MODELS, index=MODELS.index(DEFAULTS["model"]))
+    model = c1.selectbox("Model", MODELS, index=index_of(MODELS, base["model"]))
+    alpha_options = ["model default", *ALL_ALPHAS]
     alpha = c1.selectbox(
-        "Width (alpha)", ["model default", *ALL_ALPHAS], help="MobileNet only: 0.35/0.5 (v2), 0.25 (v1)"
+        "Width (alpha)",
+        alpha_options,
+        index=index_of(alpha_options, base["alpha"]) if recipe != "none" else 0,
+        help="MobileNet only: 0.35/0.5 (v2), 0.25 (v1)",
     )
-    weights = c1.selectbox("Weights", WEIGHTS, help="seed_cnn and small_cnn need none")
-    image_size = c2.selectbox("Image size", SIZES, index=SIZES.index(DEFAULTS["image_size"]))
-    epochs = c2.number_input("Epochs", 1, 1000, DEFAULTS["epochs"])
-    batch_size = c2.number_input("Batch size", 1, 4096, DEFAULTS["batch_size"])
+    weights = c1.selectbox(
+        "Weights", WEIGHTS, index=index_of(WEIGHTS, base["weights"]), help="seed_cnn and small_cnn need none"
+    )
+    image_size = c2.selectbox("Image size", SIZES, index=index_of(SIZES, base["image_size"], 1))
+    epochs = c2.number_input("Epochs", 1, 1000, base["epochs"])
+    batch_size = c2.number_input("Batch size", 1, 4096, base["batch_size"])
     learning_rate = c2.number_input(
-        "Learning rate", 1e-6, 1.0, DEFAULTS["learning_rate"], step=1e-4, format="%.5f"
+        "Learning rate", 1e-6, 1.0, base["learning_rate"], step=1e-4, format="%.5f"
     )
-    bins = c3.selectbox("Age bins", [*BUILTIN_SCHEMES, "custom"])
-    custom_edges = c3.text_input("Custom bin edges", "0,3,13,20,40,60", help="used when Age bins is custom")
-    rebalance = c3.selectbox("Rebalance", REBALANCE)
-    by_race = c3.toggle("Balance bin x ethnicity", value=False)
+    bin_options = [*BUILTIN_SCHEMES, "custom"]
+    bins = c3.selectbox(
+        "Age bins", bin_options, index=index_of(bin_options, base["bins"], len(bin_options) - 1)
+    )
+    custom_edges = c3.text_input(
+        "Custom bin edges",
+        base["bins"] if base["bins"] not in BUILTIN_SCHEMES else "0,3,13,20,40,60",
+        help="used when Age bins is custom",
+    )
+    rebalance = c3.selectbox("Rebalance", REBALANCE, index=index_of(REBALANCE, base["rebalance"]))
+    by_race = c3.toggle("Balance bin x ethnicity", value=base["rebalance_by_race"])
     fine_tune_layers = c4.number_input(
         "Fine-tune depth (layers)",
         0,
         1000,
-        DEFAULTS["fine_tune_layers"],
+        base["fine_tune_layers"],
         help=OPTIONS["fine_tune_layers"].help,
     )
-    fine_tune_epochs = c4.number_input("Fine-tune epochs", 0, 1000, DEFAULTS["fine_tune_epochs"])
-    augment = c4.toggle(
-        "Augment", value=DEFAULTS["augment"], help="flip, rotation, zoom, contrast, brightness"
-    )
-    fast = c4.toggle("Fast mode", value=True, help=OPTIONS["fast"].help)
-    c1, c2, c3, c4 = st.columns(4)
+    fine_tune_epochs = c4.number_input("Fine-tune epochs", 0, 1000, base["fine_tune_epochs"])
+    augment = c4.toggle("Augment", value=base["augment"], help="flip, rotation, zoom, contrast, brightness")
+    fast = c4.toggle("Fast mode", value=base["fast"] if recipe != "none" else True, help=OPTIONS["fast"].help)
+    c1, c2, c3 = st.columns([1, 2, 1])
     name = c1.text_input("Run name", "", help="empty: the model name")
-    folder = c2.text_input("Dataset folder", str(data_dir()))
+    folder = c2.text_input("Dataset folder", st.session_state.get("data_folder", str(data_dir())))
     max_images = c3.number_input("Max images (0: all)", 0, 1_000_000, 0, help=OPTIONS["max_images"].help)
-    recipe = c4.selectbox(
-        "Recipe",
-        ["none", *RECIPES],
-        help="a preset (none: use the fields above). A recipe replaces the model fields above; add keys under More keys to change it",
+    extra = st.text_input(
+        "More keys",
+        "",
+        placeholder="e.g. age_head=regression loss_weight_age=0.1 seed=1 exclude=marks.csv",
     )
-    extra = st.text_input("More keys", "", placeholder="e.g. age_head=regression loss_weight_age=0.1 seed=1")
     launched = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
 
 if launched:
+    # Every field is sent, over the recipe: the run uses exactly what the form shows.
     chosen = {
+        "recipe": recipe,
         "name": name,
         "data": folder,
         "max_images": max_images,
-        "recipe": recipe,
+        "model": model,
+        "weights": weights,
+        "image_size": image_size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "bins": custom_edges if bins == "custom" else bins,
+        "rebalance": rebalance,
+        "rebalance_by_race": by_race,
+        "fine_tune_layers": fine_tune_layers,
+        "fine_tune_epochs": fine_tune_epochs,
+        "augment": augment,
+        "fast": fast,
+        "alpha": 0.0 if alpha == "model default" else alpha,
     }
-    if recipe == "none":
-        chosen.update(
-            model=model,
-            weights=weights,
-            image_size=image_size,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            bins=custom_edges if bins == "custom" else bins,
-            rebalance=rebalance,
-            rebalance_by_race=by_race,
-            fine_tune_layers=fine_tune_layers,
-            fine_tune_epochs=fine_tune_epochs,
-            augment=augment,
-            fast=fast,
-            alpha=0.0 if alpha == "model default" else alpha,
-        )
     try:
         chosen.update(parse_overrides(extra.split()))
         run_dir = runs.launch(chosen)
     except ConfigError as err:
         st.error(f"Not launched: {err}", icon=":material/error:")
-    except OSError as err:  # a full disk or a read-only runs folder
-        st.error(f"Not launched: cannot create the run folder in `{runs_dir()}`: {err.strerror or err}")
     else:
         st.session_state["watch"] = run_dir.name
         st.success(f"Launched `{run_dir}`", icon=":material/rocket_launch:")
 
 all_runs = runs.list_runs()
 any_active = any(r.state in runs.ACTIVE for r in all_runs)
+
+
+def epoch_figure(history, columns: list[str], quantity: str, color: str | None = None):
+    """Per-epoch curves with whole-epoch ticks, a named y axis and readable legend entries."""
+    fig = px.line(
+        history,
+        x="epoch",
+        y=columns if color is None else columns[0],
+        color=color,
+        markers=True,
+        title=f"{quantity.capitalize()} per epoch",
+        hover_data=["stage"],
+        labels={"value": quantity, "variable": "", columns[0]: quantity},
+    )
+    if color is None:  # one trace per column: name them in words ("validation loss")
+        fig.for_each_trace(lambda t: t.update(name=palette.title(t.name)))
+    epochs = int(history["epoch"].max()) if len(history) else 1
+    fig.update_xaxes(tick0=1, dtick=max(1, -(-epochs // 12)), tickformat="d")
+    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "title": ""})
+    return fig
 
 
 @st.fragment(run_every=2 if any_active else None)
@@ -156,22 +200,16 @@ def live_view() -> None:
     left, right = st.columns(2)
     if not history.empty:
         losses = [c for c in ("loss", "val_loss") if c in history]
-        fig = px.line(
-            history, x="epoch", y=losses, markers=True, title="Loss per epoch", hover_data=["stage"]
-        )
-        left.plotly_chart(fig, width="stretch", key=f"loss-{run.name}")
+        left.plotly_chart(epoch_figure(history, losses, "loss"), width="stretch", key=f"loss-{run.name}")
         accs = [c for c in history.columns if c.endswith("_acc")]
-        fig = px.line(
-            history, x="epoch", y=accs, markers=True, title="Accuracy per epoch", hover_data=["stage"]
-        )
-        right.plotly_chart(fig, width="stretch", key=f"acc-{run.name}")
+        right.plotly_chart(epoch_figure(history, accs, "accuracy"), width="stretch", key=f"acc-{run.name}")
     if progress.get("curve"):
         steps, losses = zip(*progress["curve"])
         fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines", name="batch loss"))
         fig.update_layout(title="Training loss by batch", xaxis_title="batch", yaxis_title="loss", height=280)
         st.plotly_chart(fig, width="stretch", key=f"batches-{run.name}")
     with st.expander("Log tail", expanded=run.state in runs.ACTIVE):
-        st.code(run.log(40) or "(empty)", language=None)
+        st.code(run.log(40) or "(empty)", language=None, wrap_lines=True)
     if any_active and not active:
         st.rerun(scope="app")  # the last run ended: refresh the runs table
 
@@ -180,50 +218,68 @@ st.header("Live view")
 live_view()
 
 st.header("Runs")
-if not all_runs:
-    st.stop()
-table = runs.runs_table(all_runs)
-event = st.dataframe(
-    table.drop(columns="path"),
-    hide_index=True,
-    width="stretch",
-    on_select="rerun",
-    selection_mode="multi-row",
-    key="runs_table",
-    column_config={
-        "bin_acc": st.column_config.NumberColumn("bin acc", format="%.3f"),
-        "within_1_bin": st.column_config.NumberColumn("within 1 bin", format="%.3f"),
-        "age_mae": st.column_config.NumberColumn("age MAE", format="%.2f"),
-        "gender_acc": st.column_config.NumberColumn("gender acc", format="%.3f"),
-        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
-    },
-)
-selected = [all_runs[i] for i in event.selection.rows]
-if not selected:
-    st.caption("Select runs in the table to overlay their curves, open their config and log, or delete them.")
-    st.stop()
 
-metrics = runs.curve_metrics(selected)
-if metrics:
-    metric = st.selectbox("Compare", metrics)
-    overlay = runs.overlay_frame(selected, metric)
-    fig = px.line(overlay, x="epoch", y=metric, color="run", markers=True, hover_data=["stage"])
-    st.plotly_chart(fig, width="stretch")
 
-for run in selected:
-    with st.expander(f"{run.name}: {run.state}"):
-        config_tab, log_tab, metrics_tab = st.tabs(["Config", "Log", "Metrics"])
-        config_tab.json(run.config)
-        config_tab.caption(f"Repeat it: `python -m agelab train --config {run.path / 'config.json'}`")
-        log_tab.code(run.log(200) or "(empty)", language=None)
-        metrics_tab.json(run.metrics or {"metrics": "none yet"})
+# Refreshed with the live view, so the table never says "queued" while the run above is "running".
+@st.fragment(run_every=2 if any_active else None)
+def runs_section() -> None:
+    current = runs.list_runs()
+    if not current:
+        return
+    table = runs.runs_table(current)
+    event = st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="multi-row",
+        key="runs_table",
+        # What fits the page; the device is in the live view, the path in each run's Config tab.
+        column_order=[c for c in table.columns if c not in ("path", "device")],
+        column_config={
+            "run": st.column_config.TextColumn(width="medium"),
+            "status": st.column_config.TextColumn(width="small"),
+            "size": st.column_config.NumberColumn(width=50),
+            "fast": st.column_config.CheckboxColumn(width=50),
+            "epochs": st.column_config.NumberColumn(width=60),
+            "bin_acc": st.column_config.NumberColumn("bin acc", format="%.3f", width=70),
+            "within_1_bin": st.column_config.NumberColumn("within 1", format="%.3f", width=70),
+            "age_mae": st.column_config.NumberColumn("age MAE", format="%.2f", width=70),
+            "gender_acc": st.column_config.NumberColumn("gender acc", format="%.3f", width=80),
+            "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f", width=90),
+        },
+    )
+    selected = [current[i] for i in event.selection.rows if i < len(current)]
+    if not selected:
+        st.caption(
+            "Select runs in the table to overlay their curves, open their config and log, or delete them."
+        )
+        return
 
-names = ", ".join(r.name for r in selected)
-confirm = st.checkbox(f"Yes, delete {names} and all their files")
-if st.button("Delete selected", icon=":material/delete:", disabled=not confirm):
+    metrics = runs.curve_metrics(selected)
+    if metrics:
+        metric = st.selectbox("Compare", metrics, format_func=palette.title)
+        overlay = runs.overlay_frame(selected, metric)
+        fig = epoch_figure(overlay, [metric], palette.title(metric), color="run")
+        st.plotly_chart(fig, width="stretch")
+
     for run in selected:
-        try:
-            runs.delete_run(run.path)
-        except (RuntimeError, ValueError) as err:
-            st.error(str(err))
-    st.rerun()
+        with st.expander(f"{run.name}: {run.state}"):
+            config_tab, log_tab, metrics_tab = st.tabs(["Config", "Log", "Metrics"])
+            config_tab.json(run.config)
+            config_tab.caption(f"Repeat it: `python -m agelab train --config {run.path / 'config.json'}`")
+            log_tab.code(run.log(200) or "(empty)", language=None, wrap_lines=True)
+            metrics_tab.json(run.metrics or {"metrics": "none yet"})
+
+    names = ", ".join(r.name for r in selected)
+    confirm = st.checkbox(f"Yes, delete {names} and all their files")
+    if st.button("Delete selected", icon=":material/delete:", disabled=not confirm):
+        for run in selected:
+            try:
+                runs.delete_run(run.path)
+            except (RuntimeError, ValueError) as err:
+                st.error(str(err))
+        st.rerun()
+
+
+runs_section()

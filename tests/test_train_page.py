@@ -116,6 +116,10 @@ def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
     first = training.train({**config, "name": "a"})
     second = training.train({**config, "name": "b", "learning_rate": 3e-4})
     app = AppTest.from_file(PAGE, default_timeout=30).run()
+    loss = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert loss["layout"]["yaxis"]["title"]["text"] == "loss"
+    assert {t["name"] for t in loss["data"]} == {"training loss", "validation loss"}
+    assert loss["layout"]["xaxis"]["dtick"] == 1 and loss["layout"]["xaxis"]["tickformat"] == "d"
     select_rows(app, [0, 1])
     assert not app.exception
     compare = next(s for s in app.selectbox if s.label == "Compare")
@@ -130,3 +134,33 @@ def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
     next(b for b in app.button if b.label == "Delete selected").click().run()
     assert not first.exists() and not second.exists()
     assert runs.list_runs() == []
+
+
+def test_a_recipe_fills_the_form_with_what_it_will_run(isolated_dirs, small_data):
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    app.selectbox(key="tr_recipe").set_value("quick").run()
+    selects, numbers = widgets(app, "selectbox"), widgets(app, "number_input")
+    assert (selects["Model"].value, selects["Width (alpha)"].value, selects["Image size"].value) == (
+        "mobilenet_v2",
+        0.35,
+        112,
+    )
+    assert numbers["Epochs"].value == 10 and widgets(app, "toggle")["Fast mode"].value is True
+    # What the form shows is what runs: change a field and launch (validation fails on no data).
+    numbers["Epochs"].set_value(3)
+    widgets(app, "text_input")["Dataset folder"].set_value(str(isolated_dirs / "nowhere"))
+    app.button[0].click().run()
+    assert any("no such folder" in e.value for e in app.error)
+
+
+def test_progress_text_and_log_read_cleanly(tmp_path):
+    features = {"stage": "features", "epoch": 0, "epochs_total": 0, "batch": 5, "steps": 20, "eta_s": 12.0}
+    assert runs.progress_text(features) == "extracting features: batch 5/20, ETA 12s"
+    first = {"stage": "heads", "epoch": 1, "epochs_total": 3, "batch": 1, "steps": 9, "eta_s": None}
+    assert runs.progress_text(first) == "heads: epoch 1/3, batch 1/9, ETA estimating..."
+    (tmp_path / "log.txt").write_text(
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796215790.135733   16465 port.cc:153] oneDNN custom operations are on.\n"
+        "run runs/x-1 on CPU\n"
+    )
+    assert runs.log_tail(tmp_path) == "run runs/x-1 on CPU"
