@@ -81,3 +81,27 @@ def per_bin_table(report: pd.DataFrame) -> pd.DataFrame:
             "F1 %": report["f1"].map(_pct),
         }
     )
+
+
+def duplicates_table(duplicates: pd.DataFrame) -> pd.DataFrame:
+    """:attr:`agelab.data.Index.duplicate_groups` in words: gender and ethnicity by name, a
+    malformed name's reason (blank for a well-named file), conflicting as yes/no; no paths."""
+    from agelab.data import GENDERS, RACES
+
+    def name(codes: pd.Series, names: dict[int, str]) -> pd.Series:
+        return codes.map(lambda c: "" if pd.isna(c) else names.get(int(c), str(c)))
+
+    return pd.DataFrame(
+        {
+            "group": duplicates["dup_group"].astype(int),
+            "file": duplicates["file"],
+            "age": duplicates["age"].map(lambda a: "" if pd.isna(a) else str(int(a))),
+            "gender": name(duplicates["gender"], GENDERS),
+            "ethnicity": name(duplicates["race"], RACES),
+            "labels disagree": duplicates["dup_conflict"]
+            .fillna(False)
+            .astype(bool)
+            .map({True: "yes", False: "no"}),
+            "malformed name": duplicates["reason"].fillna("").astype(str),
+        }
+    ).reset_index(drop=True)

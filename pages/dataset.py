@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from agelab import eda
+from agelab import eda, palette, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.data import GENDERS, RACES, build_index, dedupe
 from agelab.paths import data_dir
@@ -15,7 +15,7 @@ from streamlit_setup import through_app
 
 through_app()
 
-COLORS = {"Male": "#4C78A8", "Female": "#E45756"}
+LABELS = palette.TITLES
 
 
 @st.cache_data(show_spinner="Indexing images...")
@@ -25,8 +25,21 @@ def load(folder: str, signature: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.
 
 
 st.title("Dataset")
+
+
+def keep_folder() -> None:
+    # A widget's value is forgotten when its page is left; a plain session key is kept.
+    st.session_state["data_folder"] = st.session_state["dataset_folder_input"]
+
+
 with st.sidebar:
-    folder = st.text_input("Dataset folder", value=str(data_dir()), help="AGELAB_DATA sets the default")
+    folder = st.text_input(
+        "Dataset folder",
+        value=st.session_state.get("data_folder", str(data_dir())),
+        key="dataset_folder_input",
+        on_change=keep_folder,
+        help="AGELAB_DATA sets the default; kept while you switch pages",
+    )
     scheme_name = st.selectbox("Age bins", [*BUILTIN_SCHEMES, "custom"])
     edges = st.text_input("Custom edges", "0,3,13,20,40,60", disabled=scheme_name != "custom")
     drop_dups = st.toggle(
@@ -81,7 +94,7 @@ with st.expander(
         duplicates[duplicates["dup_conflict"].fillna(False).astype(bool)] if only_conflicts else duplicates
     )
     group_ids = shown["dup_group"].drop_duplicates().tolist()
-    st.dataframe(shown.drop(columns="path"), hide_index=True, width="stretch", height=240)
+    st.dataframe(tables.duplicates_table(shown), hide_index=True, width="stretch", height=240)
     if group_ids:
         start = st.number_input("First group shown", 0, max(len(group_ids) - 1, 0), 0, step=6)
         for group in group_ids[start : start + 6]:
@@ -93,47 +106,83 @@ left, right = st.columns(2)
 ages = data.groupby(["age", "gender_name"]).size().reset_index(name="images")
 left.plotly_chart(
     px.bar(
-        ages, x="age", y="images", color="gender_name", color_discrete_map=COLORS, title="Age (1-year bins)"
+        ages,
+        x="age",
+        y="images",
+        color="gender_name",
+        color_discrete_map=palette.GENDER,
+        category_orders={"gender_name": list(palette.GENDER)},
+        labels=LABELS,
+        title="Age (1-year bins)",
     ),
     width="stretch",
 )
-bin_counts = data["bin_label"].value_counts(sort=False).rename_axis("bin").reset_index(name="images")
+bin_counts = data["bin_label"].value_counts(sort=False).rename_axis("bin_label").reset_index(name="images")
 right.plotly_chart(
     px.bar(
         bin_counts,
-        x="bin",
+        x="bin_label",
         y="images",
+        color="bin_label",
+        color_discrete_map=palette.bin_colors(scheme.labels),
+        labels=LABELS,
         title=f"Age bins: imbalance {eda.imbalance_ratio(bin_counts['images']):.1f}x",
         hover_data={"images": ":,"},
-    ),
+    ).update_layout(showlegend=False),
     width="stretch",
 )
 
 left, right = st.columns(2)
-for col, column, title in ((left, "gender_name", "Gender"), (right, "race_name", "Ethnicity")):
-    counts = data[column].value_counts(sort=False).rename_axis(title).reset_index(name="images")
+for col, column, title, colors in (
+    (left, "gender_name", "Gender", palette.GENDER),
+    (right, "race_name", "Ethnicity", palette.ETHNICITY),
+):
+    counts = data[column].value_counts(sort=False).rename_axis(column).reset_index(name="images")
     col.plotly_chart(
         px.bar(
             counts,
-            x=title,
+            x=column,
             y="images",
+            color=column,
+            color_discrete_map=colors,
+            category_orders={column: list(colors)},
+            labels=LABELS,
             title=f"{title}: imbalance {eda.imbalance_ratio(counts['images']):.2f}x",
-        ),
+            hover_data={"images": ":,"},
+        ).update_layout(showlegend=False),
         width="stretch",
     )
 
 st.header("Age bin crossings")
 view = st.radio("Show as", ["Stacked bars", "Heatmap"], horizontal=True)
 left, right = st.columns(2)
-for col, column, title in ((left, "race_name", "ethnicity"), (right, "gender_name", "gender")):
+for col, column, title, colors in (
+    (left, "race_name", "ethnicity", palette.ETHNICITY),
+    (right, "gender_name", "gender", palette.GENDER),
+):
     table = eda.crosstab(data, column)
     ratio = eda.imbalance_ratio(table.to_numpy())
     heading = f"Age bin x {title}: imbalance {ratio:.1f}x (largest cell / smallest cell)"
     if view == "Heatmap":
-        fig = px.imshow(table, text_auto=True, aspect="auto", title=heading, labels={"color": "images"})
+        fig = px.imshow(
+            table,
+            text_auto=True,
+            aspect="auto",
+            title=heading,
+            labels={"color": "images", "x": title, "y": "age bin"},
+        )
     else:
         long = table.reset_index().melt(id_vars="bin_label", value_name="images")
-        fig = px.bar(long, x="bin_label", y="images", color=column, title=heading)
+        fig = px.bar(
+            long,
+            x="bin_label",
+            y="images",
+            color=column,
+            color_discrete_map=colors,
+            category_orders={column: list(colors)},
+            labels=LABELS,
+            title=heading,
+        )
     col.plotly_chart(fig, width="stretch")
 
 st.header("Sample faces")
@@ -180,6 +229,8 @@ st.plotly_chart(
         x="bin_label",
         y="images",
         color="when",
+        color_discrete_map={"before": "#BAB0AC", "after": "#4C78A8"},
+        labels={**LABELS, "race_name": "ethnicity"},
         barmode="group",
         facet_col=group_col,
         facet_col_wrap=3,

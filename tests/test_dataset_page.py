@@ -1,5 +1,9 @@
+import json
+
+from conftest import copy_real_images
 from streamlit.testing.v1 import AppTest
 
+from agelab import palette
 from agelab.paths import PROJECT_ROOT
 
 
@@ -27,3 +31,44 @@ def test_bad_custom_edges_show_an_error(utkface_dir, isolated_dirs, monkeypatch)
     at.sidebar.selectbox[0].set_value("custom").run()
     at.sidebar.text_input[1].set_value("0,30,20").run()
     assert "strictly increasing" in at.error[0].value
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_charts_and_tables_speak_words_and_share_one_palette(utkface_dir, isolated_dirs, monkeypatch):
+    monkeypatch.setenv("AGELAB_DATA", str(utkface_dir))
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "dataset.py"), default_timeout=120).run()
+    specs = chart_specs(at)
+    titles = json.dumps(
+        [[s["layout"].get(axis, {}).get("title") for axis in ("xaxis", "yaxis", "legend")] for s in specs]
+    )
+    for raw in ("gender_name", "race_name", "bin_label"):
+        assert raw not in titles, titles
+    colors = {}
+    for spec in specs:
+        for trace in spec["data"]:
+            if trace.get("type") == "bar" and trace.get("name") in (*palette.GENDER, *palette.ETHNICITY):
+                colors.setdefault(trace["name"], set()).add(trace["marker"]["color"])
+    assert colors["Female"] == {palette.GENDER["Female"]} and colors["Male"] == {palette.GENDER["Male"]}
+    assert colors["Indian"] == {palette.ETHNICITY["Indian"]}
+
+    dups = next(d.value for d in at.dataframe if "labels disagree" in d.value.columns)
+    assert set(dups["gender"]) <= {"Male", "Female", ""} and "None" not in set(dups["malformed name"])
+    assert set(dups["labels disagree"]) == {"yes"}  # "only conflicting groups" is on by default
+
+
+def test_the_dataset_folder_is_kept_when_the_page_changes(utkface_dir, isolated_dirs, monkeypatch):
+    monkeypatch.setenv("AGELAB_DATA", str(utkface_dir))
+    small = isolated_dirs / "small"
+    copy_real_images(utkface_dir, small, 40, step=500)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120).run()
+    at.sidebar.text_input(key="dataset_folder_input").set_value(str(small)).run()
+    assert {m.label: m.value for m in at.metric}["Files"] == "40"
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert next(t for t in at.text_input if t.label == "Dataset folder").value == str(small)
+    at.switch_page("pages/dataset.py").run()
+    assert at.sidebar.text_input(key="dataset_folder_input").value == str(small)
+    assert {m.label: m.value for m in at.metric}["Files"] == "40"
