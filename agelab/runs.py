@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -277,6 +278,12 @@ def load_run(path: str | Path) -> Run:
     config = read_run_file(path / "config.json", problems)
     status = effective_status(path, read_run_file(path / "status.json", problems))
     metrics = read_run_file(path / "metrics.json", problems)
+    if any(
+        isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if k.startswith("test_")
+    ):
+        problems.append(
+            "metrics.json holds NaN test metrics (the run diverged); train it again with a lower learning_rate"
+        )
     progress = read_run_file(path / "progress.json", [])  # rewritten every second; never fatal
     history = read_history(path / "history.csv", problems)
     if problems:

@@ -136,6 +136,8 @@ if launched:
         run_dir = runs.launch(chosen)
     except ConfigError as err:
         st.error(f"Not launched: {err}", icon=":material/error:")
+    except OSError as err:  # a full disk or a read-only runs folder
+        st.error(f"Not launched: cannot create the run folder in `{runs_dir()}`: {err.strerror or err}")
     else:
         st.session_state["watch"] = run_dir.name
         st.success(f"Launched `{run_dir}`", icon=":material/rocket_launch:")
@@ -200,9 +202,13 @@ def live_view() -> None:
     left, right = st.columns(2)
     if not history.empty:
         losses = [c for c in ("loss", "val_loss") if c in history]
-        left.plotly_chart(epoch_figure(history, losses, "loss"), width="stretch", key=f"loss-{run.name}")
+        if losses:  # a hand-edited or partial history.csv may lack either kind of column
+            left.plotly_chart(epoch_figure(history, losses, "loss"), width="stretch", key=f"loss-{run.name}")
         accs = [c for c in history.columns if c.endswith("_acc")]
-        right.plotly_chart(epoch_figure(history, accs, "accuracy"), width="stretch", key=f"acc-{run.name}")
+        if accs:
+            right.plotly_chart(
+                epoch_figure(history, accs, "accuracy"), width="stretch", key=f"acc-{run.name}"
+            )
     if progress.get("curve"):
         steps, losses = zip(*progress["curve"])
         fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines", name="batch loss"))

@@ -244,9 +244,12 @@ def test_damaged_run_files_mark_only_that_run_which_can_be_deleted(isolated_dirs
         "history.csv": (finished_run("history"), "\x00\x01garbage\n\xff,\n1,2,3,4,5\n"),
         "status.json": (finished_run("status"), '{"status": "fini'),
         "config.json": (finished_run("config"), '{"model": '),
+        "NaN test metrics": (finished_run("nan"), '{"test_bin_accuracy": NaN, "test_age_mae": NaN}'),
     }
     for name, (run_dir, text) in damaged.items():
-        (run_dir / name).write_text(text, encoding="latin-1")
+        (run_dir / (name if name.endswith((".json", ".csv")) else "metrics.json")).write_text(
+            text, encoding="latin-1"
+        )
     listed = {r.name: r for r in runs.list_runs()}
     assert set(listed) == {good.name} | {d.name for d, _ in damaged.values()}  # none vanished
     assert listed[good.name].state == "finished" and not listed[good.name].history.empty
@@ -259,7 +262,7 @@ def test_damaged_run_files_mark_only_that_run_which_can_be_deleted(isolated_dirs
 
     from agelab.predict import available_models  # the Predict page's model list
 
-    for run_dir in (good, damaged["metrics.json"][0]):
+    for run_dir in (good, damaged["metrics.json"][0], damaged["NaN test metrics"][0]):
         shutil.copy(tiny_model, run_dir / "model.keras")
         shutil.copy(tiny_model.with_suffix(".json"), run_dir / "model.json")
     assert [m.path.name for m in available_models() if m.kind == "run"] == [good.name]
