@@ -33,8 +33,8 @@ def crop_folder(source: str | Path, image_size: int) -> Path:
     return cache_dir() / "crops" / f"{VERSION}-{digest}-{image_size}"
 
 
-def training_crop(image: np.ndarray, detector, image_size: int) -> tuple[np.ndarray, bool]:
-    """The model input for a training image, and whether the detector found its face.
+def labelled_face_crop(image: np.ndarray, detector, image_size: int) -> tuple[np.ndarray, bool]:
+    """The model input for a labelled image (one person), and whether the detector found the face.
 
     The largest face the detector finds (at the serving floor) is the labelled one; when it finds
     none, the image is taken as an aligned face crop already (UTKFace's are) and placed on the template.
@@ -65,7 +65,7 @@ def _worker(job: tuple[list[tuple[str, str]], int]) -> list[tuple[str, bool, str
     with FaceDetector() as detector:
         for source, target in pairs:
             try:
-                pixels, found = training_crop(load_image(source), detector, image_size)
+                pixels, found = labelled_face_crop(load_image(source), detector, image_size)
             except ImageError as err:
                 out.append((source, False, str(err)))
                 continue

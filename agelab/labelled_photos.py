@@ -1,0 +1,111 @@
+"""Scoring on labelled photos from outside UTKFace: a folder of images and a CSV
+``file,age_low,age_high,gender`` (an exact age has ``age_low == age_high``; gender ``female``/``male``
+or ``1``/``0``). Each photo goes through what ``agelab predict`` runs: the face detector, the aligned
+crop and the model; the largest face is the labelled person's.
+
+The result follows the predictions contract (docs/architecture.md), so every metric, slice and
+interval of :mod:`agelab.evaluation` applies. ``age`` is the point of the labelled range nearest to
+the prediction, so the age error is the distance to the nearest bound (zero inside the range).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agelab.bins import BinScheme
+
+REQUIRED = ("file", "age_low", "age_high", "gender")
+_GENDER = {"female": 1, "f": 1, "1": 1, "male": 0, "m": 0, "0": 0}
+
+
+class LabelsError(ValueError):
+    """A labels CSV that cannot be used; the message names the file, the row and the column."""
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """The labels table with ``gender`` as 0 (male) / 1 (female); raises :class:`LabelsError`."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise LabelsError(f"{path}: cannot be read as CSV ({err})") from None
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise LabelsError(f"{path}: missing column(s) {', '.join(missing)}; need {','.join(REQUIRED)}")
+    out = pd.DataFrame({"file": table["file"].str.strip()})
+    for column in ("age_low", "age_high"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.fillna(0)) | (values < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise LabelsError(
+                f"{path}: row {row + 2}: {column}={table[column][row]!r} is not an age in years"
+            )
+        out[column] = values.astype(float)
+    flipped = out["age_low"] > out["age_high"]
+    if flipped.any():
+        row = int(np.flatnonzero(flipped)[0])
+        raise LabelsError(f"{path}: row {row + 2}: age_low is above age_high")
+    genders = table["gender"].str.strip().str.lower().map(_GENDER)
+    if genders.isna().any():
+        row = int(np.flatnonzero(genders.isna())[0])
+        raise LabelsError(
+            f"{path}: row {row + 2}: gender={table['gender'][row]!r}; use female or male (or 1 or 0)"
+        )
+    out["gender"] = genders.astype(int)
+    return out
+
+
+def score_photos(
+    predictor: Any,
+    folder: str | Path,
+    labels: pd.DataFrame,
+    detector: Any,
+    min_score: float = 0.5,
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """A predictions table for the labelled photos, and the files skipped (missing, unreadable).
+
+    A photo where the detector finds no face is predicted whole (as ``predict --no-detect`` would),
+    and marked ``face_found = False``.
+    """
+    from agelab.faces import ImageError, load_image
+    from agelab.predict import predict_image
+
+    scheme: BinScheme = predictor.scheme
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for label in labels.itertuples():
+        path = Path(folder) / label.file
+        try:
+            image = load_image(path)
+        except ImageError as err:
+            skipped.append({"file": label.file, "kind": "unreadable", "reason": str(err)})
+            continue
+        found = predict_image(image, detector, predictor, min_score=min_score)
+        face = max(found, key=lambda r: r.box[2] * r.box[3], default=None)
+        if face is None:
+            (face,) = predict_image(image, None, predictor)
+        p = face.prediction
+        nearest = float(np.clip(p.age, label.age_low, label.age_high))
+        rows.append(
+            {
+                "path": str(path.resolve()),
+                "age": nearest,
+                "age_low": label.age_low,
+                "age_high": label.age_high,
+                "gender": label.gender,
+                "race": -1,
+                "true_bin": int(scheme.bin_of(nearest)),
+                "pred_bin": p.bin,
+                "pred_age": p.age,
+                "pred_gender": int(p.gender == "female"),
+                "prob_female": p.prob_female,
+                "uncertain": p.uncertain,
+                "face_found": bool(found),
+            }
+        )
+    return pd.DataFrame(rows), skipped
