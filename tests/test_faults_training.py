@@ -3,6 +3,7 @@ feature extraction is a stop, a full disk is named, and a killed run's disk cach
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,3 +133,24 @@ def test_orphan_disk_caches_of_dead_runs_are_removed_on_the_next_start(isolated_
         (folder / "train.data-00000-of-00001").write_bytes(b"\0" * 1000)
     assert runs.remove_orphan_caches() == [orphan]
     assert not orphan.exists() and alive.exists()
+
+
+def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
+    utkface_dir, tmp_path, full_disk, capsys
+):
+    from agelab import evaluation
+    from agelab.bins import get_scheme
+    from agelab.models import create_model, save_model
+
+    scheme = get_scheme("seed10")
+    built = create_model("small_cnn", 64, scheme.num_bins, weights="none", age_head="dex")
+    model = save_model(built.model, tmp_path / "tiny.keras", {"bins": scheme.spec, "image_size": 64})
+    data = copy_real_images(utkface_dir, tmp_path / "utk", 3, step=5000)[0].parent
+    fill(full_disk)
+    out = full_disk / "predictions.parquet"
+    assert evaluation.cli(["--model", str(model), "--data", str(data), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip())
+    assert summary["n"] == 3 and summary["out"] is None
+    assert "No space left on device" in captured.err and "Traceback" not in captured.err
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no half-written table
