@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import signal
 import socket
@@ -377,28 +378,6 @@ def compile_model(model, learning_rate: float, config: dict[str, Any], total_ste
     )
 
 
-def predictions_frame(frame: pd.DataFrame, outputs: dict[str, np.ndarray], scheme) -> pd.DataFrame:
-    """The predictions contract (docs/architecture.md) for ``frame``'s rows."""
-    probs = np.asarray(outputs["age_bin"], dtype="float32")
-    prob_female = np.asarray(outputs["gender"], dtype="float32").reshape(-1)
-    out = pd.DataFrame(
-        {
-            "path": frame["path"].astype(str).to_numpy(),
-            "age": frame["age"].to_numpy().astype(int),
-            "gender": frame["gender"].to_numpy().astype(int),
-            "race": frame["race"].to_numpy().astype(int),
-            "true_bin": scheme.bin_of(frame["age"].to_numpy()).astype(int),
-            "pred_bin": probs.argmax(axis=1).astype(int),
-        }
-    )
-    for k in range(probs.shape[1]):
-        out[f"bin_prob_{k}"] = probs[:, k]
-    out["pred_age"] = np.asarray(outputs["age"], dtype="float32").reshape(-1)
-    out["pred_gender"] = (prob_female >= 0.5).astype(int)
-    out["prob_female"] = prob_female
-    return out
-
-
 def summary_metrics(predictions: pd.DataFrame) -> dict[str, float]:
     distance = (predictions["pred_bin"] - predictions["true_bin"]).abs()
     return {
@@ -425,7 +404,7 @@ class Trainer:
     def run(self) -> None:
         import keras
 
-        from agelab import models, pipeline
+        from agelab import calibration, evaluation, models, pipeline
         from agelab.bins import get_scheme
         from agelab.data import load_dataset
         from agelab.rebalance import rebalance
@@ -552,7 +531,17 @@ class Trainer:
                 "age_head": c["age_head"],
                 "run": self.run_dir.name,
                 "best_epoch": recorder.best_epoch,
+                "crop": c["crop"],
             }
+            # Confidence that means something: temperatures fitted on the validation split.
+            val_outputs = self._predict(built.model, splits["val"], scheme, batch)
+            sidecar["calibration"] = calibration.calibrate(
+                val_outputs["age_bin"],
+                scheme.bin_of(splits["val"]["age"].to_numpy()),
+                val_outputs["prob_female"],
+                splits["val"]["gender"].to_numpy() == 1,
+            )
+            self.log("calibration on validation: " + json.dumps(sidecar["calibration"]))
             models.save_model(built.model, self.run_dir / "model.keras", sidecar)
             self.log(f"saved {self.run_dir / 'model.keras'} (best epoch {recorder.best_epoch})")
             self._export_litert()
@@ -573,7 +562,18 @@ class Trainer:
                     )
             else:
                 outputs = built.model.predict(test_images, steps=test_steps, verbose=0)
-            predictions = predictions_frame(splits["test"], outputs, scheme)
+            raw = {
+                "age_bin": outputs["age_bin"],
+                "age": np.ravel(outputs["age"]),
+                "prob_female": np.ravel(outputs["gender"]),
+            }
+            # One predictions builder for runs and `evaluate`: the same calibration and age clipping.
+            predictions = evaluation.predictions_frame(
+                splits["test"][["path", "age", "gender", "race"]].to_dict("records"),
+                calibration.finalize(raw, scheme, sidecar["calibration"]),
+                scheme,
+                scheme,
+            )
             atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
         finally:
             recorder.events.close()
@@ -609,6 +609,20 @@ class Trainer:
             self.log(f"LiteRT export failed ({type(exc).__name__}: {exc}); the model is served by Keras")
             return
         self.log(f"exported {twin.name} for LiteRT serving in {time.perf_counter() - start:.0f} s")
+
+    def _predict(self, model, frame: pd.DataFrame, scheme, batch: int) -> dict[str, np.ndarray]:
+        """The model's raw outputs on ``frame``'s images, in order."""
+        from agelab import pipeline
+
+        ds, steps = pipeline.image_dataset(
+            frame, scheme, self.config["image_size"], batch, training=False, cache="none", repeat=False
+        )
+        out = model.predict(ds.map(lambda x, y: x), steps=steps, verbose=0)
+        return {
+            "age_bin": out["age_bin"],
+            "age": np.ravel(out["age"]),
+            "prob_female": np.ravel(out["gender"]),
+        }
 
     def _fit(self, model, stage, images, recorder, snapshot, initial_epoch, epochs) -> int:
         import keras
@@ -722,23 +736,32 @@ def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
             Trainer(config, run_dir, stopper, gpus).run()
         final = "stopped" if stopper.requested else "finished"
         runs.write_status(run_dir, status=final, ended=time.time())
-        print(f"run {final}", flush=True)
+        _say(f"run {final}")
     except BaseException as err:
         if stopper.requested and isinstance(err, RunStopped | InterruptedError):
             note = "stopped before the first epoch ended; no model saved"
             runs.write_status(run_dir, status="stopped", ended=time.time(), note=note)
-            print(f"run stopped: {note}", flush=True)
+            _say(f"run stopped: {note}")
             return run_dir
         reason = failure_reason(err, run_dir)
         trace = traceback.format_exc()
-        print(reason or trace, file=sys.stderr, flush=True)
+        # The status first: on a full disk the log (this process's stdout) cannot take the message.
         runs.write_status(run_dir, status="failed", ended=time.time(), error=reason or trace)
+        _say(reason or trace, sys.stderr)
         if isinstance(err, KeyboardInterrupt):
             raise
         raise TrainingFailed(run_dir, reason or f"{type(err).__name__}: {err}") from err
     finally:
         stopper.uninstall()
     return run_dir
+
+
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """Print, but never fail: the log may sit on a full disk."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class _Tee:

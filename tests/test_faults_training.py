@@ -3,6 +3,7 @@ feature extraction is a stop, a full disk is named, and a killed run's disk cach
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -105,8 +106,17 @@ def test_a_full_disk_fails_the_run_naming_the_cause(small_data, isolated_dirs, f
     config = training.runs.resolve_data(training.build_config({**TINY, "data": str(small_data)}))
     run_dir = runs.create_run(config)
     fill(full_disk)
-    with pytest.raises(training.TrainingFailed, match="disk is full"):
-        training.train(config, run_dir)
+    # A launched run's output goes to its log, on the same full disk.
+    log = open(run_dir / "log.txt", "a")  # noqa: SIM115 (its close fails too: the disk is full)
+    try:
+        with monkeypatch.context() as scoped:
+            scoped.setattr(sys, "stdout", log)
+            scoped.setattr(sys, "stderr", log)
+            with pytest.raises(training.TrainingFailed, match="disk is full"):
+                training.train(config, run_dir)
+    finally:
+        with contextlib.suppress(OSError):
+            log.close()
     run = runs.load_run(run_dir)
     assert run.state == "failed" and "the disk is full" in run.status["error"], run.status
     assert "Traceback" not in run.status["error"] and run.status.get("ended")
