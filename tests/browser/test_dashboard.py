@@ -241,3 +241,26 @@ def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, 
     fps = [r[0] for r in readings]
     assert min(fps) >= 20, f"frames per second: {fps}"
     assert all(r[1] == 4 for r in readings), f"faces: {[r[1] for r in readings]}"
+
+
+def test_no_request_leaves_the_loopback_address(page, app_url):
+    """Face photos are personal data and the app serves on 127.0.0.1 only: nothing it shows may be
+    fetched from elsewhere (a ":material/...:" page icon made the browser ask fonts.gstatic.com)."""
+    from urllib.parse import urlparse
+
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.on("websocket", lambda socket: asked.append(socket.url))
+    for path in ("", "/train", "/predict", "/review"):
+        page.goto(app_url + path)
+        page.wait_for_selector("[data-testid=stMain] h1", timeout=300_000)
+        wait_idle(page, 300)
+        icon = page.locator("link[rel='shortcut icon']").get_attribute("href") or ""
+        asked.append(icon if urlparse(icon).scheme else app_url + icon)
+    outside = {
+        url
+        for url in asked
+        if urlparse(url).scheme not in ("data", "blob")
+        and urlparse(url).hostname not in ("127.0.0.1", "localhost")
+    }
+    assert len(asked) > 20 and not outside, sorted(outside)
