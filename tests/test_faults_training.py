@@ -164,3 +164,17 @@ def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
     assert summary["n"] == 3 and summary["out"] is None
     assert "No space left on device" in captured.err and "Traceback" not in captured.err
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no half-written table
+
+
+def test_index_with_its_cache_on_a_full_disk_still_answers(
+    utkface_dir, tmp_path, full_disk, monkeypatch, capsys
+):
+    from agelab.data import cli
+
+    data = copy_real_images(utkface_dir, tmp_path / "utk", 5, step=4000)[0].parent
+    monkeypatch.setenv("AGELAB_CACHE_DIR", str(full_disk))
+    fill(full_disk)
+    assert cli(["--data", str(data)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["valid"] == 5
+    assert "not saved (No space left on device)" in captured.err and "Traceback" not in captured.err
