@@ -3,6 +3,7 @@ app.py``, on the real UTKFace images and the shipped model. Run with ``make test
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from agelab.paths import PROJECT_ROOT, data_dir
@@ -57,13 +59,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The dashboard served on loopback, with its runs in a temporary folder."""
+def serve(runs: Path, log_name: str) -> tuple[subprocess.Popen, str, object]:
+    """``streamlit run app.py`` on a free loopback port, its runs in ``runs``; waits until healthy."""
     port = _free_port()
-    runs = tmp_path_factory.mktemp("runs")
     env = {**os.environ, "AGELAB_RUNS_DIR": str(runs)}
-    log = open(runs.parent / "streamlit.log", "w")  # noqa: SIM115 (closed below)
+    log = open(runs.parent / log_name, "w")  # noqa: SIM115 (closed by the caller)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
         cwd=PROJECT_ROOT,
@@ -72,15 +72,27 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"streamlit exited with {server.returncode}; see {log.name}")
+            time.sleep(0.5)
+    return server, url, log
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="session")
+def app_url(runs_root: Path) -> Iterator[str]:
+    """The dashboard served on loopback, with its runs in a temporary folder."""
+    server, url, log = serve(runs_root, "streamlit.log")
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"streamlit exited with {server.returncode}; see {log.name}")
-                time.sleep(0.5)
         yield url
     finally:
         server.terminate()
@@ -181,7 +193,7 @@ def test_review_off_by_two_bar_shows_those_faces(page, app_url):
     page.mouse.click(x, y)
     wait_idle(page)
     page.wait_for_selector(f"text=/{count:,} of 3,228 images match/", timeout=30_000)
-    tiles = page.get_by_text(re.compile(r"\(\+2 bins\)"))
+    tiles = page.get_by_text(re.compile(r"· \+2 bins ·"))
     assert tiles.count() == min(count, 24)  # the first page of the gallery, every one 2 bins over
     no_exceptions(page)
 
@@ -241,6 +253,146 @@ def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, 
     fps = [r[0] for r in readings]
     assert min(fps) >= 20, f"frames per second: {fps}"
     assert all(r[1] == 4 for r in readings), f"faces: {[r[1] for r in readings]}"
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot into AGELAB_SCREENSHOTS, when set, for a person to look at."""
+    folder = os.environ.get("AGELAB_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def reviewed(runs_root: Path, monkeypatch) -> pd.DataFrame:
+    """The shipped model's test-split predictions that the Review page shows, read from disk."""
+    from agelab import evaluation as ev
+
+    monkeypatch.setenv("AGELAB_RUNS_DIR", str(runs_root))
+    source = next(s for s in ev.list_sources() if s.info.get("default_model"))
+    return ev.prepare(ev.load_predictions(source.predictions), source.bins)
+
+
+def open_review(page, app_url: str) -> None:
+    page.goto(app_url + "/review")
+    page.wait_for_selector("text=Bin distance", timeout=300_000)
+    wait_idle(page, 300)
+
+
+def gallery_tiles(page):
+    # Every gallery tile's text is one caption that starts with the truth.
+    return page.locator("[data-testid=stCaptionContainer]", has_text=re.compile(r"^true: "))
+
+
+def matching_count(page) -> int:
+    text = page.get_by_text(re.compile(r"of [\d,]+ images match")).first.inner_text()
+    return int(text.split(" of ")[0].replace(",", ""))
+
+
+def test_review_tiles_most_wrong_first_and_marks_that_train_honours(
+    page, app_url, runs_root, monkeypatch, tmp_path
+):
+    from agelab import evaluation as ev
+    from agelab import marks
+
+    open_review(page, app_url)
+    frame = reviewed(runs_root, monkeypatch)
+    marks_file = marks.marks_path(Path(frame["path"].iloc[0]).parent)
+    saved = marks_file.read_bytes() if marks_file.exists() else None  # the user's own marks
+    marks_file.unlink(missing_ok=True)
+    try:
+        page.reload()
+        page.wait_for_selector("text=Bin distance", timeout=120_000)
+        wait_idle(page)
+        tiles = gallery_tiles(page)
+        tiles.first.wait_for(timeout=60_000)
+        assert tiles.count() == 24
+        texts = [tiles.nth(i).inner_text() for i in range(24)]
+        # Most wrong first: the first tile is as many bins off as the worst prediction.
+        offs = [
+            abs(int(re.search(r"· ([+-]\d+) bins? ·", t).group(1))) if "exact bin" not in t else 0
+            for t in texts
+        ]
+        assert offs[0] == int(frame["abs_distance"].max()) and offs == sorted(offs, reverse=True)
+        # A tile reads: true bin, age, gender, ethnicity; the prediction and its distance; the file.
+        first = ev.sort_predictions(frame, "most wrong").iloc[0]
+        for line in ev.tile_lines(first):
+            assert line in texts[0], (line, texts[0])
+        shot(page, "review-gallery")
+
+        page.get_by_text("label looks wrong").first.click()
+        wait_idle(page)
+        page.wait_for_selector("text=Export the marks (CSV)", timeout=30_000)
+        assert marks.excluded_files(marks_file) == {Path(first["path"]).name}
+
+        # The file the page wrote, given as is to `train exclude=`.
+        data = tmp_path / "data"
+        data.mkdir()
+        for name in sorted(os.listdir(data_dir()))[::150][:120] + [Path(first["path"]).name]:
+            shutil.copy2(data_dir() / name, data / name)
+        env = {
+            **os.environ,
+            "AGELAB_RUNS_DIR": str(tmp_path / "runs"),
+            "AGELAB_CACHE_DIR": str(tmp_path / "cache"),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "agelab", "train", "model=small_cnn", "image_size=32", "epochs=1",
+             "augment=false", "crop=none", f"data={data}", f"exclude={marks_file}"],
+            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        run_dir = Path(done.stdout.strip().splitlines()[-1])
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["n_excluded"] == 1
+        tested = pd.read_parquet(run_dir / "predictions.parquet")["path"].map(os.path.basename)
+        assert Path(first["path"]).name not in set(tested)
+        no_exceptions(page)
+    finally:
+        marks_file.unlink(missing_ok=True)
+        if saved is not None:
+            marks_file.write_bytes(saved)
+
+
+def test_review_clear_drops_every_chip_for_good(page, app_url, runs_root, monkeypatch):
+    open_review(page, app_url)
+    frame = reviewed(runs_root, monkeypatch)
+    gender = page.locator("[data-testid=stMultiSelect]", has_text="Gender")
+    gender.locator("input").click()
+    page.get_by_role("option", name="Female").click()
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    assert matching_count(page) == int((frame["gender"] == 1).sum())
+    page.get_by_role("button", name="Clear", exact=True).click()
+    wait_idle(page)
+    assert matching_count(page) == len(frame)
+    # The next change must not bring the chip back.
+    page.locator("[data-testid=stRadio]", has_text="Direction").get_by_text("over", exact=True).click()
+    wait_idle(page)
+    assert matching_count(page) == int((frame["distance"] > 0).sum())
+    assert "Female" not in gender.inner_text()
+    no_exceptions(page)
+
+
+def test_a_deep_link_on_a_fresh_server_gets_the_apps_layout_and_menu(browser, tmp_path):
+    server, url, log = serve(tmp_path / "runs", "fresh.log")
+    try:
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.goto(url + "/predict")  # before anyone opens /
+        page.wait_for_selector("h1:has-text('Predict')", timeout=120_000)
+        wait_idle(page)
+        links = page.locator("[data-testid=stSidebarNavLink]")
+        texts = links.all_inner_texts()
+        assert len(texts) == 4, texts  # not "app, dataset, predict, review, train"
+        for link, title in zip(texts, ["Dataset", "Train", "Review", "Predict"]):
+            assert link.strip().endswith(title), texts
+        assert links.locator("[data-testid=stIconMaterial]").count() == 4  # with their icons
+        # app.py's wide layout: the centred one is 736 px at most.
+        assert page.locator("[data-testid=stMainBlockContainer]").bounding_box()["width"] > 1000
+        no_exceptions(page)
+        page.context.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
 
 
 def test_no_request_leaves_the_loopback_address(page, app_url):
