@@ -56,7 +56,8 @@ class BinScheme:
         """Each age moved into its bin's range, so that an age and an age group never contradict."""
         bins = np.asarray(bins, dtype=int)
         lower = np.asarray(self.edges, dtype=float)[bins]
-        upper = np.append(np.asarray(self.edges[1:], dtype=float) - 0.01, np.inf)[bins]
+        # Half a year below the next edge, so a rounded age never reads as the next group's.
+        upper = np.append(np.asarray(self.edges[1:], dtype=float) - 0.5, np.inf)[bins]
         return np.clip(np.asarray(ages, dtype=float), lower, upper)
 
     def bin_centers(self) -> np.ndarray:

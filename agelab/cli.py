@@ -15,6 +15,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("agelab.training", "Train a model: python -m agelab train key=value ..."),
     "evaluate": ("agelab.evaluation", "Evaluate a saved model on a folder of UTKFace-named images."),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
+    "calibrate": (
+        "agelab.calibration",
+        "Fit a saved model's confidence on the validation split and record it in its sidecar.",
+    ),
     "export": (
         "agelab.litert",
         "Export a saved model to LiteRT (X.tflite beside X.keras), which then serves it.",

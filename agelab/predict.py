@@ -187,6 +187,16 @@ class Predictor:
                 raise ValueError(f"crop {i}: {err}") from None
         return batch
 
+    def raw_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's own outputs for a prepared batch, before calibration: ``age_bin`` (N, K),
+        ``age`` (N,), ``prob_female`` (N,)."""
+        out = self._run(batch)
+        return {
+            "age_bin": out["age_bin"].reshape(len(batch), -1),
+            "age": out["age"].reshape(-1),
+            "prob_female": out["gender"].reshape(-1),
+        }
+
     def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The predictions for a prepared batch: ``age_bin`` (N, K) calibrated probabilities, ``age``
         (N,) within the predicted group, ``age_raw`` (N,) the years head, ``prob_female`` (N,)
@@ -200,13 +210,7 @@ class Predictor:
                 "age_raw": empty,
                 "prob_female": empty,
             }
-        out = self._run(batch)
-        raw = {
-            "age_bin": out["age_bin"].reshape(len(batch), -1),
-            "age": out["age"].reshape(-1),
-            "prob_female": out["gender"].reshape(-1),
-        }
-        return finalize(raw, self.scheme, self.meta.get("calibration"))
+        return finalize(self.raw_outputs(batch), self.scheme, self.meta.get("calibration"))
 
     def predict_crops(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Predict every crop (HxWx3 uint8 RGB, any size) in one batched call."""
@@ -591,7 +595,7 @@ def predict_file(
 
 
 CSV_COLUMNS = ["path", "face", "x", "y", "w", "h", "score", "bin", "bin_label", "bin_prob", "age", "gender"]
-CSV_COLUMNS += ["gender_prob", "ms", "error"]
+CSV_COLUMNS += ["gender_prob", "uncertain", "reasons", "ms", "error"]
 
 
 def flat_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -607,8 +611,24 @@ def flat_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             extra = {
                 k: face[k] for k in ("score", "bin", "bin_label", "bin_prob", "age", "gender", "gender_prob")
             }
+            extra["uncertain"] = face.get("uncertain", False)
+            extra["reasons"] = "; ".join(face.get("reasons", []))
             rows.append({**base, "face": i, "x": x, "y": y, "w": w, "h": h, **extra})
     return rows
+
+
+def record_notes(record: dict[str, Any]) -> list[str]:
+    """What a person reading the terminal should know about one image's result, in words."""
+    if "error" in record:
+        return [record["error"]]
+    faces = record.get("faces") or []
+    if not faces:
+        return ["no face found (for a face crop use --no-detect; for a faint face lower --min-score)"]
+    return [
+        f"face {i + 1} is uncertain: {'; '.join(face['reasons'])}"
+        for i, face in enumerate(faces)
+        if face.get("uncertain")
+    ]
 
 
 def write_csv(path: str | Path, records: list[dict[str, Any]]) -> Path:
@@ -661,6 +681,8 @@ def cli(argv: list[str] | None = None) -> int:
         record = predict_file(path, detector, predictor, args.min_score)
         records.append(record)
         print(json.dumps(record), flush=True)
+        for note in record_notes(record):
+            print(f"{path}: {note}", file=sys.stderr)
     if args.out:
         write_csv(args.out, records)
         print(f"wrote {args.out} ({len(flat_rows(records))} rows)", file=sys.stderr)

@@ -60,6 +60,13 @@ def test_cli_run_finishes_with_a_loadable_model(small_data, isolated_dirs):
     assert {"loss", "val_loss", "val_age_bin_acc", "val_gender_acc"} <= set(run.history.columns)
     model, sidecar = load_model(run_dir / "model.keras")
     assert sidecar["bins"] == "decades" and sidecar["image_size"] == 64 and sidecar["model"] == "seed_cnn"
+    # Trained on the detector's aligned crops, and calibrated on the validation split.
+    assert sidecar["crop"] == "aligned"
+    calibration = sidecar["calibration"]
+    assert calibration["n"] > 0 and 0.25 <= calibration["gender_temperature"] <= 8.0
+    assert {"age_bin_ece_before", "age_bin_ece_after", "gender_ece_before", "gender_ece_after"} <= set(
+        calibration
+    )
     assert set(model.output_names) == {"age_bin", "age", "gender"}
     # Saved with its LiteRT twin, which then serves it.
     assert sidecar["litert"]["bytes"] == (run_dir / "model.tflite").stat().st_size
