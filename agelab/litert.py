@@ -40,8 +40,10 @@ OUTPUTS = ("age_bin", "age", "gender")
 THREADS = max(1, min(2, os.cpu_count() or 1))
 # One interpreter per batch size, each allocated once: resizing one interpreter on every change of
 # face count (the live webcam: 1, 3, 2, ... faces) re-plans XNNPACK each time. Larger batches go
-# through in chunks of MAX_BATCH.
-MAX_BATCH = 64
+# through in chunks of MAX_BATCH: per face, batches of 8-16 ran fastest (MobileNetV2 0.5 @ 144 px,
+# 2 cores: 0.85-0.9 ms against 1.25 for single faces and 1.1-1.2 for batches of 64, whose
+# activations outgrow the cache; bench/latency.py).
+MAX_BATCH = 16
 KEEP_INTERPRETERS = 4
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
@@ -96,6 +98,7 @@ class LiteRTModel:
             probe = self._make(1)
         except (ValueError, RuntimeError) as exc:
             raise LiteRTError(f"{self.path.name} is not a loadable LiteRT model ({exc})") from None
+        self._runners[1] = probe
         interpreter, input_index, _ = probe
         detail = next(d for d in interpreter.get_input_details() if d["index"] == input_index)
         shape = [int(v) for v in detail["shape_signature"]]
