@@ -389,7 +389,8 @@ def cli(argv: list[str]) -> int:
         file=sys.stderr,
     )
     for row in index.malformed.itertuples():
-        print(f"  left out: {row.file}: {row.reason}", file=sys.stderr)
+        kind = "unreadable" if row.reason.startswith("cannot be read") else "malformed"
+        print(f"  {kind}: {row.file}: {row.reason}", file=sys.stderr)
     if index.frame.empty:
         print(f"agelab index: no well-named UTKFace image in {index.folder}", file=sys.stderr)
     print(json.dumps(summary))

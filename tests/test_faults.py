@@ -127,7 +127,8 @@ def test_index_leaves_out_loops_and_unreadable_files_with_reasons(faulty_folder,
     assert result.returncode == 0, result.stderr
     summary = strict_json(result.stdout.strip().splitlines()[-1])
     assert summary["valid"] == 5 and summary["malformed"] == 3 and summary["total"] == 8
-    assert "Permission denied" in result.stderr and "symbolic link that loops" in result.stderr
+    assert "unreadable: " in result.stderr and "Permission denied" in result.stderr
+    assert "symbolic link that loops" in result.stderr
     assert "Traceback" not in result.stderr
 
 
