@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-PERCENT_METRICS = {"exact": "exact bin", "within1": "within 1 bin", "gender_acc": "gender accuracy"}
+PERCENT_METRICS = {"exact": "exact", "within1": "within 1", "gender_acc": "gender acc"}
 COMPARE_LABELS = {
     "n": "images",
     "exact": "exact bin",
@@ -38,15 +38,16 @@ def _range(lo: Any, hi: Any, scale: float = 100, digits: int = 1) -> str:
 
 def slice_table(slices: pd.DataFrame) -> pd.DataFrame:
     """:func:`agelab.evaluation.slice_metrics` with readable headers: each metric as a percentage
-    (one decimal) followed by its 95 % interval as ``lo-hi``; the age MAE in years."""
+    (one decimal, ``exact %``) followed by its 95 % interval as ``lo-hi`` (``exact CI``); the age MAE
+    in years. Short headers, so the table fits the page without a sideways scroll."""
     out = pd.DataFrame(
         {"slice": slices["slice"], "group": slices["group"], "images": slices["n"].astype(int)}
     )
     for key, name in PERCENT_METRICS.items():
         out[f"{name} %"] = slices[key].map(_pct)
-        out[f"{name} 95% CI"] = [_range(lo, hi) for lo, hi in zip(slices[f"{key}_lo"], slices[f"{key}_hi"])]
-    out["age MAE (y)"] = slices["mae"].astype(float).round(2)
-    out["age MAE 95% CI"] = [_range(lo, hi, 1, 2) for lo, hi in zip(slices["mae_lo"], slices["mae_hi"])]
+        out[f"{name} CI"] = [_range(lo, hi) for lo, hi in zip(slices[f"{key}_lo"], slices[f"{key}_hi"])]
+    out["MAE (y)"] = slices["mae"].astype(float).round(2)
+    out["MAE CI"] = [_range(lo, hi, 1, 2) for lo, hi in zip(slices["mae_lo"], slices["mae_hi"])]
     return out.reset_index(drop=True)
 
 

@@ -131,7 +131,7 @@ def confusion_figure(frame: pd.DataFrame, scheme_labels: list[str], normalized: 
             y=ticks,
             text=text,
             texttemplate="%{text}",
-            textfont={"size": 15 if k <= 10 else 12},
+            textfont={"size": 16 if k <= 10 else 13},
             colorscale="Blues",
             colorbar={"title": "share" if normalized else "images", "thickness": 12},
             customdata=counts,
@@ -465,23 +465,23 @@ st.dataframe(
     width="stretch",
     column_config={
         **{c: st.column_config.NumberColumn(c, format="%.1f %%") for c in shown_slices if c.endswith(" %")},
-        "age MAE (y)": st.column_config.NumberColumn(format="%.2f"),
+        "MAE (y)": st.column_config.NumberColumn(format="%.2f"),
         "images": st.column_config.NumberColumn(format="%d"),
     },
 )
-st.caption("Intervals are 95 %: Wilson for proportions, a seeded bootstrap (1,000 resamples) for MAE.")
+st.caption("CI: the 95 % interval, Wilson for proportions, a seeded bootstrap (1,000 resamples) for MAE.")
 
+# The confusion matrix gets the full width, so its cell numbers are large enough to read.
+st.subheader("Confusion matrix")
+normalized = st.radio("Show", ["counts", "row-normalised"], horizontal=True, key="rv_cm_mode") != "counts"
+confusion_event = st.plotly_chart(
+    confusion_figure(frame, labels, normalized),
+    on_select="rerun",
+    selection_mode="points",
+    key="rv_confusion_chart",
+)
 left, right = st.columns(2)
 with left:
-    st.subheader("Confusion matrix")
-    normalized = st.radio("Show", ["counts", "row-normalised"], horizontal=True, key="rv_cm_mode") != "counts"
-    confusion_event = st.plotly_chart(
-        confusion_figure(frame, labels, normalized),
-        on_select="rerun",
-        selection_mode="points",
-        key="rv_confusion_chart",
-    )
-with right:
     st.subheader("Bin distance")
     log_axis = st.toggle(
         "Log scale", key="rv_log_axis", help="Shows the rare far misses as clearly as the rest"
@@ -492,6 +492,8 @@ with right:
         selection_mode="points",
         key="rv_distance_chart",
     )
+with right:
+    st.subheader("Per age bin")
     per_bin = tables.per_bin_table(ev.per_bin_report(frame, scheme))
     st.dataframe(
         per_bin,

@@ -111,9 +111,9 @@ def test_headline_matches_the_runs_own_metrics(tiny_run: Path, truth: pd.DataFra
     assert matching(at) == len(truth)
     slices = at.dataframe[0].value
     assert set(slices["slice"]) == set(ev.SLICE_DIMENSIONS)
-    assert "exact_lo" not in slices.columns and "exact bin 95% CI" in slices.columns
+    assert "exact_lo" not in slices.columns and "exact CI" in slices.columns
     overall = slices[slices["slice"] == "all"].iloc[0]
-    assert overall["exact bin %"] == round(recorded["test_bin_accuracy"] * 100, 1)
+    assert overall["exact %"] == round(recorded["test_bin_accuracy"] * 100, 1)
     at.selectbox(key="rv_slice").set_value("gender").run()
     genders = at.dataframe[0].value
     assert sorted(genders["group"]) == ["Female", "Male"]
