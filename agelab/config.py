@@ -100,6 +100,12 @@ OPTIONS: dict[str, Option] = {
     "aug_shift": Option(0.0, "float", "max shift, fraction of the side", (), 0.0, 0.5),
     "aug_color": Option(0.0, "float", "max per-channel gain change (white balance)", (), 0.0, 1.0),
     "aug_blur": Option(0.0, "float", "fraction of images softened by down-and-up scaling", (), 0.0, 1.0),
+    "keep": Option(
+        "best",
+        "choice",
+        "weights saved: the epoch of the best validation loss, or the last epoch",
+        ("best", "last"),
+    ),
     "crop": Option(
         "aligned",
         "choice",
@@ -138,6 +144,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "fine_tune_learning_rate": 4e-4,
         "lr_schedule": "cosine",
         "crop": "aligned",
+        "keep": "last",
+        "loss_weight_gender": 1.5,
         "aug_rotation": 0.03,
         "aug_shift": 0.04,
         "aug_color": 0.1,

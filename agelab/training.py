@@ -520,7 +520,12 @@ class Trainer:
                 epoch = self._fit(
                     built.model, "fine_tune", images, recorder, built.model, epoch, c["fine_tune_epochs"]
                 )
-            if recorder.best_weights is not None:
+            kept_epoch = recorder.best_epoch
+            if c["keep"] == "last" and recorder.history:
+                # A cosine schedule ends at its lowest rate: there the model has settled, while the
+                # validation loss can dip by chance mid-way (measured in docs/recipes.md).
+                kept_epoch = len(recorder.history)
+            elif recorder.best_weights is not None:
                 built.model.set_weights(recorder.best_weights)
             sidecar = {
                 "bins": scheme.spec,
@@ -531,6 +536,7 @@ class Trainer:
                 "age_head": c["age_head"],
                 "run": self.run_dir.name,
                 "best_epoch": recorder.best_epoch,
+                "kept_epoch": kept_epoch,
                 "crop": c["crop"],
             }
             # Confidence that means something: temperatures fitted on the validation split.
