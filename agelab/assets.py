@@ -2,7 +2,7 @@
 
 Each asset comes from a local mirror folder laid out like ``../shared`` (``AGELAB_MIRROR``) when one
 is given, and is downloaded otherwise. The mirror is symlinked or copied; nothing is ever copied
-into git (``data/``, ``.keras/`` and ``models/*.tflite`` are git-ignored).
+into git (``data/``, ``.keras/`` and the detectors ``models/face_detection_*.tflite`` are git-ignored).
 """
 
 from __future__ import annotations

