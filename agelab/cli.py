@@ -13,11 +13,16 @@ VERBS: dict[str, tuple[str, str]] = {
     "setup": ("agelab.assets", "Make the UTKFace images, Keras weights and face detector available."),
     "index": ("agelab.data", "Build or load the index of a UTKFace folder and report its flaws."),
     "train": ("agelab.training", "Train a model: python -m agelab train key=value ..."),
+    "sweep": ("agelab.sweeps", "Launch a grid of runs: python -m agelab sweep key=a,b other=x,y ..."),
     "evaluate": ("agelab.evaluation", "Evaluate a saved model on a folder of UTKFace-named images."),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (
         "agelab.calibration",
         "Fit a saved model's confidence on the validation split and record it in its sidecar.",
+    ),
+    "ensemble": (
+        "agelab.ensemble",
+        "Average trained models (and their mirror views) into one model, calibrated and exported.",
     ),
     "export": (
         "agelab.litert",

@@ -283,3 +283,7 @@ def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     model = keras.models.load_model(path, compile=False)
     sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     return model, sidecar
+
+
+# Saved ensembles hold this module's layers; importing it registers them for loading.
+from agelab import ensemble as _ensemble  # noqa: E402, F401

@@ -1,0 +1,112 @@
+"""Several trained models, and optionally each one's mirror view, averaged inside one Keras model.
+
+The average lives in the graph, so the result is an ordinary agelab model: one ``.keras`` file with its
+sidecar, one LiteRT twin, served by ``Predictor`` like any other. Averaging the views of two models
+trained with different seeds lowered the validation MAE and raised within-one and gender accuracy
+(docs/recipes.md), at two to four times the prediction cost of one model (still about a millisecond
+per face through LiteRT).
+
+    python -m agelab ensemble --models runs/a-1 runs/b-1 --flip --out models/agelab-default.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
+
+import keras  # noqa: E402  isort: skip
+
+# Sidecar keys every member must share: what the model takes and what its outputs mean.
+SHARED_KEYS = ("bins", "image_size", "crop", "age_head")
+
+
+@keras.saving.register_keras_serializable(package="agelab")
+class MirrorImages(keras.layers.Layer):
+    """Images flipped left to right (a batch of ``(N, H, W, C)``)."""
+
+    def call(self, images):
+        return keras.ops.flip(images, axis=2)
+
+
+def create_ensemble(members: list[keras.Model], flip: bool = False, name: str = "ensemble") -> keras.Model:
+    """One model whose outputs (``age_bin``, ``age``, ``gender``) are the mean over ``members`` and,
+    with ``flip``, over each member's view of the mirrored image."""
+    if not members:
+        raise ValueError("an ensemble needs at least one model")
+    images = keras.Input(shape=members[0].input_shape[1:], name="images")
+    views = [images, MirrorImages(name="mirror")(images)] if flip else [images]
+    outputs: dict[str, list[Any]] = {}
+    for i, member in enumerate(members):
+        member.name = f"member_{i}"  # nested models need distinct names
+        for view in views:
+            for key, value in member(view, training=False).items():
+                outputs.setdefault(key, []).append(value)
+    averaged = {
+        key: values[0] if len(values) == 1 else keras.layers.Average(name=key)(values)
+        for key, values in outputs.items()
+    }
+    return keras.Model(images, averaged, name=name)
+
+
+def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) -> Path:
+    """Load the members, check they agree, save the ensemble with its sidecar at ``out``."""
+    from agelab.models import load_model, save_model
+    from agelab.predict import ModelError, model_files
+
+    members, sidecars = [], []
+    for path in model_paths:
+        keras_file, _ = model_files(path)
+        model, sidecar = load_model(keras_file)
+        members.append(model)
+        sidecars.append({**sidecar, "path": str(keras_file)})
+    for key in SHARED_KEYS:
+        values = {json.dumps(s.get(key)) for s in sidecars}
+        if len(values) > 1:
+            raise ModelError(
+                f"the models disagree on {key}: {', '.join(sorted(values))}; combine only like models"
+            )
+    first = sidecars[0]
+    sidecar = {
+        key: first[key]
+        for key in ("bins", "bin_labels", "image_size", "model", "alpha", "age_head", "crop")
+        if key in first
+    }
+    sidecar["ensemble"] = {
+        "members": [{k: s.get(k) for k in ("path", "run", "kept_epoch", "best_epoch")} for s in sidecars],
+        "flip": flip,
+    }
+    return save_model(create_ensemble(members, flip), out, sidecar)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agelab ensemble",
+        description="Average several trained models (and, with --flip, their mirror views) into one "
+        "model; then calibrate it on the validation split and export its LiteRT twin.",
+    )
+    parser.add_argument("--models", nargs="+", required=True, help="run folders or .keras files")
+    parser.add_argument("--out", required=True, help="the .keras file to write (a sidecar goes beside it)")
+    parser.add_argument("--flip", action="store_true", help="also average each model's mirror view")
+    parser.add_argument(
+        "--data", default=None, help="the UTKFace folder to calibrate on (default data/UTKFace)"
+    )
+    args = parser.parse_args(argv)
+    if Path(args.out).suffix != ".keras":
+        parser.error(f"--out {args.out!r}: give a .keras file name")
+    from agelab import calibration, litert
+    from agelab.predict import ModelError
+
+    try:
+        out = build(args.models, args.out, args.flip)
+        result = calibration.calibrate_model(out, args.data)
+        twin = litert.export(out)
+    except (ModelError, ValueError, FileNotFoundError) as err:
+        print(f"agelab ensemble: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({"model": str(out), "litert": str(twin), "calibration": result}))
+    return 0
