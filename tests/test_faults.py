@@ -148,7 +148,7 @@ def test_index_of_a_missing_folder_a_file_and_an_empty_folder(tmp_path, isolated
 
 def dataset_page(monkeypatch, folder: Path) -> AppTest:
     monkeypatch.setenv("AGELAB_DATA", str(folder))
-    return AppTest.from_file(str(PROJECT_ROOT / "pages" / "dataset.py"), default_timeout=60).run()
+    return AppTest.from_file(str(PROJECT_ROOT / "pages" / "dataset.py"), default_timeout=120).run()
 
 
 def test_dataset_page_explains_bad_folders(tmp_path, isolated_dirs, monkeypatch, faulty_folder):
@@ -178,7 +178,7 @@ def test_an_empty_folder_is_refused_at_launch_with_the_reason(tmp_path, isolated
 
 def test_a_train_page_launch_on_an_empty_folder_says_why(tmp_path, isolated_dirs):
     (tmp_path / "empty").mkdir()
-    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=30).run()
+    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=60).run()
     next(w for w in app.text_input if w.label == "Dataset folder").set_value(str(tmp_path / "empty"))
     app.button[0].click().run()
     assert not app.exception
@@ -268,7 +268,7 @@ def test_damaged_run_files_mark_only_that_run_which_can_be_deleted(isolated_dirs
         shutil.copy(tiny_model.with_suffix(".json"), run_dir / "model.json")
     assert [m.path.name for m in available_models() if m.kind == "run"] == [good.name]
 
-    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=30).run()
+    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=60).run()
     assert not app.exception, app.exception
     for run_dir, _ in damaged.values():
         runs.delete_run(run_dir)
@@ -278,7 +278,7 @@ def test_damaged_run_files_mark_only_that_run_which_can_be_deleted(isolated_dirs
 def test_the_train_page_shows_a_damaged_run_and_its_reason(isolated_dirs):
     run_dir = finished_run("broken")
     (run_dir / "metrics.json").write_text("[1]")
-    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=30).run()
+    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=60).run()
     assert not app.exception, app.exception
     assert any("metrics.json holds list" in e.value for e in app.error), [e.value for e in app.error]
     assert app.dataframe[0].value.loc[0, "status"] == "damaged"
