@@ -680,7 +680,7 @@ def cli(argv: list[str] | None = None) -> int:
     for path in files:
         record = predict_file(path, detector, predictor, args.min_score)
         records.append(record)
-        print(json.dumps(record), flush=True)
+        print(atomic.dumps(record), flush=True)
         for note in record_notes(record):
             print(f"{path}: {note}", file=sys.stderr)
     if args.out:
