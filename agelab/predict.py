@@ -366,9 +366,12 @@ def predict_image(
 
 def face_label(result: FaceResult) -> list[str]:
     """A box's caption in short lines, so it fits over a narrow face at a readable size:
-    ``["Adult", "(25-34) 71%", "29 y | F 93%"]`` (a bin label without a range stays one line)."""
+    ``["Adult", "(25-34) 71%", "29 y | F 93%"]`` (a bin label without a range stays one line);
+    ``"Adult ?"`` when the prediction is uncertain."""
     p = result.prediction
     name, _, span = p.bin_label.partition(" (")
+    # "?" marks an uncertain prediction on the photo and the live view; the reasons go beside it.
+    name = f"{name} ?" if p.uncertain else name
     top = [name, f"({span} {p.bin_prob:.0%}"] if span else [f"{p.bin_label} {p.bin_prob:.0%}"]
     return [*top, f"{p.age:.0f} y | {p.gender[0].upper()} {p.gender_prob:.0%}"]
 

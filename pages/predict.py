@@ -77,7 +77,7 @@ def face_rows(results: list[FaceResult]) -> pd.DataFrame:
                 "gender probability": p.gender_prob,
                 "detection": r.score,
                 # Why the prediction should not be trusted (empty when it can be).
-                "caution": "; ".join(getattr(p, "reasons", None) or []),
+                "caution": "; ".join(p.reasons),
                 "top 3": ", ".join(f"{label} {prob:.0%}" for label, prob in p.top3),
                 "box (x, y, w, h)": str(r.box),
             }
@@ -104,6 +104,11 @@ def show_results(image, results: list[FaceResult]) -> None:
             "detection": st.column_config.NumberColumn(format="%.2f", width=70),
         },
     )
+    for i, r in enumerate(results, start=1):
+        if r.prediction.uncertain:
+            right.warning(
+                f"Face {i} is uncertain (marked ? on the photo): {'; '.join(r.prediction.reasons)}."
+            )
 
 
 def show_photo(
