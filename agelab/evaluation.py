@@ -770,7 +770,12 @@ def evaluate_folder(
         raise FileNotFoundError(f"data folder {folder} does not exist or is not a folder")
     native = get_scheme(predictor.scheme)
     scheme = native if scheme is None else get_scheme(scheme)
-    entries = sorted((e for e in os.scandir(folder) if is_file_entry(e)), key=lambda e: e.name)
+    try:
+        entries = sorted((e for e in os.scandir(folder) if is_file_entry(e)), key=lambda e: e.name)
+    except PermissionError:
+        raise FileNotFoundError(
+            f"data folder {folder} cannot be listed (permission denied); give your user read access to it"
+        ) from None
     items: list[tuple[str, Any]] = []
     skipped: list[dict[str, str]] = []
     for entry in entries:
@@ -898,14 +903,18 @@ def cli(argv: list[str]) -> int:
     except Exception as err:  # noqa: BLE001  any load failure is reported in one line, naming the file
         print(f"agelab evaluate: cannot load the model {model_path}: {err}", file=sys.stderr)
         return 1
-    result = evaluate_folder(
-        predictor,
-        args.data,
-        scheme,
-        batch_size=args.batch_size,
-        progress=_print_progress if sys.stderr.isatty() else None,
-        detect=args.detect,
-    )
+    try:
+        result = evaluate_folder(
+            predictor,
+            args.data,
+            scheme,
+            batch_size=args.batch_size,
+            progress=_print_progress if sys.stderr.isatty() else None,
+            detect=args.detect,
+        )
+    except (FileNotFoundError, RuntimeError) as err:  # an unlistable folder, no face detector model
+        print(f"agelab evaluate: {err}", file=sys.stderr)
+        return 2
     model_label = model_path.parent.name if model_path.name == "model.keras" else model_path.stem
     data_folder = Path(args.data).resolve()
     out = Path(args.out) if args.out else default_out(model_label, data_folder)

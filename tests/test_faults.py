@@ -361,3 +361,27 @@ def test_a_16_bit_greyscale_png_decodes_to_the_8_bit_pixels(utkface_dir, tmp_pat
     assert Image.open(tmp_path / "16.png").mode.startswith("I")
     eight, sixteen = load_image(tmp_path / "8.png"), load_image(tmp_path / "16.png")
     assert np.array_equal(eight, sixteen)
+
+
+def test_evaluate_on_a_folder_it_cannot_list_says_so(utkface_dir, tmp_path, tiny_model):
+    data = tmp_path / "utk"
+    copy_real_images(utkface_dir, data, 2, step=4000)
+    data.chmod(0o311)  # enterable, not listable
+    try:
+        command = [
+            sys.executable,
+            "-m",
+            "agelab",
+            "evaluate",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(data),
+        ]
+        done = subprocess.run(
+            without_dac_override(command), capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT
+        )
+    finally:
+        data.chmod(0o755)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot be listed (permission denied)" in done.stderr and "Traceback" not in done.stderr
