@@ -3,7 +3,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+# The CUDA build of TensorFlow when nvidia-smi lists a GPU, tensorflow-cpu otherwise; the two files
+# differ only in that line.
+REQS ?= $(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU'),requirements-gpu.txt,requirements.txt)
+OTHER_TF := $(if $(filter requirements-gpu.txt,$(REQS)),tensorflow-cpu,tensorflow)
+STAMP := $(VENV)/.installed-$(shell cksum < $(REQS) | cut -d' ' -f1)
 
 # ../shared, when present, is the local mirror of every asset (no downloads needed).
 ifneq ($(wildcard ../shared/data),)
@@ -11,11 +15,13 @@ export AGELAB_MIRROR ?= $(abspath ../shared)
 endif
 export KERAS_HOME ?= $(CURDIR)/.keras
 
-.PHONY: run test test-slow test-browser lint bench assets venv
+.PHONY: run test test-slow test-browser test-cluster lint bench assets venv
 
-$(STAMP): requirements.txt
+$(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@# Both TensorFlow builds provide the same module: the other one goes first.
+	@$(PY) -m pip uninstall -q -y $(OTHER_TF) 2>/dev/null || true
+	$(PY) -m pip install -q --disable-pip-version-check -r $(REQS)
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -37,6 +43,11 @@ test-browser: assets
 	@command -v chromium >/dev/null || apt-get install -y -q chromium
 	$(PY) -m pip install -q --disable-pip-version-check playwright==1.65.2
 	$(PY) -m pytest -m browser tests/browser
+
+# Runs and sweeps on a real Ray head started on 127.0.0.1 by the tests (tests/test_cluster.py).
+test-cluster: assets
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-cluster.txt
+	$(PY) -m pytest -m cluster tests/test_cluster.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -128,6 +128,11 @@ OPTIONS: dict[str, Option] = {
     ),
     "cache": Option("auto", "choice", "where decoded images are cached", CACHE_MODES),
     "mixed_precision": Option(False, "bool", "float16 compute on GPU (ignored on CPU)"),
+    # What a Ray cluster reserves for the run (entrypoint_num_gpus/cpus); local runs ignore them.
+    "num_gpus": Option(
+        0.0, "float", "GPUs a Ray run reserves (fractions share one; local: ignored)", (), 0.0, 64.0
+    ),
+    "num_cpus": Option(1.0, "float", "CPUs a Ray run reserves (local: ignored)", (), 0.0, 1024.0),
 }
 
 # Named presets. ``default`` is the recipe of the shipped model.

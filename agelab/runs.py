@@ -158,9 +158,11 @@ def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dic
     pid = status.get("pid")
     beat = status.get("heartbeat") or status.get("created") or 0
     reason = None
+    # A Ray run waits in the cluster's queue as long as it must; agelab.launchers asks Ray about it.
+    queued_on_ray = state == "queued" and status.get("launcher") == "ray"
     if same_host and pid and not _pid_alive(pid):
         reason = f"its process {pid} ended without finishing"
-    elif now() - beat > (HEARTBEAT_STALE_S if state == "running" else QUEUED_TIMEOUT_S):
+    elif not queued_on_ray and now() - beat > (HEARTBEAT_STALE_S if state == "running" else QUEUED_TIMEOUT_S):
         reason = f"no heartbeat for {now() - beat:.0f} s"
     if reason:
         status["status"] = "failed"
@@ -328,6 +330,10 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
                 "gender_acc": m.get("test_gender_accuracy"),
                 "duration_s": None if run.duration_s is None else round(run.duration_s, 1),
                 "device": run.status.get("device"),
+                "sweep": run.status.get("sweep"),
+                "launcher": run.status.get("launcher", "local"),
+                "job_id": run.status.get("job_id"),
+                "address": run.status.get("ray_address"),
                 "started": iso(run.status.get("started") or run.status.get("created")),
                 "path": str(run.path),
             }
@@ -354,18 +360,7 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
 
     The config is validated here first, so a bad one never makes a folder.
     """
-    from agelab.config import ConfigError, build_config
-    from agelab.data import has_images
-
-    config = resolve_data(build_config(base=config))
-    if not Path(config["data"]).is_dir():
-        raise ConfigError(f"bad value data={config['data']!r}: no such folder of UTKFace images")
-    if not has_images(config["data"]):
-        raise ConfigError(
-            f"bad value data={config['data']!r}: the folder holds no well-named UTKFace image"
-            " (age_gender_race_datetime.jpg.chip.jpg); point it at the UTKFace images"
-        )
-    run_dir = create_run(config, root)
+    run_dir = create_run(checked_config(config), root)
     # TF_CPP_MIN_LOG_LEVEL=2: the log starts with the run, not TensorFlow's C++ notices (oneDNN, CPU).
     env = dict(os.environ, AGELAB_LOG_REDIRECTED="1", PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
     if root is not None:
@@ -384,6 +379,22 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
     write_status(run_dir, pid=process.pid)
     _reap_later(process)
     return run_dir
+
+
+def checked_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` validated, with ``data`` an absolute folder of UTKFace images; else ConfigError."""
+    from agelab.config import ConfigError, build_config
+    from agelab.data import has_images
+
+    config = resolve_data(build_config(base=config))
+    if not Path(config["data"]).is_dir():
+        raise ConfigError(f"bad value data={config['data']!r}: no such folder of UTKFace images")
+    if not has_images(config["data"]):
+        raise ConfigError(
+            f"bad value data={config['data']!r}: the folder holds no well-named UTKFace image"
+            " (age_gender_race_datetime.jpg.chip.jpg); point it at the UTKFace images"
+        )
+    return config
 
 
 def remove_orphan_caches(root: Path | None = None) -> list[Path]:

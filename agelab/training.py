@@ -98,11 +98,15 @@ def describe_device() -> tuple[str, list[Any]]:
     return f"GPU x{len(gpus)}: {', '.join(names)}", gpus
 
 
-def make_strategy(gpus: list[Any]):
+def make_strategy(devices: list[Any]):
+    """``MirroredStrategy`` over several devices (the visible GPUs, or logical device names such
+    as ``/device:CPU:1``), else the default strategy. The model is built and compiled in its scope,
+    and each batch of ``batch_size`` per replica makes one global batch."""
     import tensorflow as tf
 
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
+    if len(devices) > 1:
+        names = [d for d in devices if isinstance(d, str)]
+        return tf.distribute.MirroredStrategy(devices=names) if names else tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -459,13 +463,18 @@ class Trainer:
         )
         self.metrics["data_seconds"] = round(time.time() - started, 2)
 
-        strategy = make_strategy(self.gpus)
+        strategy = self.strategy = make_strategy(self.gpus)
         with strategy.scope():
             built = models.create_from_config(c, scheme.num_bins)
         self.log(f"model {c['model']}: {built.model.count_params():,} parameters")
 
         augmentation = pipeline.Augmentation.from_config(c)
-        batch = c["batch_size"] * max(1, strategy.num_replicas_in_sync)
+        # batch_size is per replica: the global batch grows with the replica count.
+        replicas = max(1, strategy.num_replicas_in_sync)
+        batch = c["batch_size"] * replicas
+        self.metrics.update(replicas=replicas, global_batch=batch)
+        if replicas > 1:
+            self.log(f"{type(strategy).__name__}: {replicas} replicas, global batch {batch}")
         fine_tune = bool(built.backbone is not None and c["fine_tune_layers"] and c["fine_tune_epochs"])
         image_steps = -(-len(train_frame) // batch)
         plan = Plan()
@@ -506,16 +515,18 @@ class Trainer:
             if c["fast"]:
                 epoch = self._fast_stage(built, splits, train_frame, weights, recorder, batch)
             elif not self.stopper.requested:
-                compile_model(built.model, c["learning_rate"], c, image_steps * c["epochs"])
+                with strategy.scope():
+                    compile_model(built.model, c["learning_rate"], c, image_steps * c["epochs"])
                 epoch = self._fit(built.model, first, images, recorder, built.model, 0, c["epochs"])
             if fine_tune and not self.stopper.requested:
                 opened = models.unfreeze_top(built.backbone, c["fine_tune_layers"])
                 self.log(
                     f"fine-tuning the top {c['fine_tune_layers']} backbone layers ({opened} with weights)"
                 )
-                compile_model(
-                    built.model, c["fine_tune_learning_rate"], c, image_steps * c["fine_tune_epochs"]
-                )
+                with strategy.scope():
+                    compile_model(
+                        built.model, c["fine_tune_learning_rate"], c, image_steps * c["fine_tune_epochs"]
+                    )
                 fine_tuned = True
                 epoch = self._fit(
                     built.model, "fine_tune", images, recorder, built.model, epoch, c["fine_tune_epochs"]
@@ -696,7 +707,8 @@ class Trainer:
         val_ds, val_steps = pipeline.feature_dataset(
             val_x, pipeline.labels_of(splits["val"], scheme), batch, training=False
         )
-        compile_model(built.heads, c["learning_rate"], c, steps * c["epochs"])
+        with self.strategy.scope():
+            compile_model(built.heads, c["learning_rate"], c, steps * c["epochs"])
         callbacks = [recorder.callback("heads_fast", steps, built.model)]
         if c["early_stopping"]:
             callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=c["early_stopping"]))

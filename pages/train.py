@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import palette, runs
+from agelab import launchers, palette, runs, sweeps
 from agelab.bins import BUILTIN_SCHEMES
 from agelab.config import (
     ALPHAS,
@@ -19,6 +19,7 @@ from agelab.config import (
     build_config,
     parse_overrides,
 )
+from agelab.launchers import LaunchError
 from agelab.paths import data_dir, runs_dir
 from streamlit_setup import through_app
 
@@ -105,11 +106,33 @@ with st.form("config", enter_to_submit=False):
     extra = st.text_input(
         "More keys",
         "",
-        placeholder="e.g. age_head=regression loss_weight_age=0.1 seed=1 exclude=marks.csv",
+        placeholder="e.g. age_head=regression loss_weight_age=0.1 seed=1 exclude=marks.csv num_cpus=2",
     )
-    launched = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+    c1, c2, c3 = st.columns([2, 3, 1])
+    ray_field = c1.text_input(
+        "Ray address",
+        launchers.ray_address(),
+        placeholder="empty: this machine; e.g. 10.0.0.5:8265",
+        help="A Ray head's dashboard address: runs become Ray jobs (default AGELAB_RAY_ADDRESS). The runs"
+        " folder must be on storage this machine and the cluster both see (AGELAB_RUNS_DIR).",
+    )
+    sweep_text = c2.text_input(
+        "Sweep (grid of runs)",
+        "",
+        placeholder="e.g. seed=0,1 learning_rate=0.001,0.0003: every combination over the fields above",
+    )
+    max_concurrent = c3.number_input(
+        "At once", 0, 64, 0, help="runs at the same time (0: 1 on this machine, no limit on Ray)"
+    )
+    b1, b2 = st.columns([1, 5])
+    launched = b1.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+    sweep_launched = b2.form_submit_button("Launch sweep", icon=":material/grid_view:")
 
-if launched:
+address = launchers.ray_address(ray_field)
+if address and (missing := launchers.ray_missing(address)):
+    st.warning(missing, icon=":material/warning:")
+
+if launched or sweep_launched:
     # Every field is sent, over the recipe: the run uses exactly what the form shows.
     chosen = {
         "recipe": recipe,
@@ -133,16 +156,35 @@ if launched:
     }
     try:
         chosen.update(parse_overrides(extra.split()))
-        run_dir = runs.launch(chosen)
-    except ConfigError as err:
+        if sweep_launched:
+            grid, fixed = sweeps.parse_grid(sweep_text.split())
+            if not grid:
+                raise ConfigError("the sweep lists no key with several values; e.g. seed=0,1")
+            if address and (missing := launchers.ray_missing(address)):
+                raise LaunchError(missing)
+            sweep_dir = sweeps.create_sweep(
+                grid,
+                {**chosen, **fixed},
+                name=chosen["name"] or "sweep",
+                ray_address=address,
+                max_concurrent=max_concurrent or None,
+            )
+            sweeps.start_detached(sweep_dir)
+            st.session_state["sweep"] = sweep_dir.name
+        else:
+            run_dir = launchers.get_launcher(address).submit(chosen)
+    except (ConfigError, LaunchError) as err:
         st.error(f"Not launched: {err}", icon=":material/error:")
     except OSError as err:  # a full disk or a read-only runs folder
         st.error(f"Not launched: cannot create the run folder in `{runs_dir()}`: {err.strerror or err}")
     else:
-        st.session_state["watch"] = run_dir.name
-        st.success(f"Launched `{run_dir}`", icon=":material/rocket_launch:")
+        if sweep_launched:
+            st.success(f"Sweep `{sweep_dir}` started", icon=":material/grid_view:")
+        else:
+            st.session_state["watch"] = run_dir.name
+            st.success(f"Launched `{run_dir}`", icon=":material/rocket_launch:")
 
-all_runs = runs.list_runs()
+all_runs = launchers.list_runs()
 any_active = any(r.state in runs.ACTIVE for r in all_runs)
 
 
@@ -168,7 +210,7 @@ def epoch_figure(history, columns: list[str], quantity: str, color: str | None =
 
 @st.fragment(run_every=2 if any_active else None)
 def live_view() -> None:
-    current = runs.list_runs()
+    current = launchers.list_runs()
     if not current:
         st.info(f"No runs yet in `{runs_dir()}`. Configure one above and press Launch.")
         return
@@ -179,16 +221,23 @@ def live_view() -> None:
     st.session_state["watch"] = watched
     run = next(r for r in current if r.name == watched)
     progress = run.progress
+    where = f" · Ray job `{run.status.get('job_id')}`" if run.status.get("launcher") == "ray" else ""
     st.markdown(
-        f"**{run.name}** · `{run.state}` · {run.config.get('model')} · {run.status.get('device', '')}"
+        f"**{run.name}** · `{run.state}` · {run.config.get('model')} · {run.status.get('device', '')}{where}"
     )
+    if warning := launchers.not_visible_warning(run):
+        st.warning(warning, icon=":material/folder_off:")
+    launcher = launchers.launcher_for(run.path, run.status)
     if run.state in runs.ACTIVE:
         done, total = progress.get("steps_done", 0), progress.get("steps_total") or 0
         st.progress(min(done / total, 1.0) if total else 0.0, text=runs.progress_text(progress))
         left, right = st.columns([1, 5])
         stop_label = "Kill" if run.status.get("stop_requested") else "Stop"
         if left.button(stop_label, icon=":material/stop_circle:", key=f"stop-{run.name}"):
-            st.toast(f"{run.name}: {runs.stop(run.path)}")
+            try:
+                st.toast(f"{run.name}: {launcher.stop(run.path)}")
+            except LaunchError as err:
+                st.error(str(err))
         if run.status.get("stop_requested"):
             right.caption("Stopping after the current batch; press Kill to end it at once.")
     elif run.state in ("failed", "damaged"):
@@ -215,7 +264,7 @@ def live_view() -> None:
         fig.update_layout(title="Training loss by batch", xaxis_title="batch", yaxis_title="loss", height=280)
         st.plotly_chart(fig, width="stretch", key=f"batches-{run.name}")
     with st.expander("Log tail", expanded=run.state in runs.ACTIVE):
-        st.code(run.log(40) or "(empty)", language=None, wrap_lines=True)
+        st.code(launcher.logs(run.path, 40) or "(empty)", language=None, wrap_lines=True)
     if any_active and not active:
         st.rerun(scope="app")  # the last run ended: refresh the runs table
 
@@ -229,7 +278,7 @@ st.header("Runs")
 # Refreshed with the live view, so the table never says "queued" while the run above is "running".
 @st.fragment(run_every=2 if any_active else None)
 def runs_section() -> None:
-    current = runs.list_runs()
+    current = launchers.list_runs()
     if not current:
         return
     table = runs.runs_table(current)
@@ -240,8 +289,8 @@ def runs_section() -> None:
         on_select="rerun",
         selection_mode="multi-row",
         key="runs_table",
-        # What fits the page; the device is in the live view, the path in each run's Config tab.
-        column_order=[c for c in table.columns if c not in ("path", "device")],
+        # What fits the page; the path is in each run's Config tab.
+        column_order=[c for c in table.columns if c != "path"],
         column_config={
             "run": st.column_config.TextColumn(width="medium"),
             "status": st.column_config.TextColumn(width="small"),
@@ -253,6 +302,9 @@ def runs_section() -> None:
             "age_mae": st.column_config.NumberColumn("age MAE", format="%.2f", width=70),
             "gender_acc": st.column_config.NumberColumn("gender acc", format="%.3f", width=80),
             "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f", width=90),
+            "device": st.column_config.TextColumn(width="small"),
+            "job_id": st.column_config.TextColumn("Ray job", width="small"),
+            "address": st.column_config.TextColumn("cluster", width="small"),
         },
     )
     selected = [current[i] for i in event.selection.rows if i < len(current)]
@@ -289,3 +341,45 @@ def runs_section() -> None:
 
 
 runs_section()
+
+
+st.header("Sweeps")
+
+
+@st.fragment(run_every=2 if any_active else None)
+def sweeps_section() -> None:
+    found = sweeps.list_sweeps()
+    if not found:
+        st.caption(
+            "No sweeps yet: list values in the Sweep field above (e.g. seed=0,1) and press Launch sweep."
+        )
+        return
+    names = [s["name"] for s in found]
+    wanted = st.session_state.get("sweep")
+    chosen = st.selectbox("Sweep", names, index=names.index(wanted) if wanted in names else 0)
+    st.session_state["sweep"] = chosen
+    sweep = next(s for s in found if s["name"] == chosen)
+    state = sweeps.sweep_state(sweep)
+    counts = {k: sum(e["state"] == k for e in sweep["runs"]) for k in sweeps.ENTRY_STATES}
+    where = sweep.get("ray_address") or "this machine"
+    st.markdown(
+        f"**{chosen}** · `{state}` · {len(sweep['runs'])} runs on {where}, at most"
+        f" {sweep.get('max_concurrent') or 'no limit'} at once · "
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+    )
+    if state == "interrupted":
+        st.warning(
+            f"Its scheduler ended with runs still queued: `python -m agelab sweep --resume {sweep['path']}`"
+        )
+    if state in ("pending", "running") and st.button("Stop sweep", icon=":material/stop_circle:"):
+        st.toast(f"{chosen}: {sweeps.stop_sweep(sweep['path'])}")
+    table = sweeps.compare(sweep)
+    keys = list(sweep.get("grid", {}))
+    st.dataframe(table, hide_index=True, width="stretch")
+    metrics = [m for m in (*sweeps.VAL_METRICS, *sweeps.TEST_METRICS) if table[m].notna().any()]
+    if metrics:
+        metric = st.selectbox("Compare on", metrics, format_func=palette.title, key="sweep_metric")
+        st.plotly_chart(sweeps.comparison_figure(table, keys, metric), width="stretch")
+
+
+sweeps_section()

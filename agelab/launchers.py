@@ -1,0 +1,285 @@
+"""Where a run's process runs: ``local`` (a detached subprocess, the default) or ``ray`` (a job on
+a Ray cluster, submitted with ``ray.job_submission.JobSubmissionClient``).
+
+Both launch the same ``python -m agelab train --run-dir <folder>`` and share one interface:
+``submit(config) -> run folder``, ``status(run_dir)``, ``logs(run_dir)``, ``stop(run_dir)``. The run
+folder is the channel either way, so the runs folder (``AGELAB_RUNS_DIR``) of a Ray run must lie on
+storage that this machine and the cluster both see. ``status.json`` records the backend
+(``launcher``), and for Ray runs the job id (``job_id``) and the cluster (``ray_address``).
+
+``ray`` is optional (``requirements-cluster.txt``); nothing here imports it until a Ray address is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+from agelab import runs
+from agelab.paths import PROJECT_ROOT, runs_dir
+
+RAY_ADDRESS_ENV = "AGELAB_RAY_ADDRESS"
+INSTALL_RAY = ".venv/bin/pip install -r requirements-cluster.txt"
+# What the job's working_dir upload leaves out (gitignore syntax, relative to the project).
+RAY_EXCLUDES = [
+    "/.git/",
+    "/.venv/",
+    "/bench/.venv-peer/",
+    "/data/",
+    "/runs/",
+    "/.keras/",
+    "__pycache__/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    "*.pyc",
+]
+# Forwarded to the job when set here, as absolute paths: where the data, caches and weights live.
+FORWARDED_ENV = ("AGELAB_CACHE_DIR", "AGELAB_MODELS_DIR", "AGELAB_MIRROR", "AGELAB_DATA", "KERAS_HOME")
+# Ray stops a job with SIGTERM and kills it this many seconds later; the run needs the time to
+# finish its batch and save (the same graceful stop as a local run).
+RAY_STOP_WAIT_S = 60
+RAY_ACTIVE = ("PENDING", "RUNNING")
+
+
+class LaunchError(RuntimeError):
+    """A run or sweep that could not be handed to its backend, in one sentence."""
+
+
+class Launcher(Protocol):
+    name: str
+
+    def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path: ...
+
+    def status(self, run_dir: Path) -> dict[str, Any]: ...
+
+    def logs(self, run_dir: Path, lines: int = 200) -> str: ...
+
+    def stop(self, run_dir: Path) -> str: ...
+
+
+class LocalLauncher:
+    """A detached ``python -m agelab train`` process on this machine (``runs.launch``)."""
+
+    name = "local"
+
+    def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path:
+        run_dir = runs.launch(config, root)
+        runs.write_status(run_dir, launcher="local", **fields)
+        return run_dir
+
+    def status(self, run_dir: Path) -> dict[str, Any]:
+        return runs.effective_status(run_dir)
+
+    def logs(self, run_dir: Path, lines: int = 200) -> str:
+        return runs.log_tail(run_dir, lines)
+
+    def stop(self, run_dir: Path) -> str:
+        return runs.stop(run_dir)
+
+
+def ray_address(explicit: str | None = None) -> str:
+    """The Ray address to use: ``explicit`` (a page field), else ``AGELAB_RAY_ADDRESS``; "" for none."""
+    return (explicit or os.environ.get(RAY_ADDRESS_ENV, "")).strip()
+
+
+def dashboard_url(address: str) -> str:
+    """``127.0.0.1:8265`` -> ``http://127.0.0.1:8265`` (the Ray dashboard, which takes job submissions)."""
+    address = address.strip().rstrip("/")
+    return address if "://" in address else f"http://{address}"
+
+
+def ray_missing(address: str) -> str | None:
+    """What to install when a Ray address is set but ``ray`` is not importable; None when it is."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        return None
+    return (
+        f"A Ray address is set ({address}) but the ray package is not installed here: install it with"
+        f" `{INSTALL_RAY}` (or clear the address to launch runs on this machine)."
+    )
+
+
+class RayLauncher:
+    """A Ray job per run. The cluster's Python needs agelab's requirements (``python`` on its PATH);
+    the project's code travels with each job (``runtime_env`` ``working_dir``)."""
+
+    name = "ray"
+
+    def __init__(self, address: str) -> None:
+        if not address:
+            raise LaunchError(f"no Ray address: set {RAY_ADDRESS_ENV} or the Train page's Ray address field")
+        self.address = dashboard_url(address)
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            missing = ray_missing(self.address)
+            if missing:
+                raise LaunchError(missing)
+            from ray.job_submission import JobSubmissionClient
+
+            try:
+                self._client = JobSubmissionClient(self.address)
+            except Exception as err:  # ConnectionError, or Ray's own errors for a bad address
+                raise LaunchError(
+                    f"cannot reach the Ray cluster at {self.address}: {str(err).splitlines()[0][:200]};"
+                    " give the head's dashboard address (ray start --head prints it, port 8265 by default)"
+                ) from None
+        return self._client
+
+    def runtime_env(self, root: Path) -> dict[str, Any]:
+        env = {
+            "AGELAB_RUNS_DIR": str(Path(root).resolve()),
+            "PYTHONUNBUFFERED": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "RAY_JOB_STOP_WAIT_TIME_S": str(RAY_STOP_WAIT_S),
+        }
+        for key in FORWARDED_ENV:
+            if os.environ.get(key):
+                env[key] = str(Path(os.environ[key]).expanduser().resolve())
+        return {"working_dir": str(PROJECT_ROOT), "excludes": RAY_EXCLUDES, "env_vars": env}
+
+    def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path:
+        config = runs.checked_config(config)
+        client = self.client  # before making a folder: a missing ray or a dead cluster makes none
+        root = Path(root or runs_dir())
+        run_dir = runs.create_run(config, root)
+        runs.write_status(run_dir, launcher="ray", ray_address=self.address, **fields)
+        try:
+            job_id = client.submit_job(
+                entrypoint=f"python -m agelab train --run-dir {shlex.quote(str(run_dir.resolve()))}",
+                submission_id=f"agelab-{run_dir.name}-{uuid.uuid4().hex[:8]}",
+                runtime_env=self.runtime_env(root),
+                entrypoint_num_cpus=config["num_cpus"],
+                entrypoint_num_gpus=config["num_gpus"],
+                metadata={"agelab_run": run_dir.name},
+            )
+        except Exception as err:
+            reason = f"Ray did not take the job: {str(err).splitlines()[0][:300]}"
+            runs.write_status(run_dir, status="failed", ended=runs.now(), error=reason)
+            raise LaunchError(reason) from None
+        runs.write_status(run_dir, job_id=job_id)
+        return run_dir
+
+    def refresh(self, run_dir: Path) -> dict[str, Any]:
+        """The run's status, brought up to date from Ray when ``status.json`` still says it is active:
+        a job that Ray failed or stopped before the run could record it is written down as such."""
+        status = runs.effective_status(run_dir)
+        job_id = status.get("job_id")
+        if not job_id or status.get("status") not in runs.ACTIVE:
+            return status
+        try:
+            info = self.client.get_job_info(job_id)
+        except Exception:  # the cluster is unreachable: keep what the folder says
+            return status
+        state = str(getattr(info.status, "value", info.status))
+        if state == status.get("ray_status") and state in RAY_ACTIVE:
+            return status
+        update: dict[str, Any] = {"ray_status": state}
+        fresh = runs.read_run_file(Path(run_dir) / "status.json", [])
+        if fresh.get("status") in runs.ACTIVE and state not in RAY_ACTIVE:
+            if state == "SUCCEEDED":
+                update.update(status="finished", ended=runs.now(), remote_only=True)
+            elif state == "STOPPED":
+                update.update(status="stopped", ended=runs.now(), note="stopped on the Ray cluster")
+            else:
+                tail = "\n".join(self.logs(run_dir, 20).splitlines()[-20:])
+                update.update(
+                    status="failed",
+                    ended=runs.now(),
+                    error=f"The Ray job {job_id} {state.lower()}: {info.message or ''}\n--- log tail ---\n{tail}",
+                )
+        runs.write_status(run_dir, **update)
+        return runs.effective_status(run_dir)
+
+    def status(self, run_dir: Path) -> dict[str, Any]:
+        return self.refresh(run_dir)
+
+    def logs(self, run_dir: Path, lines: int = 200) -> str:
+        """The run's ``log.txt`` when this machine sees it, else the job's log from Ray."""
+        local = runs.log_tail(run_dir, lines)
+        if local:
+            return local
+        job_id = runs.read_run_file(Path(run_dir) / "status.json", []).get("job_id")
+        if not job_id:
+            return ""
+        try:
+            text = self.client.get_job_logs(job_id)
+        except Exception as err:
+            return f"(the Ray job's log cannot be read: {str(err).splitlines()[0][:200]})"
+        rows = [row for row in text.splitlines() if not runs.TF_NOISE.match(row)]
+        return "\n".join(rows[-lines:])
+
+    def stop(self, run_dir: Path) -> str:
+        """Ray sends the run SIGTERM (it finishes its batch and saves, as a local run does) and kills it
+        ``RAY_STOP_WAIT_S`` later. Returns ``"stopping"`` or ``"not running"``."""
+        status = self.refresh(run_dir)
+        job_id = status.get("job_id")
+        if status.get("status") not in runs.ACTIVE or not job_id:
+            return "not running"
+        runs.write_status(run_dir, stop_requested=runs.now())
+        try:
+            stopped = self.client.stop_job(job_id)
+        except Exception as err:
+            raise LaunchError(f"Ray could not stop job {job_id}: {str(err).splitlines()[0][:200]}") from None
+        if status.get("status") == "queued":  # never started: nothing will record its end but us
+            runs.write_status(run_dir, status="stopped", ended=runs.now(), note="stopped before it started")
+        return "stopping" if stopped else "not running"
+
+
+def get_launcher(address: str | None = None) -> LocalLauncher | RayLauncher:
+    """Ray when an address is given or ``AGELAB_RAY_ADDRESS`` is set, else local."""
+    address = ray_address(address)
+    return RayLauncher(address) if address else LocalLauncher()
+
+
+def launcher_for(run_dir: Path, status: dict[str, Any] | None = None) -> LocalLauncher | RayLauncher:
+    """The backend that launched this run (recorded in its ``status.json``)."""
+    status = status if status is not None else runs.read_run_file(Path(run_dir) / "status.json", [])
+    if status.get("launcher") == "ray" and status.get("ray_address"):
+        return RayLauncher(status["ray_address"])
+    return LocalLauncher()
+
+
+def refresh_runs(run_list: list[runs.Run]) -> bool:
+    """Bring active Ray runs up to date from their clusters (one request each); True when any changed.
+    Ray runs cannot be refreshed without ``ray`` installed: they keep what their folders say."""
+    changed = False
+    clients: dict[str, RayLauncher] = {}
+    for run in run_list:
+        if run.status.get("launcher") != "ray" or run.state not in runs.ACTIVE:
+            continue
+        address = run.status.get("ray_address") or ""
+        if not address or ray_missing(address):
+            continue
+        launcher = clients.setdefault(address, RayLauncher(address))
+        try:
+            after = launcher.refresh(run.path)
+        except LaunchError:
+            continue
+        changed = changed or after.get("status") != run.state
+    return changed
+
+
+def list_runs(root: Path | None = None) -> list[runs.Run]:
+    """``runs.list_runs`` with active Ray runs refreshed from their clusters first."""
+    current = runs.list_runs(root)
+    return runs.list_runs(root) if refresh_runs(current) else current
+
+
+def not_visible_warning(run: runs.Run) -> str | None:
+    """For a finished Ray run whose files this machine cannot see: why, and what to change."""
+    if run.status.get("launcher") != "ray" or run.state != "finished":
+        return None
+    if (run.path / "metrics.json").exists():
+        return None
+    return (
+        f"Run {run.name} finished on the Ray cluster ({run.status.get('ray_address')}), but its files are not"
+        f" in {run.path} here: the cluster wrote them to its own disk. Set AGELAB_RUNS_DIR to a folder that"
+        " this machine and the cluster both mount (NFS, a shared volume), then launch again."
+    )
