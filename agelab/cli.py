@@ -14,6 +14,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "index": ("agelab.data", "Build or load the index of a UTKFace folder and report its flaws."),
     "train": ("agelab.training", "Train a model: python -m agelab train key=value ..."),
     "sweep": ("agelab.sweeps", "Launch a grid of runs: python -m agelab sweep key=a,b other=x,y ..."),
+    "runs": (
+        "agelab.launchers",
+        "List, launch (here or on Ray), watch, and stop runs: python -m agelab runs --help",
+    ),
     "evaluate": ("agelab.evaluation", "Evaluate a saved model on a folder of UTKFace-named images."),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (

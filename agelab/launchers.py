@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
@@ -227,7 +229,8 @@ class RayLauncher:
             stopped = self.client.stop_job(job_id)
         except Exception as err:
             raise LaunchError(f"Ray could not stop job {job_id}: {str(err).splitlines()[0][:200]}") from None
-        if status.get("status") == "queued":  # never started: nothing will record its end but us
+        if status.get("status") == "queued" and status.get("ray_status", "PENDING") == "PENDING":
+            # Still in Ray's queue: it never starts, so nothing but this records its end.
             runs.write_status(run_dir, status="stopped", ended=runs.now(), note="stopped before it started")
         return "stopping" if stopped else "not running"
 
@@ -238,11 +241,22 @@ def get_launcher(address: str | None = None) -> LocalLauncher | RayLauncher:
     return RayLauncher(address) if address else LocalLauncher()
 
 
+_RAY_LAUNCHERS: dict[str, RayLauncher] = {}
+
+
+def ray_launcher(address: str) -> RayLauncher:
+    """One launcher (and client connection) per cluster for this process: the page polls every 2 s."""
+    url = dashboard_url(address)
+    if url not in _RAY_LAUNCHERS:
+        _RAY_LAUNCHERS[url] = RayLauncher(url)
+    return _RAY_LAUNCHERS[url]
+
+
 def launcher_for(run_dir: Path, status: dict[str, Any] | None = None) -> LocalLauncher | RayLauncher:
     """The backend that launched this run (recorded in its ``status.json``)."""
     status = status if status is not None else runs.read_run_file(Path(run_dir) / "status.json", [])
     if status.get("launcher") == "ray" and status.get("ray_address"):
-        return RayLauncher(status["ray_address"])
+        return ray_launcher(status["ray_address"])
     return LocalLauncher()
 
 
@@ -250,16 +264,14 @@ def refresh_runs(run_list: list[runs.Run]) -> bool:
     """Bring active Ray runs up to date from their clusters (one request each); True when any changed.
     Ray runs cannot be refreshed without ``ray`` installed: they keep what their folders say."""
     changed = False
-    clients: dict[str, RayLauncher] = {}
     for run in run_list:
         if run.status.get("launcher") != "ray" or run.state not in runs.ACTIVE:
             continue
         address = run.status.get("ray_address") or ""
         if not address or ray_missing(address):
             continue
-        launcher = clients.setdefault(address, RayLauncher(address))
         try:
-            after = launcher.refresh(run.path)
+            after = ray_launcher(address).refresh(run.path)
         except LaunchError:
             continue
         changed = changed or after.get("status") != run.state
@@ -283,3 +295,91 @@ def not_visible_warning(run: runs.Run) -> str | None:
         f" in {run.path} here: the cluster wrote them to its own disk. Set AGELAB_RUNS_DIR to a folder that"
         " this machine and the cluster both mount (NFS, a shared volume), then launch again."
     )
+
+
+# ---------------------------------------------------------------- the verb
+
+
+def find_run(name: str, root: Path | None = None) -> Path:
+    """A run folder by its name (``seed_cnn-3``) under the runs folder, or by its path."""
+    path = Path(name)
+    if not (path / "status.json").exists():
+        path = Path(root or runs_dir()) / name
+    if not (path / "status.json").exists():
+        raise LaunchError(
+            f"no run {name!r} in {Path(root or runs_dir())}; `python -m agelab runs` lists them"
+        )
+    return path
+
+
+def watch(run_dir: Path, every: float = 5.0, say=print) -> dict[str, Any]:
+    """Print the run's progress until it ends; return its final status."""
+    launcher = launcher_for(run_dir)
+    last = None
+    while True:
+        status = launcher.status(run_dir)
+        line = f"{run_dir.name}: {status.get('status')}"
+        if status.get("status") in runs.ACTIVE:
+            line += " · " + runs.progress_text(runs.read_run_file(run_dir / "progress.json", []))
+        if line != last:
+            say(line)
+            last = line
+        if status.get("status") not in runs.ACTIVE:
+            return status
+        time.sleep(every)
+
+
+def cli(argv: list[str]) -> int:
+    import argparse
+
+    from agelab.config import ConfigError, parse_overrides
+
+    parser = argparse.ArgumentParser(
+        prog="python -m agelab runs",
+        description="List, launch, watch and stop runs, on this machine or on a Ray cluster"
+        f" (--ray ADDRESS or {RAY_ADDRESS_ENV}).",
+    )
+    sub = parser.add_subparsers(dest="action")
+    sub.add_parser("list", help="the runs table (the default)")
+    submit = sub.add_parser("submit", help="launch one run: key=value ... (python -m agelab train's keys)")
+    submit.add_argument("overrides", nargs="*", metavar="key=value")
+    submit.add_argument("--ray", default=None, help=f"a Ray dashboard address (default: {RAY_ADDRESS_ENV})")
+    submit.add_argument("--watch", action="store_true", help="follow it until it ends")
+    for verb, text in (
+        ("watch", "follow a run until it ends"),
+        ("logs", "a run's log"),
+        ("stop", "stop a run"),
+    ):
+        sub.add_parser(verb, help=text).add_argument("run", help="its name (runs/<name>) or folder")
+    args = parser.parse_args(argv)
+    try:
+        if args.action in (None, "list"):
+            table = runs.runs_table(list_runs())
+            columns = ["run", "status", "model", "age_mae", "device", "launcher", "job_id", "sweep"]
+            print(table[columns].to_string(index=False) if len(table) else f"no runs in {runs_dir()}")
+            return 0
+        if args.action == "submit":
+            address = ray_address(args.ray)
+            if address and (missing := ray_missing(address)):
+                print(f"agelab runs: {missing}", file=sys.stderr)
+                return 2
+            run_dir = get_launcher(address).submit(parse_overrides(args.overrides))
+            print(run_dir, flush=True)
+            if not args.watch:
+                return 0
+            return 0 if watch(run_dir).get("status") == "finished" else 3
+        run_dir = find_run(args.run)
+        if args.action == "watch":
+            status = watch(run_dir)
+            print(status.get("error") or ", ".join(
+                f"{k}={v}" for k, v in runs.read_run_file(run_dir / "metrics.json", []).items() if k.startswith("test_")
+            ))  # fmt: skip
+            return 0 if status.get("status") == "finished" else 3
+        launcher = launcher_for(run_dir)
+        print(
+            launcher.logs(run_dir) if args.action == "logs" else f"{run_dir.name}: {launcher.stop(run_dir)}"
+        )
+        return 0
+    except (ConfigError, LaunchError) as err:
+        print(f"agelab runs: {err}", file=sys.stderr)
+        return 2

@@ -427,7 +427,15 @@ def cli(argv: list[str]) -> int:
         "--wait", action="store_true", help="stay until every run ended; print the comparison"
     )
     parser.add_argument("--resume", help="go on with an existing sweep folder's queue")
+    parser.add_argument("--stop", metavar="SWEEP_DIR", help="cancel a sweep's queue and stop its runs")
     args = parser.parse_args(argv)
+    if args.stop:
+        try:
+            print(f"{args.stop}: {stop_sweep(Path(args.stop))}")
+        except (FileNotFoundError, ValueError) as err:
+            print(f"agelab sweep: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
         if args.resume:
             sweep_dir = Path(args.resume)

@@ -160,8 +160,6 @@ if launched or sweep_launched:
             grid, fixed = sweeps.parse_grid(sweep_text.split())
             if not grid:
                 raise ConfigError("the sweep lists no key with several values; e.g. seed=0,1")
-            if address and (missing := launchers.ray_missing(address)):
-                raise LaunchError(missing)
             sweep_dir = sweeps.create_sweep(
                 grid,
                 {**chosen, **fixed},

@@ -89,6 +89,7 @@ MIRRORED = textwrap.dedent(
         return real_compile(model, *args, **kwargs)
 
     training.compile_model = spy
+    training.Trainer._export_litert = lambda self: None  # 30 s that proves nothing here
     training.describe_device = lambda: (f"CPU x{len(devices)} (logical)", devices)
     config = {"model": "seed_cnn", "weights": "none", "image_size": 64, "epochs": 1, "batch_size": 4,
               "max_images": 60, "crop": "none", "data": sys.argv[1]}
@@ -226,3 +227,42 @@ def test_the_ray_job_carries_the_code_but_not_the_venv_or_data(isolated_dirs, mo
     assert env["env_vars"]["AGELAB_RUNS_DIR"] == str((isolated_dirs / "runs").resolve())
     assert env["env_vars"]["KERAS_HOME"] == str(Path("relative/keras").resolve())
     assert int(env["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"]) >= 30  # time to save on Stop
+
+
+def test_the_train_page_says_what_to_install_for_a_ray_address(monkeypatch, isolated_dirs, utkface_dir):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setenv("AGELAB_RAY_ADDRESS", "10.1.2.3:8265")
+    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=60).run()
+    assert not app.exception
+    assert any("requirements-cluster.txt" in w.value for w in app.warning)
+    fields = {w.label: w for w in app.text_input}
+    assert fields["Ray address"].value == "10.1.2.3:8265"
+    {w.label: w for w in app.selectbox}["Model"].set_value("seed_cnn")
+    {w.label: w for w in app.selectbox}["Weights"].set_value("none")
+    {w.label: w for w in app.toggle}["Fast mode"].set_value(False)
+    fields["Dataset folder"].set_value(str(utkface_dir))
+    next(b for b in app.button if b.label == "Launch").click().run()
+    assert any("Not launched" in e.value and "requirements-cluster.txt" in e.value for e in app.error)
+    assert runs.list_runs() == []
+
+
+def test_the_runs_verb_lists_watches_and_stops(isolated_dirs, capsys):
+    root = isolated_dirs / "runs"
+    done = runs.create_run(build_config({"model": "seed_cnn", "name": "done"}), root)
+    runs.write_status(
+        done, status="finished", launcher="ray", job_id="agelab-done-1-x", ray_address="http://h:8265"
+    )
+    (done / "metrics.json").write_text(json.dumps({"test_age_mae": 7.5, "n_test": 9}))
+    assert launchers.cli([]) == 0
+    listed = capsys.readouterr().out
+    assert "done-1" in listed and "agelab-done-1-x" in listed and "ray" in listed
+    assert launchers.cli(["watch", "done-1"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["done-1: finished", "test_age_mae=7.5"]
+    assert launchers.cli(["stop", str(done)]) == 0
+    assert capsys.readouterr().out.strip() == "done-1: not running"
+    assert launchers.cli(["stop", "nothere-1"]) == 2
+    assert "no run 'nothere-1'" in capsys.readouterr().err
+    assert launchers.cli(["submit", "epoch=1"]) == 2
+    assert "Did you mean 'epochs'" in capsys.readouterr().err
