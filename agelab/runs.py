@@ -362,13 +362,21 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
     """
     run_dir = create_run(checked_config(config), root)
     # TF_CPP_MIN_LOG_LEVEL=2: the log starts with the run, not TensorFlow's C++ notices (oneDNN, CPU).
-    env = dict(os.environ, AGELAB_LOG_REDIRECTED="1", PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env = {"AGELAB_LOG_REDIRECTED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     if root is not None:
         env["AGELAB_RUNS_DIR"] = str(Path(root))
+    pid = spawn(["train", "--run-dir", str(run_dir)], run_dir / "log.txt", env)
+    write_status(run_dir, pid=pid)
+    return run_dir
+
+
+def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
+    """``python -m agelab ARGS`` as a detached process, its output appended to ``log_path``; its pid."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    with open(run_dir / "log.txt", "ab") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "agelab", "train", "--run-dir", str(run_dir)],
+            [sys.executable, "-m", "agelab", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -376,9 +384,8 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
             env=env,
             start_new_session=True,  # its own session: closing the dashboard does not end it
         )
-    write_status(run_dir, pid=process.pid)
     _reap_later(process)
-    return run_dir
+    return process.pid
 
 
 def checked_config(config: dict[str, Any]) -> dict[str, Any]:

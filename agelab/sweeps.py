@@ -17,7 +17,6 @@ import fcntl
 import itertools
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import pandas as pd
 
 from agelab import atomic, runs
 from agelab.config import ConfigError, build_config, load_config_file, parse_overrides
-from agelab.paths import PROJECT_ROOT, runs_dir
+from agelab.paths import runs_dir
 
 ENTRY_STATES = ("pending", "launched", "cancelled", "not_launched")
 # The validation metrics a sweep is compared on (at each run's best epoch), lower-is-better first.
@@ -242,20 +241,7 @@ def run_queue(
 def start_detached(sweep_dir: Path) -> int:
     """The scheduler as its own process (``python -m agelab sweep --resume DIR``), as the Train page
     starts it: it goes on when the browser closes. Returns its pid."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    with open(Path(sweep_dir) / "log.txt", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agelab", "sweep", "--resume", str(sweep_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=PROJECT_ROOT,
-            env=env,
-            start_new_session=True,
-        )
-    runs._reap_later(process)
-    return process.pid
+    return runs.spawn(["sweep", "--resume", str(sweep_dir)], Path(sweep_dir) / "log.txt")
 
 
 def stop_sweep(sweep_dir: Path) -> dict[str, int]:

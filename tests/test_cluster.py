@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import copy_real_images
 from test_runs import wait_for
+from test_sweeps import TINY
 
 from agelab import launchers, runs, sweeps
 from agelab.paths import PROJECT_ROOT
@@ -29,14 +30,6 @@ ray = pytest.importorskip(
     "ray", reason="ray is not installed: make test-cluster installs requirements-cluster.txt"
 )
 
-TINY = {
-    "model": "seed_cnn",
-    "weights": "none",
-    "image_size": 64,
-    "epochs": 1,
-    "max_images": 60,
-    "crop": "none",
-}
 LONG = {**TINY, "epochs": 500, "batch_size": 4}
 FIGURES: dict[str, float] = {}
 

@@ -224,3 +224,15 @@ def test_a_local_sweep_trains_its_runs_one_at_a_time(isolated_dirs, data):
     assert [r.state for r in done] == ["finished", "finished"]
     assert done[0].status["ended"] <= done[1].status["started"]  # one at a time
     assert sweeps.compare(sweep)["best"].sum() == 1
+
+
+def test_the_detached_scheduler_resumes_a_sweep_folder(isolated_dirs, data):
+    sweep_dir = sweeps.create_sweep({"seed": ["0", "1"]}, {**TINY, "data": str(data)})
+    sweeps.stop_sweep(sweep_dir)  # nothing left to launch: the scheduler only records the end
+    pid = sweeps.start_detached(sweep_dir)
+    deadline = time.time() + 120
+    while sweeps.read_sweep(sweep_dir)["status"] != "stopped" and time.time() < deadline:
+        time.sleep(0.2)
+    sweep = sweeps.read_sweep(sweep_dir)
+    assert sweep["status"] == "stopped" and sweep["scheduler"]["pid"] == pid
+    assert [e["state"] for e in sweep["runs"]] == ["cancelled", "cancelled"] and runs.list_runs() == []
