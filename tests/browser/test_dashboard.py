@@ -158,7 +158,7 @@ def test_train_launch_watch_reload_and_stop(page, app_url):
         field.press("Tab")
     page.get_by_label("Run name", exact=True).fill("browser")
     page.get_by_test_id("stForm").get_by_text("Fast mode", exact=True).click()  # off: the full network
-    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Launch", exact=True).click()
     wait_idle(page)
     page.wait_for_selector("text=/batch [1-9]/", timeout=180_000)
 
