@@ -227,3 +227,47 @@ def test_a_two_by_two_sweep_two_at_a_time(head, env):
     record("sweep_one_by_one_wall_s", one_by_one, env)
     record("sweep_two_at_a_time_wall_s", wall, env)
     record("sweep_speedup_x", one_by_one / wall, env)
+
+
+def test_the_train_page_launches_stops_and_sweeps_on_ray(head, env):
+    from streamlit.testing.v1 import AppTest
+    from test_train_page import PAGE, fill_form
+
+    def page(more: str, sweep: str = "") -> AppTest:
+        app = AppTest.from_file(PAGE, default_timeout=120).run()
+        fill_form(app, env / "utk")
+        fields = {w.label: w for w in app.text_input}
+        fields["More keys"].set_value(more)
+        fields["Ray address"].set_value(head)
+        fields["Sweep (grid of runs)"].set_value(sweep)
+        {w.label: w for w in app.number_input}["At once"].set_value(2)
+        return app
+
+    app = page("max_images=60 crop=none epochs=500 batch_size=4")
+    next(b for b in app.button if b.label == "Launch").click().run()
+    assert any("Launched" in s.value for s in app.success), [e.value for e in app.error]
+    run_dir = Path(env / "runs" / app.session_state["watch"])
+    status = runs.load_run(run_dir).status
+    assert status["launcher"] == "ray" and status["ray_address"] == head and status["job_id"]
+    wait_for(lambda: runs.load_run(run_dir).progress.get("steps_done", 0) >= 2, timeout=600)
+    app.run()
+    next(b for b in app.button if b.label == "Stop").click().run()
+    launcher = launchers.launcher_for(run_dir)
+    assert wait_for(lambda: finished(launcher, run_dir), timeout=300)["status"] == "stopped"
+
+    app = page("max_images=60 crop=none", sweep="seed=0,1")
+    next(b for b in app.button if b.label == "Launch sweep").click().run()
+    assert any("Sweep" in s.value for s in app.success), [e.value for e in app.error]
+    sweep_dir = env / "runs" / "sweeps" / app.session_state["sweep"]
+    done = wait_for(
+        lambda: (
+            (s := sweeps.read_sweep(sweep_dir))["status"] == "launched"
+            and all(finished(launcher, Path(e["run"])) for e in s["runs"])
+            and s
+        )
+    )
+    assert sweeps.read_sweep(sweep_dir)["backend"] == "ray"
+    assert [runs.load_run(e["run"]).state for e in done["runs"]] == ["finished", "finished"]
+    app.run()
+    compare = next(f.value for f in app.dataframe if "best" in f.value.columns)
+    assert compare["best"].sum() == 1 and set(compare["seed"]) == {0, 1}
