@@ -811,17 +811,24 @@ def default_model_source() -> PredictionSource | None:
     model = default_model()
     if model is None or model.parent.resolve() != models_dir().resolve():
         return None  # a run's model: its run folder already holds its test predictions
+    from agelab.faces import FaceDetector
+
     out = evaluations_dir() / f"{model.stem}-on-test-split.parquet"
     stat = model.stat()
-    stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
+    predictor = load_predictor(model)
+    detect = uses_aligned_crops(predictor)
+    # The input path is part of the stamp: a table made from whole images is redone for a model
+    # that takes aligned crops (and the reverse), so Review shows what `evaluate` gives.
+    stamp = f"{stat.st_size}-{stat.st_mtime_ns}-{'aligned' if detect else 'whole'}"
     info = atomic.read_cache_json(out.with_suffix(".json"), {})
     info = info if isinstance(info, dict) else {}
     if not out.is_file() or info.get("model_stamp") != stamp:
-        predictor = load_predictor(model)
         scheme = get_scheme(predictor.scheme)
         test = load_dataset().query("split == 'test'")
         items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in test.itertuples()]
-        frame, skipped = predict_files(predictor, items, scheme, scheme)
+        with contextlib.ExitStack() as stack:
+            detector = stack.enter_context(FaceDetector()) if detect else None
+            frame, skipped = predict_files(predictor, items, scheme, scheme, detector=detector)
         atomic.write_parquet(out, frame)
         info = {"model": str(model), "model_stamp": stamp, "data": "test split", "bins": scheme.spec}
         info["default_model"] = model.name == DEFAULT_MODEL_NAME

@@ -210,3 +210,12 @@ def test_the_default_model_is_scored_once_on_the_test_split(saved_model, utkface
 
     written = source.predictions.stat().st_mtime_ns
     assert default_model_source().predictions.stat().st_mtime_ns == written  # reused, not redone
+
+    # A model that takes aligned crops is scored through the detector, as `evaluate` scores it.
+    from predict_helpers import detector_models_dir
+
+    monkeypatch.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
+    sidecar = json.loads((models / "agelab-default.json").read_text())
+    (models / "agelab-default.json").write_text(json.dumps({**sidecar, "crop": "aligned"}))
+    aligned = load_predictions(default_model_source().predictions)
+    assert aligned["face_found"].mean() > 0.9 and len(aligned) == len(predictions)
