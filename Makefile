@@ -15,7 +15,7 @@ export AGELAB_MIRROR ?= $(abspath ../shared)
 endif
 export KERAS_HOME ?= $(CURDIR)/.keras
 
-.PHONY: run test test-slow test-browser test-cluster lint bench assets venv
+.PHONY: run test test-slow test-browser test-soak test-cluster lint bench assets venv
 
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -43,6 +43,12 @@ test-browser: assets
 	@command -v chromium >/dev/null || apt-get install -y -q chromium
 	$(PY) -m pip install -q --disable-pip-version-check playwright==1.65.2
 	$(PY) -m pytest -m browser tests/browser
+
+# Load: four browser sessions, then the live webcam, two minutes each; prints RSS, log errors, fps.
+test-soak: assets
+	@command -v chromium >/dev/null || apt-get install -y -q chromium
+	$(PY) -m pip install -q --disable-pip-version-check playwright==1.65.2
+	$(PY) -m pytest -m soak tests/browser -s
 
 # Runs and sweeps on a real Ray head started on 127.0.0.1 by the tests (tests/test_cluster.py).
 test-cluster: assets
