@@ -63,10 +63,14 @@ def test_four_sessions_then_the_live_webcam_for_two_minutes_each(playwright, gro
         pages = [
             browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(SESSIONS)
         ]
-        for page in pages:  # every session open once before the "before" reading
-            page.goto(url + "/")
-        for page in pages:
-            wait_idle(page, 300)
+        report["rss_started_mb"] = round(rss_mb(server.pid), 1)
+        # Every session visits every page once before the "before" reading: loading TensorFlow, the
+        # model and the detector is a one-off cost, not growth under load.
+        for path in PAGES:
+            for page in pages:
+                page.goto(url + path)
+            for page in pages:
+                wait_idle(page, 300)
         report["rss_before_mb"] = round(rss_mb(server.pid), 1)
         loads = uploads = 0
         end = time.time() + PHASE_S
@@ -127,5 +131,5 @@ def test_four_sessions_then_the_live_webcam_for_two_minutes_each(playwright, gro
     assert not errors, errors[:10]
     assert report["page_loads"] >= 4 * SESSIONS and report["uploads"] >= 1
     assert min(fps[1:]) >= 15, fps  # the first reading includes the warm-up
-    # Memory settles: the webcam phase may load its own models, but pages must not keep growing.
-    assert report["rss_after_pages_mb"] - report["rss_before_mb"] < 400, report
+    # Memory settles once every page has been loaded: two minutes of load must not keep it growing.
+    assert report["rss_after_pages_mb"] - report["rss_before_mb"] < 200, report
