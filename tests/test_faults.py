@@ -385,3 +385,22 @@ def test_evaluate_on_a_folder_it_cannot_list_says_so(utkface_dir, tmp_path, tiny
         data.chmod(0o755)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "cannot be listed (permission denied)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_predict_with_a_model_that_outputs_nan_prints_strict_json(utkface_dir, tmp_path):
+    """A model gone NaN still gives valid JSON lines (null), never the invalid ``NaN``."""
+    import keras
+    from predict_helpers import save_contract_model
+
+    path = save_contract_model(tmp_path / "nan")
+    model = keras.models.load_model(path, compile=False)
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    model.save(path)
+    image = copy_real_images(utkface_dir, tmp_path / "img", 1, step=5000)[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "agelab", "predict", "--no-detect", "--model", str(path), str(image)],
+        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = strict_json(done.stdout.strip().splitlines()[-1])
+    assert record["faces"][0]["age"] is None
