@@ -213,12 +213,12 @@ def test_predict_upload_boxes_every_face_and_refuses_a_non_image(page, app_url, 
     no_exceptions(page)
 
 
-def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, tmp_path):
-    # A fake camera that plays four real faces at 30 fps, swaying sideways but never leaving the frame.
-    photo = cv2.imread(str(group_photo))
+def fake_camera(photo_path: Path, folder: Path) -> Path:
+    """A 30 fps y4m clip of four real faces swaying sideways but never leaving the 640x480 frame."""
+    photo = cv2.imread(str(photo_path))
     scaled = cv2.resize(photo, (600, round(600 * photo.shape[0] / photo.shape[1])))
     top = (480 - scaled.shape[0]) // 2
-    video = tmp_path / "faces.y4m"
+    video = folder / "faces.y4m"
     with open(video, "wb") as f:
         f.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
         for i in range(60):
@@ -226,6 +226,12 @@ def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, 
             left = 10 + min(i, 59 - i)
             frame[top : top + scaled.shape[0], left : left + 600] = scaled
             f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return video
+
+
+def start_live_webcam(playwright, app_url: str, video: Path):
+    """A browser whose camera plays ``video``, on the Predict page's live webcam, started; returns
+    the browser (to close) and the page."""
     camera_browser = playwright.chromium.launch(
         executable_path=CHROMIUM,
         args=[
@@ -243,6 +249,11 @@ def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, 
     wait_idle(page)
     page.frame_locator("iframe[title*='streamlit_webrtc']").first.get_by_role("button", name="START").click()
     page.wait_for_selector("text=frames per second", timeout=60_000)
+    return camera_browser, page
+
+
+def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, tmp_path):
+    camera_browser, page = start_live_webcam(playwright, app_url, fake_camera(group_photo, tmp_path))
     time.sleep(15)  # past the first frames' warm-up
     readings = []
     for _ in range(5):

@@ -12,12 +12,19 @@ import os
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 # The fixtures (playwright, group_photo) come with the helpers from the dashboard tests.
-from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, group_photo, playwright, serve, wait_idle  # noqa: F401
+from tests.browser.test_dashboard import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    fake_camera,
+    group_photo,
+    playwright,
+    serve,
+    start_live_webcam,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.soak
 
@@ -35,22 +42,6 @@ def rss_mb(pid: int) -> float:
 
 def log_errors(text: str) -> list[str]:
     return [line for line in text.splitlines() if "Traceback" in line or line.startswith(("Error", "ERROR"))]
-
-
-def fake_camera(photo_path: Path, folder: Path) -> Path:
-    """A 30 fps y4m clip of four real faces swaying sideways (as the live-webcam browser test)."""
-    photo = cv2.imread(str(photo_path))
-    scaled = cv2.resize(photo, (600, round(600 * photo.shape[0] / photo.shape[1])))
-    top = (480 - scaled.shape[0]) // 2
-    video = folder / "faces.y4m"
-    with open(video, "wb") as f:
-        f.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
-        for i in range(60):
-            frame = np.full((480, 640, 3), 200, np.uint8)
-            left = 10 + min(i, 59 - i)
-            frame[top : top + scaled.shape[0], left : left + 600] = scaled
-            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return video
 
 
 def test_four_sessions_then_the_live_webcam_for_two_minutes_each(playwright, group_photo, tmp_path):  # noqa: F811
@@ -93,25 +84,7 @@ def test_four_sessions_then_the_live_webcam_for_two_minutes_each(playwright, gro
         browser.close()
         report.update(page_loads=loads, uploads=uploads, rss_after_pages_mb=round(rss_mb(server.pid), 1))
 
-        camera = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={fake_camera(group_photo, tmp_path)}",
-            ],
-        )
-        page = camera.new_context(permissions=["camera"]).new_page()
-        page.goto(url + "/predict")
-        page.wait_for_selector("text=Live webcam", timeout=120_000)
-        wait_idle(page)
-        page.get_by_text("Live webcam").click()
-        wait_idle(page)
-        page.frame_locator("iframe[title*='streamlit_webrtc']").first.get_by_role(
-            "button", name="START"
-        ).click()
-        page.wait_for_selector("text=frames per second", timeout=60_000)
+        camera, page = start_live_webcam(playwright, url, fake_camera(group_photo, tmp_path))
         fps = []
         end = time.time() + PHASE_S
         while time.time() < end:
