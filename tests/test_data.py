@@ -149,7 +149,7 @@ def test_index_cli_prints_one_json_line(utkface_dir, tmp_path):
     first, second = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
     assert first["total"] == 22162 and first["malformed"] == 9 and first["kept"] == 21581
     assert (first["cached"], second["cached"]) == (False, True)
-    assert second["seconds"] < 1.0
+    assert second["seconds"] < first["seconds"]  # reused, not rebuilt; absolute timings live in bench/index.py
     assert "malformed: 55_0_0_20170116232725357jpg.chip.jpg" in runs[0].stderr
 
 
