@@ -123,6 +123,18 @@ def apply(outputs: dict[str, np.ndarray], calibration: dict[str, Any] | None) ->
     return out
 
 
+def raw_predictions(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A model's outputs under the model contract (``age_bin`` (N, K), ``age`` (N, 1), ``gender``
+    (N, 1)) as the raw predictions :func:`finalize` takes: ``age_bin`` (N, K), ``age`` (N,),
+    ``prob_female`` (N,)."""
+    age_bin = np.asarray(outputs["age_bin"])
+    return {
+        "age_bin": age_bin.reshape(len(age_bin), -1),
+        "age": np.asarray(outputs["age"]).reshape(-1),
+        "prob_female": np.asarray(outputs["gender"]).reshape(-1),
+    }
+
+
 def finalize(
     outputs: dict[str, np.ndarray], scheme: BinScheme, calibration: dict[str, Any] | None
 ) -> dict[str, np.ndarray]:

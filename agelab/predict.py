@@ -28,7 +28,7 @@ import numpy as np
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 from agelab import atomic
 from agelab.bins import BinScheme, get_scheme
-from agelab.calibration import finalize
+from agelab.calibration import finalize, raw_predictions
 from agelab.crop import model_input
 from agelab.faces import FaceDetector, ImageError, load_image
 from agelab.paths import models_dir
@@ -190,12 +190,7 @@ class Predictor:
     def raw_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The model's own outputs for a prepared batch, before calibration: ``age_bin`` (N, K),
         ``age`` (N,), ``prob_female`` (N,)."""
-        out = self._run(batch)
-        return {
-            "age_bin": out["age_bin"].reshape(len(batch), -1),
-            "age": out["age"].reshape(-1),
-            "prob_female": out["gender"].reshape(-1),
-        }
+        return raw_predictions(self._run(batch))
 
     def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The predictions for a prepared batch: ``age_bin`` (N, K) calibrated probabilities, ``age``

@@ -563,27 +563,22 @@ class Trainer:
             self.log(f"saved {self.run_dir / 'model.keras'} (best epoch {recorder.best_epoch})")
             self._export_litert()
 
-            test_ds, test_steps = pipeline.image_dataset(
-                splits["test"], scheme, c["image_size"], batch, training=False, cache="none", repeat=False
-            )
-            test_images = test_ds.map(lambda x, y: x)
             if self.test_features is not None and not fine_tuned:
                 # The backbone is unchanged, so the heads on cached features give the full
                 # model's outputs; check that on one batch, then skip re-running the backbone.
                 outputs = built.heads.predict(self.test_features, batch_size=512, verbose=0)
-                check = built.model.predict(test_images.take(1), verbose=0)
+                test_ds, _ = pipeline.image_dataset(
+                    splits["test"], scheme, c["image_size"], batch, training=False, cache="none", repeat=False
+                )
+                check = built.model.predict(test_ds.map(lambda x, y: x).take(1), verbose=0)
                 gap = float(np.abs(check["age_bin"] - outputs["age_bin"][: len(check["age_bin"])]).max())
                 if gap > 1e-3:
                     raise RuntimeError(
                         f"the assembled model disagrees with its trained heads (gap {gap:.2g})"
                     )
+                raw = calibration.raw_predictions(outputs)
             else:
-                outputs = built.model.predict(test_images, steps=test_steps, verbose=0)
-            raw = {
-                "age_bin": outputs["age_bin"],
-                "age": np.ravel(outputs["age"]),
-                "prob_female": np.ravel(outputs["gender"]),
-            }
+                raw = self._predict(built.model, splits["test"], scheme, batch)
             # One predictions builder for runs and `evaluate`: the same calibration and age clipping.
             predictions = evaluation.predictions_frame(
                 splits["test"][["path", "age", "gender", "race"]].to_dict("records"),
@@ -628,18 +623,13 @@ class Trainer:
         self.log(f"exported {twin.name} for LiteRT serving in {time.perf_counter() - start:.0f} s")
 
     def _predict(self, model, frame: pd.DataFrame, scheme, batch: int) -> dict[str, np.ndarray]:
-        """The model's raw outputs on ``frame``'s images, in order."""
-        from agelab import pipeline
+        """The model's raw predictions on ``frame``'s images, in order."""
+        from agelab import calibration, pipeline
 
         ds, steps = pipeline.image_dataset(
             frame, scheme, self.config["image_size"], batch, training=False, cache="none", repeat=False
         )
-        out = model.predict(ds.map(lambda x, y: x), steps=steps, verbose=0)
-        return {
-            "age_bin": out["age_bin"],
-            "age": np.ravel(out["age"]),
-            "prob_female": np.ravel(out["gender"]),
-        }
+        return calibration.raw_predictions(model.predict(ds.map(lambda x, y: x), steps=steps, verbose=0))
 
     def _fit(self, model, stage, images, recorder, snapshot, initial_epoch, epochs) -> int:
         import keras
