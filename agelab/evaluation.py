@@ -680,16 +680,16 @@ def predict_files(
     batch_size: int = 64,
     progress: Any = None,
     total: int = 0,
-    detector: Any = None,
+    detect: bool = False,
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """Predict ``(path, labels)`` pairs in batches; files that cannot be decoded are skipped.
 
-    With a ``detector``, each image's input is its labelled face's aligned crop, exactly as training
+    With ``detect``, each image's input is its labelled face's aligned crop, exactly as training
     made it (:func:`agelab.crop_cache.labelled_face_crop`; column ``face_found`` says whether the
-    detector saw the face); without one, the whole image is the model's input.
+    detector saw the face); without, the whole image is the model's input.
     """
     from agelab.crop_cache import labelled_face_crop
-    from agelab.faces import ImageError, load_image
+    from agelab.faces import FaceDetector, ImageError, load_image
 
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -712,32 +712,34 @@ def predict_files(
         batch.clear()
         batch_records.clear()
 
-    for i, (path, labels) in enumerate(items):
-        try:
-            image = load_image(path)
-        except ImageError as err:
-            skipped.append({"file": Path(path).name, "kind": "unreadable", "reason": str(err)})
-            continue
-        found = None
-        if detector is not None:
-            image, found = labelled_face_crop(image, detector, predictor.image_size)
-        # Resized as it is read: a batch of full-resolution photos could take gigabytes.
-        batch.append(prepare([image])[0] if prepare is not None else image)
-        del image
-        batch_records.append(
-            {
-                "path": str(Path(path).resolve()),
-                "age": labels.age,
-                "gender": labels.gender,
-                "race": labels.race,
-                "face_found": found,
-            }
-        )
-        if len(batch) >= batch_size:
-            flush()
-            if progress:
-                progress(i + 1, total)
-    flush()
+    with contextlib.ExitStack() as stack:
+        detector = stack.enter_context(FaceDetector()) if detect else None
+        for i, (path, labels) in enumerate(items):
+            try:
+                image = load_image(path)
+            except ImageError as err:
+                skipped.append({"file": Path(path).name, "kind": "unreadable", "reason": str(err)})
+                continue
+            found = None
+            if detector is not None:
+                image, found = labelled_face_crop(image, detector, predictor.image_size)
+            # Resized as it is read: a batch of full-resolution photos could take gigabytes.
+            batch.append(prepare([image])[0] if prepare is not None else image)
+            del image
+            batch_records.append(
+                {
+                    "path": str(Path(path).resolve()),
+                    "age": labels.age,
+                    "gender": labels.gender,
+                    "race": labels.race,
+                    "face_found": found,
+                }
+            )
+            if len(batch) >= batch_size:
+                flush()
+                if progress:
+                    progress(i + 1, total)
+        flush()
     if progress:
         progress(total, total)
     joined = {
@@ -762,7 +764,6 @@ def evaluate_folder(
     trained on aligned crops, per its sidecar's ``crop``) feeds it the face detector's aligned crop.
     """
     from agelab.data import MalformedName, is_file_entry, parse_name
-    from agelab.faces import FaceDetector
 
     started = time.perf_counter()
     folder = Path(folder)
@@ -785,11 +786,9 @@ def evaluate_folder(
             skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
     if detect is None:
         detect = uses_aligned_crops(predictor)
-    with contextlib.ExitStack() as stack:
-        detector = stack.enter_context(FaceDetector()) if detect else None
-        frame, unreadable = predict_files(
-            predictor, items, native, scheme, batch_size, progress, len(items), detector
-        )
+    frame, unreadable = predict_files(
+        predictor, items, native, scheme, batch_size, progress, len(items), detect
+    )
     return FolderEvaluation(frame, skipped + unreadable, scheme, time.perf_counter() - started)
 
 
@@ -811,7 +810,6 @@ def default_model_source() -> PredictionSource | None:
     model = default_model()
     if model is None or model.parent.resolve() != models_dir().resolve():
         return None  # a run's model: its run folder already holds its test predictions
-    from agelab.faces import FaceDetector
 
     out = evaluations_dir() / f"{model.stem}-on-test-split.parquet"
     stat = model.stat()
@@ -826,9 +824,7 @@ def default_model_source() -> PredictionSource | None:
         scheme = get_scheme(predictor.scheme)
         test = load_dataset().query("split == 'test'")
         items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in test.itertuples()]
-        with contextlib.ExitStack() as stack:
-            detector = stack.enter_context(FaceDetector()) if detect else None
-            frame, skipped = predict_files(predictor, items, scheme, scheme, detector=detector)
+        frame, skipped = predict_files(predictor, items, scheme, scheme, detect=detect)
         atomic.write_parquet(out, frame)
         info = {"model": str(model), "model_stamp": stamp, "data": "test split", "bins": scheme.spec}
         info["default_model"] = model.name == DEFAULT_MODEL_NAME
