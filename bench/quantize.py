@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agelab import litert  # noqa: E402
 from agelab.bins import get_scheme  # noqa: E402
 from agelab.data import load_dataset  # noqa: E402
-from agelab.evaluation import bootstrap_mean_interval, wilson_interval  # noqa: E402
+from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval  # noqa: E402
 from agelab.faces import load_image  # noqa: E402
 from agelab.predict import Predictor, _load_keras, default_model  # noqa: E402
 

@@ -29,8 +29,9 @@ PAGE = str(PROJECT_ROOT / "pages" / "review.py")
 def full_test_predictions(run_dir: Path, data: str) -> Path:
     """The run's model on every test-split image of ``data``, saved where the page finds it."""
     from agelab import atomic
-    from agelab import evaluation as ev
     from agelab.data import load_dataset
+    from agelab.evaluation.predictions import predictions_frame
+    from agelab.evaluation.sources import evaluations_dir
     from agelab.faces import load_image
     from agelab.predict import load_predictor
 
@@ -46,8 +47,8 @@ def full_test_predictions(run_dir: Path, data: str) -> Path:
 
     joined = {k: np.concatenate(v) for k, v in outputs.items()}
     records = test[["path", "age", "gender", "race"]].to_dict("records")
-    table = ev.predictions_frame(records, joined, predictor.scheme, predictor.scheme)
-    out = ev.evaluations_dir() / "full-test-split.parquet"
+    table = predictions_frame(records, joined, predictor.scheme, predictor.scheme)
+    out = evaluations_dir() / "full-test-split.parquet"
     atomic.write_parquet(out, table)
     atomic.write_json(out.with_suffix(".json"), {"bins": predictor.scheme.spec, "n": len(table)})
     return out

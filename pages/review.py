@@ -11,10 +11,35 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import evaluation as ev
 from agelab import marks, palette, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.data import GENDERS, RACES
+from agelab.evaluation.export import export_csv
+from agelab.evaluation.gallery import (
+    DIRECTIONS,
+    SORTS,
+    GalleryQuery,
+    bin_probabilities,
+    filter_predictions,
+    image_folder,
+    page_count,
+    page_of,
+    query_from_selection,
+    sort_predictions,
+    tile_markdown,
+)
+from agelab.evaluation.metrics import (
+    SLICE_DIMENSIONS,
+    compare_headlines,
+    confusion,
+    distance_distribution,
+    headline,
+    per_bin_report,
+    slice_metrics,
+)
+from agelab.evaluation.mistakes import confident_mistakes
+from agelab.evaluation.predictions import load_predictions, with_derived_columns
+from agelab.evaluation.sources import PredictionSource, default_model_source, list_sources
 from streamlit_setup import keep_models_warm, through_app
 
 through_app()
@@ -36,12 +61,12 @@ DIST_MODES = ("any", "exactly", "at least")
 
 @st.cache_data(show_spinner="Loading predictions...", max_entries=8)
 def load_prepared(path: str, mtime: float, native: str, scheme: str) -> pd.DataFrame:
-    return ev.prepare(ev.load_predictions(path), native, scheme)
+    return with_derived_columns(load_predictions(path), native, scheme)
 
 
 @st.cache_data(show_spinner="Computing slice metrics and intervals...", max_entries=8)
 def load_slices(path: str, mtime: float, native: str, scheme: str) -> pd.DataFrame:
-    return ev.slice_metrics(load_prepared(path, mtime, native, scheme))
+    return slice_metrics(load_prepared(path, mtime, native, scheme))
 
 
 @st.cache_data(show_spinner="Indexing the image folder for duplicates...", max_entries=4)
@@ -54,7 +79,7 @@ def load_index_frame(folder: str) -> pd.DataFrame | None:
         return None
 
 
-def prepared(source: ev.PredictionSource, scheme: str) -> pd.DataFrame:
+def prepared(source: PredictionSource, scheme: str) -> pd.DataFrame:
     path = str(source.predictions)
     return load_prepared(path, os.path.getmtime(path), source.bins, scheme)
 
@@ -94,7 +119,7 @@ def take_selection(event: object, chart: str, labels: list[str]) -> None:
     if st.session_state.get(f"rv_applied_{chart}") == signature:
         return
     st.session_state[f"rv_applied_{chart}"] = signature
-    apply_selection(ev.query_from_selection(points, chart), labels)
+    apply_selection(query_from_selection(points, chart), labels)
 
 
 def percent(value: float | None) -> str:
@@ -120,8 +145,8 @@ def show_headline(h: dict, other: dict | None = None) -> None:
 
 def confusion_figure(frame: pd.DataFrame, scheme_labels: list[str], normalized: bool) -> go.Figure:
     k = len(scheme_labels)
-    counts = ev.confusion(frame, k)
-    z = ev.confusion(frame, k, normalize=True) if normalized else counts
+    counts = confusion(frame, k)
+    z = confusion(frame, k, normalize=True) if normalized else counts
     text = [[f"{v:.0%}" if normalized else f"{int(v)}" for v in row] for row in z]
     ticks = list(range(k))
     fig = go.Figure(
@@ -206,7 +231,7 @@ def comparison_figure(frames: dict[str, pd.DataFrame]) -> go.Figure:
     """The bin-distance distributions of two runs side by side, as shares so sizes may differ."""
     fig = go.Figure()
     for name, run_frame in frames.items():
-        dist = ev.distance_distribution(run_frame)
+        dist = distance_distribution(run_frame)
         fig.add_trace(
             go.Bar(
                 x=dist["distance"],
@@ -262,10 +287,10 @@ def face_dialog(row: pd.Series, labels: list[str], marked: bool) -> None:
         left.image(row["path"], width="stretch")
     else:
         left.warning(f"missing file {row['path']}")
-    right.markdown(ev.tile_markdown(row))
+    right.markdown(tile_markdown(row))
     if marked:
         right.caption(":material/flag: Marked: label looks wrong")
-    probs = ev.bin_probabilities(row, labels)
+    probs = bin_probabilities(row, labels)
     if probs is None:
         right.caption("Bin probabilities do not apply after rebinning to another scheme.")
     else:
@@ -286,7 +311,7 @@ def gallery_tile(row: pd.Series, labels: list[str], marked: bool) -> None:
             st.image(row["path"], width="stretch")
         else:
             st.caption(f"missing file {row['path']}")
-        st.caption(ev.tile_markdown(row))
+        st.caption(tile_markdown(row))
         key = mark_key(row["path"])
         st.checkbox(
             "label looks wrong",
@@ -301,7 +326,7 @@ def gallery_tile(row: pd.Series, labels: list[str], marked: bool) -> None:
 
 
 def marks_summary(frame: pd.DataFrame) -> None:
-    folder = ev.image_folder(frame)
+    folder = image_folder(frame)
     if folder is None:
         st.caption("The images sit in several folders: each folder keeps its own marks.")
         return
@@ -326,11 +351,11 @@ def gallery(
     filtered: pd.DataFrame, frame: pd.DataFrame, labels: list[str], sort: str, page_size: int, page_key: str
 ) -> None:
     """Only this part reruns when the user pages or marks, so paging through thousands stays quick."""
-    ordered = ev.sort_predictions(filtered, sort, seed=0)
-    pages = ev.page_count(len(ordered), page_size)
+    ordered = sort_predictions(filtered, sort, seed=0)
+    pages = page_count(len(ordered), page_size)
     # A new query or order gets a new key, so the pager starts again at page 1.
     page = st.pagination(pages, key=f"rv_page_{page_key}", max_visible_pages=9)
-    rows = ev.page_of(ordered, page, page_size)
+    rows = page_of(ordered, page, page_size)
     first = (page - 1) * page_size
     st.caption(f"Images {first + 1:,}-{first + len(rows):,} of {len(ordered):,}")
     marked = marks.marked_paths(rows["path"])
@@ -341,9 +366,9 @@ def gallery(
 
 
 def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: bool) -> None:
-    folder = ev.image_folder(frame)
+    folder = image_folder(frame)
     index_frame = load_index_frame(str(folder)) if folder is not None else None
-    mistakes = ev.confident_mistakes(frame, index_frame, limit=limit, only_conflicts=only_conflicts)
+    mistakes = confident_mistakes(frame, index_frame, limit=limit, only_conflicts=only_conflicts)
     if mistakes.empty:
         st.info("No wrong bin predictions.")
         return
@@ -364,7 +389,7 @@ def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: 
             if os.path.exists(row["path"]):
                 st.image(row["path"], width="stretch")
         with cols[1]:
-            st.markdown(ev.tile_markdown(row))
+            st.markdown(tile_markdown(row))
             if duplicates:
                 st.markdown("**Same bytes, other labels:**")
                 with st.grid(columns=4, min_column_width=110):
@@ -388,10 +413,10 @@ st.caption("How far off is the model, in ordinal age bins? Click a bar or a cell
 
 try:
     with st.spinner("Scoring the default model on the test split (once, about half a minute)..."):
-        ev.default_model_source()  # so a fresh clone can review a model before training one
+        default_model_source()  # so a fresh clone can review a model before training one
 except (OSError, ValueError) as err:
     st.warning(f"The default model could not be scored on the test split: {err}")
-sources = ev.list_sources()
+sources = list_sources()
 if not sources:
     st.info(
         "No predictions yet. Train a run on the Train page (it saves its test-split predictions), or "
@@ -433,20 +458,20 @@ if scheme.spec != get_scheme(source.bins).spec:
         f"Rebinned from the model's scheme `{source.bins}` by predicted age; bin probabilities do not apply."
     )
 
-main = ev.headline(frame)
+main = headline(frame)
 other = None
 if other_name != "(none)":
     other_source = by_name[other_name]
     try:
         other_frame = prepared(other_source, scheme.spec)
-        other = ev.headline(other_frame)
+        other = headline(other_frame)
     except (OSError, ValueError) as err:
         st.error(f"Cannot read {other_source.predictions}: {err}")
 
 show_headline(main, other)
 if other is not None:
     st.caption(f"Deltas compare **{source.name}** against **{other_name}**.")
-    compared = tables.compare_table(ev.compare_headlines({source.name: main, other_name: other}))
+    compared = tables.compare_table(compare_headlines({source.name: main, other_name: other}))
     side = st.columns([2, 3])
     side[0].dataframe(compared, width="stretch", height=38 + 35 * len(compared), key="rv_compare_table")
     side[1].plotly_chart(
@@ -454,7 +479,7 @@ if other is not None:
     )
 
 st.subheader("Metrics by slice")
-slice_pick = st.selectbox("Slice", ["every slice", *ev.SLICE_DIMENSIONS], key="rv_slice")
+slice_pick = st.selectbox("Slice", ["every slice", *SLICE_DIMENSIONS], key="rv_slice")
 slices = load_slices(str(source.predictions), os.path.getmtime(source.predictions), source.bins, scheme.spec)
 if slice_pick != "every slice":
     slices = slices[slices["slice"] == slice_pick]
@@ -487,14 +512,14 @@ with left:
         "Log scale", key="rv_log_axis", help="Shows the rare far misses as clearly as the rest"
     )
     distance_event = st.plotly_chart(
-        distance_figure(ev.distance_distribution(frame), log_axis),
+        distance_figure(distance_distribution(frame), log_axis),
         on_select="rerun",
         selection_mode="points",
         key="rv_distance_chart",
     )
 with right:
     st.subheader("Per age bin")
-    per_bin = tables.per_bin_table(ev.per_bin_report(frame, scheme))
+    per_bin = tables.per_bin_table(per_bin_report(frame, scheme))
     st.dataframe(
         per_bin,
         hide_index=True,
@@ -511,17 +536,17 @@ st.subheader("Gallery")
 f = st.columns([2, 1, 2, 3, 3])
 dist_mode = f[0].selectbox("Bins off", DIST_MODES, key="rv_dist_mode")
 dist_k = f[1].number_input("k", min_value=0, max_value=scheme.num_bins - 1, step=1, key="rv_dist_k")
-direction = f[2].radio("Direction", ev.DIRECTIONS, horizontal=True, key="rv_direction")
+direction = f[2].radio("Direction", DIRECTIONS, horizontal=True, key="rv_direction")
 true_pick = f[3].multiselect("True bin", labels, key="rv_true")
 pred_pick = f[4].multiselect("Predicted bin", labels, key="rv_pred")
 g = st.columns([2, 3, 2, 1, 1])
 gender_pick = g[0].multiselect("Gender", list(GENDERS.values()), key="rv_gender")
 eth_pick = g[1].multiselect("Ethnicity", list(RACES.values()), key="rv_eth")
-sort = g[2].selectbox("Sort by", ev.SORTS, key="rv_sort")
+sort = g[2].selectbox("Sort by", SORTS, key="rv_sort")
 page_size = g[3].selectbox("Per page", [24, 48, 96], key="rv_page_size")
 g[4].button("Clear", on_click=reset_filters, key="rv_clear", help="Clear every filter")
 
-query = ev.GalleryQuery(
+query = GalleryQuery(
     distance=None if dist_mode == "any" else int(dist_k),
     at_least=dist_mode == "at least",
     true_bins=tuple(labels.index(x) for x in true_pick),
@@ -531,12 +556,12 @@ query = ev.GalleryQuery(
     direction=direction,
     sort=sort,
 )
-filtered = ev.filter_predictions(frame, query)
+filtered = filter_predictions(frame, query)
 st.markdown(f"**{len(filtered):,}** of {len(frame):,} images match.")
 st.download_button(
     "Export the filtered rows (CSV)",
     # Built only when clicked, so a large table costs nothing on every rerun.
-    data=functools.partial(ev.export_csv, ev.sort_predictions(filtered, sort)),
+    data=functools.partial(export_csv, sort_predictions(filtered, sort)),
     file_name=f"{source.name.replace(' ', '_').replace(':', '')}-filtered.csv",
     mime="text/csv",
     key="rv_export",

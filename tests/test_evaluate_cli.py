@@ -125,7 +125,7 @@ def test_each_row_holds_what_the_saved_model_says_about_its_image(
     """Across batches, every row gets its own image's outputs from the saved Keras model."""
     import keras
 
-    from agelab.evaluation import evaluate_folder
+    from agelab.evaluation.evaluate import evaluate_folder
     from agelab.faces import load_image
     from agelab.predict import load_predictor
 
@@ -182,7 +182,8 @@ def test_the_default_model_is_scored_once_on_the_test_split(saved_model, utkface
     import shutil
 
     from agelab.data import load_dataset
-    from agelab.evaluation import default_model_source, load_predictions
+    from agelab.evaluation.predictions import load_predictions
+    from agelab.evaluation.sources import default_model_source
 
     models = tmp_path / "models"
     models.mkdir()

@@ -10,9 +10,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agelab import evaluation as ev
 from agelab.bins import get_scheme
 from agelab.data import load_index, parse_name
+from agelab.evaluation.export import export_csv
+from agelab.evaluation.gallery import (
+    GalleryQuery,
+    filter_predictions,
+    image_folder,
+    page_count,
+    page_of,
+    query_from_selection,
+    sort_predictions,
+)
+from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval
+from agelab.evaluation.metrics import (
+    RUN_METRICS,
+    SLICE_DIMENSIONS,
+    abs_distance_distribution,
+    confusion,
+    distance_distribution,
+    headline,
+    per_bin_report,
+    run_metrics,
+    slice_metrics,
+)
+from agelab.evaluation.mistakes import confident_mistakes
+from agelab.evaluation.predictions import predictions_frame, with_derived_columns
 
 SCHEME = get_scheme("0,10,20,30")  # bins 0-9, 10-19, 20-29, 30+
 
@@ -57,10 +80,10 @@ def hand_table() -> pd.DataFrame:
 
 @pytest.fixture
 def table() -> pd.DataFrame:
-    return ev.prepare(hand_table(), SCHEME)
+    return with_derived_columns(hand_table(), SCHEME)
 
 
-def test_prepare_derives_distance_direction_and_confidence(table: pd.DataFrame) -> None:
+def test_derived_columns_distance_direction_and_confidence(table: pd.DataFrame) -> None:
     assert table["distance"].tolist() == [0, 1, -2, 0, 0, -3]
     assert table["direction"].tolist() == ["exact", "over", "under", "exact", "exact", "under"]
     assert table["confidence"].tolist() == pytest.approx([0.7, 0.6, 0.9, 0.6, 0.5, 0.4])
@@ -70,7 +93,7 @@ def test_prepare_derives_distance_direction_and_confidence(table: pd.DataFrame) 
 
 
 def test_headline_matches_hand_computed_values(table: pd.DataFrame) -> None:
-    h = ev.headline(table)
+    h = headline(table)
     assert h["n"] == 6
     assert h["exact"] == pytest.approx(3 / 6)
     assert h["within1"] == pytest.approx(4 / 6)
@@ -83,24 +106,57 @@ def test_headline_matches_hand_computed_values(table: pd.DataFrame) -> None:
     assert h["over"] == pytest.approx(1 / 6) and h["under"] == pytest.approx(2 / 6)
 
 
+def test_run_metrics_keep_the_names_run_folders_store() -> None:
+    # agelab.runs, agelab.sweeps and the Predict page read these keys from a run's metrics.json.
+    assert run_metrics(hand_table(), SCHEME) == {
+        "test_bin_accuracy": 0.5,
+        "test_within_one_bin": 0.6667,
+        "test_age_mae": 9.667,
+        "test_gender_accuracy": 0.6667,
+        "n_test": 6,
+    }
+    assert [key for key, _ in RUN_METRICS.values()] == list(run_metrics(hand_table(), SCHEME))
+
+
+def test_predictions_frame_builds_the_contract_from_records_or_a_frame() -> None:
+    hand = hand_table()
+    outputs = {
+        "age_bin": hand[[f"bin_prob_{k}" for k in range(4)]].to_numpy(),
+        "age": hand["pred_age"].to_numpy(),
+        "prob_female": hand["prob_female"].to_numpy(),
+    }
+    labels = hand[["path", "age", "gender", "race"]]
+    from_records = predictions_frame(labels.to_dict("records"), outputs, SCHEME)
+    pd.testing.assert_frame_equal(from_records, hand)
+    # A frame with a shuffled index: rows still pair with the outputs by position.
+    pd.testing.assert_frame_equal(
+        predictions_frame(labels.set_index(labels.index[::-1]), outputs, SCHEME), hand
+    )
+    found = predictions_frame(labels.assign(face_found=[True, False] * 3), outputs, SCHEME.spec)
+    assert found["face_found"].tolist() == [True, False] * 3
+    rebinned = predictions_frame(labels.to_dict("records"), outputs, SCHEME, "decades")
+    assert rebinned["pred_bin"].tolist() == [0, 2, 0, 3, 1, 0]
+    assert not [c for c in rebinned.columns if c.startswith("bin_prob_")]
+
+
 def test_gender_auc_is_none_when_one_gender(table: pd.DataFrame) -> None:
-    assert ev.headline(table[table["gender"] == 0])["gender_auc"] is None
+    assert headline(table[table["gender"] == 0])["gender_auc"] is None
 
 
 def test_distance_distributions(table: pd.DataFrame) -> None:
-    signed = ev.distance_distribution(table)
+    signed = distance_distribution(table)
     assert dict(zip(signed["distance"], signed["count"])) == {-3: 1, -2: 1, 0: 3, 1: 1}
     assert signed.set_index("distance").loc[-2, "direction"] == "under"
-    absolute = ev.abs_distance_distribution(table)
+    absolute = abs_distance_distribution(table)
     assert dict(zip(absolute["abs_distance"], absolute["count"])) == {0: 3, 1: 1, 2: 1, 3: 1}
     assert absolute["cumulative"].tolist() == pytest.approx([3 / 6, 4 / 6, 5 / 6, 1.0])
 
 
 def test_confusion_matrix_and_per_bin_precision_recall(table: pd.DataFrame) -> None:
     expected = [[1, 0, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0], [1, 0, 0, 1]]
-    assert ev.confusion(table, 4).tolist() == expected
-    assert ev.confusion(table, 4, normalize=True)[1].tolist() == pytest.approx([0, 0.5, 0.5, 0])
-    report = ev.per_bin_report(table, SCHEME)
+    assert confusion(table, 4).tolist() == expected
+    assert confusion(table, 4, normalize=True)[1].tolist() == pytest.approx([0, 0.5, 0.5, 0])
+    report = per_bin_report(table, SCHEME)
     assert report["precision"].tolist() == pytest.approx([1 / 3, 1, 0, 1])
     assert report["recall"].tolist() == pytest.approx([1, 0.5, 0, 0.5])
     assert report["support"].tolist() == [1, 2, 1, 2]
@@ -109,27 +165,27 @@ def test_confusion_matrix_and_per_bin_precision_recall(table: pd.DataFrame) -> N
 
 def test_wilson_interval_known_values() -> None:
     # 8 successes of 10: the textbook Wilson 95 % interval is 0.490-0.943.
-    lo, hi = ev.wilson_interval(8, 10)
+    lo, hi = wilson_interval(8, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
-    lo, hi = ev.wilson_interval(0, 10)
+    lo, hi = wilson_interval(0, 10)
     assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
-    assert all(math.isnan(v) for v in ev.wilson_interval(0, 0))
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
 def test_bootstrap_interval_is_seeded_and_brackets_the_mean() -> None:
     errors = np.random.default_rng(1).gamma(2.0, 4.0, size=400)
-    lo, hi = ev.bootstrap_mean_interval(errors, seed=3)
-    assert (lo, hi) == ev.bootstrap_mean_interval(errors, seed=3)
+    lo, hi = bootstrap_mean_interval(errors, seed=3)
+    assert (lo, hi) == bootstrap_mean_interval(errors, seed=3)
     assert lo < errors.mean() < hi
     # The normal approximation of the mean's 95 % interval has about the same width.
     half = 1.96 * errors.std(ddof=1) / math.sqrt(len(errors))
     assert hi - lo == pytest.approx(2 * half, rel=0.15)
-    assert ev.bootstrap_mean_interval([5.0, 5.0, 5.0]) == (5.0, 5.0)
+    assert bootstrap_mean_interval([5.0, 5.0, 5.0]) == (5.0, 5.0)
 
 
 def test_slice_metrics_counts_and_intervals(table: pd.DataFrame) -> None:
-    slices = ev.slice_metrics(table, n_boot=200)
-    assert set(slices["slice"]) == set(ev.SLICE_DIMENSIONS)
+    slices = slice_metrics(table, n_boot=200)
+    assert set(slices["slice"]) == set(SLICE_DIMENSIONS)
     overall = slices[slices["slice"] == "all"].iloc[0]
     assert overall["n"] == 6 and overall["exact"] == pytest.approx(0.5)
     gender = slices[slices["slice"] == "gender"].set_index("group")
@@ -137,7 +193,7 @@ def test_slice_metrics_counts_and_intervals(table: pd.DataFrame) -> None:
     # Male rows: exact 1 of 3; Female rows: exact 2 of 3.
     assert gender.loc["Male", "exact"] == pytest.approx(1 / 3)
     assert (gender.loc["Male", "exact_lo"], gender.loc["Male", "exact_hi"]) == pytest.approx(
-        ev.wilson_interval(1, 3)
+        wilson_interval(1, 3)
     )
     assert gender.loc["Female", "mae"] == pytest.approx((10 + 2 + 1) / 3)
     assert gender.loc["Female", "mae_lo"] <= gender.loc["Female", "mae"] <= gender.loc["Female", "mae_hi"]
@@ -150,7 +206,7 @@ def test_slice_metrics_counts_and_intervals(table: pd.DataFrame) -> None:
 
 def test_gallery_filters(table: pd.DataFrame) -> None:
     def rows(**kw: object) -> list[int]:
-        return sorted(ev.filter_predictions(table, ev.GalleryQuery(**kw)).index.tolist())
+        return sorted(filter_predictions(table, GalleryQuery(**kw)).index.tolist())
 
     assert rows(distance=2) == [2]
     assert rows(distance=2, at_least=True) == [2, 5]
@@ -162,49 +218,49 @@ def test_gallery_filters(table: pd.DataFrame) -> None:
     assert rows(races=(1,)) == [1, 4]
     assert rows(true_bins=(1,), pred_bins=(2,)) == [1]
     with pytest.raises(ValueError, match="direction 'sideways'"):
-        ev.GalleryQuery(direction="sideways")
+        GalleryQuery(direction="sideways")
 
 
 def test_gallery_sorting_and_paging(table: pd.DataFrame) -> None:
-    by_conf = ev.sort_predictions(table, "confidence")
+    by_conf = sort_predictions(table, "confidence")
     assert by_conf["confidence"].tolist() == pytest.approx([0.9, 0.7, 0.6, 0.6, 0.5, 0.4])
-    by_err = ev.sort_predictions(table, "age error")
+    by_err = sort_predictions(table, "age error")
     assert by_err["abs_age_error"].tolist()[:2] == pytest.approx([23, 20])
-    shuffled = ev.sort_predictions(table, "random", seed=5)
-    assert shuffled.index.tolist() == ev.sort_predictions(table, "random", seed=5).index.tolist()
+    shuffled = sort_predictions(table, "random", seed=5)
+    assert shuffled.index.tolist() == sort_predictions(table, "random", seed=5).index.tolist()
     assert sorted(shuffled.index) == list(range(6))
-    assert ev.page_count(6, 4) == 2 and ev.page_count(0, 4) == 1
-    assert ev.page_of(by_conf, 2, 4).index.tolist() == by_conf.index.tolist()[4:]
-    assert ev.page_of(by_conf, 9, 4).index.tolist() == by_conf.index.tolist()[4:]
+    assert page_count(6, 4) == 2 and page_count(0, 4) == 1
+    assert page_of(by_conf, 2, 4).index.tolist() == by_conf.index.tolist()[4:]
+    assert page_of(by_conf, 9, 4).index.tolist() == by_conf.index.tolist()[4:]
 
 
 def test_chart_selection_becomes_filters() -> None:
-    bar = ev.query_from_selection([{"x": -2, "y": 40}], "distance")
+    bar = query_from_selection([{"x": -2, "y": 40}], "distance")
     assert bar == {"distance": 2, "at_least": False, "direction": "under"}
-    assert ev.query_from_selection([{"x": 0}], "distance")["distance"] == 0
-    cell = ev.query_from_selection([{"x": 2, "y": 1, "curve_number": 1}], "confusion")
+    assert query_from_selection([{"x": 0}], "distance")["distance"] == 0
+    cell = query_from_selection([{"x": 2, "y": 1, "curve_number": 1}], "confusion")
     assert cell == {"true_bins": (1,), "pred_bins": (2,)}
-    assert ev.query_from_selection([], "distance") == {}
+    assert query_from_selection([], "distance") == {}
 
 
 def test_rebinning_uses_predicted_age(table: pd.DataFrame) -> None:
-    decades = ev.prepare(hand_table(), SCHEME, "decades")
+    decades = with_derived_columns(hand_table(), SCHEME, "decades")
     assert decades["true_bin"].tolist() == [0, 1, 2, 3, 1, 3]
     assert decades["pred_bin"].tolist() == [0, 2, 0, 3, 1, 0]
     assert decades["confidence"].isna().all()
     assert not [c for c in decades.columns if c.startswith("bin_prob_")]
     # Without probabilities, "most confident" falls back to the largest age error.
-    assert ev.sort_predictions(decades, "confidence")["abs_age_error"].iloc[0] == 23
+    assert sort_predictions(decades, "confidence")["abs_age_error"].iloc[0] == 23
 
 
 def test_missing_contract_columns_are_named() -> None:
     with pytest.raises(ValueError, match="pred_age, pred_gender"):
-        ev.prepare(hand_table().drop(columns=["pred_age", "pred_gender"]), SCHEME)
+        with_derived_columns(hand_table().drop(columns=["pred_age", "pred_gender"]), SCHEME)
 
 
 def test_export_csv_round_trips(table: pd.DataFrame) -> None:
-    subset = ev.filter_predictions(table, ev.GalleryQuery(distance=1, at_least=True))
-    back = pd.read_csv(pd.io.common.BytesIO(ev.export_csv(subset)))
+    subset = filter_predictions(table, GalleryQuery(distance=1, at_least=True))
+    back = pd.read_csv(pd.io.common.BytesIO(export_csv(subset)))
     assert back["path"].tolist() == subset["path"].tolist()
     assert {"true_label", "pred_label", "confidence", "distance", "ethnicity"} <= set(back.columns)
 
@@ -245,9 +301,9 @@ def test_confident_mistakes_join_conflicting_duplicates(
     predictions["pred_age"] = scheme.bin_centers()[wrong_bins]
     predictions["pred_gender"] = rows["gender"]
     predictions["prob_female"] = rows["gender"].astype(float)
-    prepared = ev.prepare(predictions, scheme)
-    assert ev.image_folder(prepared) == folder.resolve()
-    mistakes = ev.confident_mistakes(prepared, index, limit=10)
+    prepared = with_derived_columns(predictions, scheme)
+    assert image_folder(prepared) == folder.resolve()
+    mistakes = confident_mistakes(prepared, index, limit=10)
     assert len(mistakes) == len(rows)
     flagged = mistakes[mistakes["conflicting_duplicates"].str.len() > 0]
     assert flagged["path"].map(lambda p: Path(p).name).tolist() == [pair[0]]
@@ -259,6 +315,6 @@ def test_confident_mistakes_join_conflicting_duplicates(
         parse_name(pair[1]).race,
     )
     assert (mistakes.loc[mistakes["conflicting_duplicates"].str.len() == 0, "dup_group"] == -1).all()
-    only = ev.confident_mistakes(prepared, index, limit=10, only_conflicts=True)
+    only = confident_mistakes(prepared, index, limit=10, only_conflicts=True)
     assert only["path"].map(lambda p: Path(p).name).tolist() == [pair[0]]
-    assert ev.confident_mistakes(prepared, None, only_conflicts=True).empty
+    assert confident_mistakes(prepared, None, only_conflicts=True).empty

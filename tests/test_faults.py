@@ -18,10 +18,11 @@ from conftest import copy_real_images
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, evaluation, runs, training
+from agelab import atomic, runs, training
 from agelab.bins import get_scheme
 from agelab.config import ConfigError, build_config, load_config_file
 from agelab.data import build_index, index_cache_dir, load_dataset
+from agelab.evaluation import evaluate
 from agelab.paths import PROJECT_ROOT
 
 LOOP_NAME = "20_0_0_20170101000000000.jpg.chip.jpg"  # a well-formed name on a symlink loop
@@ -306,7 +307,7 @@ def test_evaluate_skips_loops_and_keeps_two_same_named_folders_apart(
     (first / LOOP_NAME).symlink_to(first / LOOP_NAME)
     outs = []
     for folder, n, loops in ((first, 4, 1), (second, 3, 0), (first, 4, 1)):
-        assert evaluation.cli(["--model", str(tiny_model), "--data", str(folder)]) == 0
+        assert evaluate.cli(["--model", str(tiny_model), "--data", str(folder)]) == 0
         captured = capsys.readouterr()
         summary = strict_json(captured.out.strip())
         assert summary["n"] == n and summary["skipped_unreadable"] == loops, captured.err
@@ -319,7 +320,7 @@ def test_evaluate_skips_loops_and_keeps_two_same_named_folders_apart(
 def test_evaluate_out_onto_a_folder_is_refused_before_work(utkface_dir, tmp_path, tiny_model, capsys):
     data = tmp_path / "utk"
     copy_real_images(utkface_dir, data, 2, step=4000)
-    assert evaluation.cli(["--model", str(tiny_model), "--data", str(data), "--out", str(tmp_path)]) == 2
+    assert evaluate.cli(["--model", str(tiny_model), "--data", str(data), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is a folder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -335,7 +336,7 @@ def test_evaluate_holds_resized_images_not_full_resolution_ones(utkface_dir, tmp
         face.save(folder / f"25_1_0_2017010100000000{i}.jpg.chip.jpg", quality=90)
     tracemalloc.start()
     try:
-        result = evaluation.evaluate_folder(predictor, folder, batch_size=10)
+        result = evaluate.evaluate_folder(predictor, folder, batch_size=10)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -148,8 +148,8 @@ def test_orphan_disk_caches_of_dead_runs_are_removed_on_the_next_start(isolated_
 def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
     utkface_dir, tmp_path, full_disk, capsys
 ):
-    from agelab import evaluation
     from agelab.bins import get_scheme
+    from agelab.evaluation import evaluate
     from agelab.models import create_model, save_model
 
     scheme = get_scheme("seed10")
@@ -158,7 +158,7 @@ def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
     data = copy_real_images(utkface_dir, tmp_path / "utk", 3, step=5000)[0].parent
     fill(full_disk)
     out = full_disk / "predictions.parquet"
-    assert evaluation.cli(["--model", str(model), "--data", str(data), "--out", str(out)]) == 1
+    assert evaluate.cli(["--model", str(model), "--data", str(data), "--out", str(out)]) == 1
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip())
     assert summary["n"] == 3 and summary["out"] is None

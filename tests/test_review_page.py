@@ -10,9 +10,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import evaluation as ev
 from agelab import marks
 from agelab.bins import get_scheme
+from agelab.evaluation.evaluate import cli as evaluate_cli
+from agelab.evaluation.gallery import page_count, tile_lines, tile_markdown
+from agelab.evaluation.metrics import SLICE_DIMENSIONS, headline
+from agelab.evaluation.predictions import with_derived_columns
+from agelab.evaluation.sources import evaluations_dir
 from agelab.paths import PROJECT_ROOT
 
 PAGE = str(PROJECT_ROOT / "pages" / "review.py")
@@ -83,8 +87,8 @@ def tile_file(caption: str) -> str:
 
 
 def expected_captions(rows: pd.DataFrame, scheme: str) -> list[str]:
-    prepared = ev.prepare(rows, scheme)
-    return sorted(ev.tile_markdown(r) for _, r in prepared.iterrows())
+    prepared = with_derived_columns(rows, scheme)
+    return sorted(tile_markdown(r) for _, r in prepared.iterrows())
 
 
 def most_wrong_first(truth: pd.DataFrame) -> list[str]:
@@ -110,7 +114,7 @@ def test_headline_matches_the_runs_own_metrics(tiny_run: Path, truth: pd.DataFra
     assert metrics["Age MAE"] == f"{recorded['test_age_mae']:.2f} y"
     assert matching(at) == len(truth)
     slices = at.dataframe[0].value
-    assert set(slices["slice"]) == set(ev.SLICE_DIMENSIONS)
+    assert set(slices["slice"]) == set(SLICE_DIMENSIONS)
     assert "exact_lo" not in slices.columns and "exact CI" in slices.columns
     overall = slices[slices["slice"] == "all"].iloc[0]
     assert overall["exact %"] == round(recorded["test_bin_accuracy"] * 100, 1)
@@ -138,7 +142,7 @@ def test_filters_show_exactly_the_matching_faces(tiny_run: Path, truth: pd.DataF
 
     at.button(key="rv_clear").click().run()
     assert matching(at) == len(truth)
-    labels = ev.prepare(truth.drop(columns="d"), "seed10")["true_label"]
+    labels = with_derived_columns(truth.drop(columns="d"), "seed10")["true_label"]
     common = labels.value_counts().index[0]
     at.multiselect(key="rv_true").select(common).run()
     at.multiselect(key="rv_gender").select("Female").run()
@@ -172,9 +176,9 @@ def test_clicking_a_bar_or_a_cell_filters_the_gallery(tiny_run: Path, truth: pd.
 
 
 def test_tiles_say_truth_prediction_and_file(tiny_run: Path, truth: pd.DataFrame) -> None:
-    row = ev.prepare(truth.drop(columns="d"), "seed10").iloc[0]
+    row = with_derived_columns(truth.drop(columns="d"), "seed10").iloc[0]
     age, gender, race = (int(x) for x in Path(row["path"]).name.split("_")[:3])
-    truth_line, prediction, guess, file = ev.tile_lines(row)
+    truth_line, prediction, guess, file = tile_lines(row)
     labels = get_scheme("seed10").labels
     assert truth_line == (
         f"true: {labels[int(row['true_bin'])]} · {age} y · {['Male', 'Female'][gender]} · "
@@ -186,7 +190,7 @@ def test_tiles_say_truth_prediction_and_file(tiny_run: Path, truth: pd.DataFrame
     assert guess.endswith(", right" if int(row["pred_gender"]) == gender else ", wrong")
     assert file == Path(row["path"]).name
     # Markdown line breaks, so the lines stay lines on the page.
-    assert ev.tile_markdown(row).count("  \n") == 3
+    assert tile_markdown(row).count("  \n") == 3
 
 
 def test_sorting_and_paging(tiny_run: Path, truth: pd.DataFrame) -> None:
@@ -198,7 +202,7 @@ def test_sorting_and_paging(tiny_run: Path, truth: pd.DataFrame) -> None:
     at.selectbox(key="rv_sort").set_value("age error").run()
     worst = truth.loc[(truth["pred_age"] - truth["age"]).abs().idxmax()]
     assert tile_file(gallery_captions(at)[0]) == Path(worst["path"]).name
-    pages = ev.page_count(len(truth), 24)
+    pages = page_count(len(truth), 24)
     assert at.pagination[0].proto.num_pages == pages
     at.pagination[0].set_value(pages).run()
     assert len(gallery_captions(at)) == len(truth) - 24 * (pages - 1)
@@ -235,9 +239,9 @@ def test_rebinning_and_comparing_with_an_evaluation(
     """The run's model evaluated on a fresh folder shows up as a second source to compare with."""
     from tests.conftest import copy_real_images
 
-    folder = ev.evaluations_dir().parent / "fresh"
+    folder = evaluations_dir().parent / "fresh"
     copy_real_images(utkface_dir, folder, 30, step=701)
-    assert ev.cli(["--model", str(tiny_run), "--data", str(folder)]) == 0
+    assert evaluate_cli(["--model", str(tiny_run), "--data", str(folder)]) == 0
     at = open_page()
     evaluation = next(o for o in at.selectbox(key="rv_other").options if o.startswith("evaluation:"))
     at.selectbox(key="rv_other").set_value(evaluation).run()
@@ -250,7 +254,7 @@ def test_rebinning_and_comparing_with_an_evaluation(
     at.selectbox(key="rv_other").set_value("(none)")
     at.selectbox(key="rv_bins").set_value("decades").run()
     assert not at.exception
-    decades = ev.headline(ev.prepare(truth.drop(columns="d"), "seed10", "decades"))
+    decades = headline(with_derived_columns(truth.drop(columns="d"), "seed10", "decades"))
     assert {m.label: m.value for m in at.metric}["Exact bin"] == f"{decades['exact']:.1%}"
     assert any("Rebinned" in c.value for c in at.caption)
 

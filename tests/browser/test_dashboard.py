@@ -276,11 +276,12 @@ def shot(page, name: str) -> None:
 
 def reviewed(runs_root: Path, monkeypatch) -> pd.DataFrame:
     """The shipped model's test-split predictions that the Review page shows, read from disk."""
-    from agelab import evaluation as ev
+    from agelab.evaluation.predictions import load_predictions, with_derived_columns
+    from agelab.evaluation.sources import list_sources
 
     monkeypatch.setenv("AGELAB_RUNS_DIR", str(runs_root))
-    source = next(s for s in ev.list_sources() if s.info.get("default_model"))
-    return ev.prepare(ev.load_predictions(source.predictions), source.bins)
+    source = next(s for s in list_sources() if s.info.get("default_model"))
+    return with_derived_columns(load_predictions(source.predictions), source.bins)
 
 
 def open_review(page, app_url: str) -> None:
@@ -302,8 +303,8 @@ def matching_count(page) -> int:
 def test_review_tiles_most_wrong_first_and_marks_that_train_honours(
     page, app_url, runs_root, monkeypatch, tmp_path
 ):
-    from agelab import evaluation as ev
     from agelab import marks
+    from agelab.evaluation.gallery import sort_predictions, tile_lines
 
     open_review(page, app_url)
     frame = reviewed(runs_root, monkeypatch)
@@ -325,8 +326,8 @@ def test_review_tiles_most_wrong_first_and_marks_that_train_honours(
         ]
         assert offs[0] == int(frame["abs_distance"].max()) and offs == sorted(offs, reverse=True)
         # A tile reads: true bin, age, gender, ethnicity; the prediction and its distance; the file.
-        first = ev.sort_predictions(frame, "most wrong").iloc[0]
-        for line in ev.tile_lines(first):
+        first = sort_predictions(frame, "most wrong").iloc[0]
+        for line in tile_lines(first):
             assert line in texts[0], (line, texts[0])
         shot(page, "review-gallery")
 

@@ -1,0 +1,236 @@
+"""The ``evaluate`` verb: a saved model on a folder of UTKFace-named images, its predictions saved
+and its headline printed as one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from agelab import atomic
+from agelab.bins import BinScheme, get_scheme
+from agelab.evaluation.metrics import headline
+from agelab.evaluation.predictions import with_derived_columns
+from agelab.evaluation.scoring import predict_files, uses_aligned_crops
+from agelab.evaluation.sources import evaluations_dir
+
+
+@dataclass
+class FolderEvaluation:
+    """Predictions for every usable image of a folder, and the files that were skipped (with why)."""
+
+    predictions: pd.DataFrame
+    skipped: list[dict[str, str]]
+    scheme: BinScheme
+    seconds: float
+
+    @property
+    def skipped_counts(self) -> dict[str, int]:
+        counts = {"malformed_name": 0, "unreadable": 0}
+        for item in self.skipped:
+            counts[item["kind"]] += 1
+        return counts
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """A model file from a ``.keras`` path, a run folder, or the name of a run under the runs folder."""
+    from agelab.paths import runs_dir
+
+    spec = Path(spec)
+    for candidate in (spec, runs_dir() / spec):
+        if candidate.is_dir() and (candidate / "model.keras").is_file():
+            return candidate / "model.keras"
+        if candidate.is_file() and candidate.suffix == ".keras":
+            return candidate
+        if candidate.with_suffix(".keras").is_file() and candidate.suffix != ".keras":
+            return candidate.with_suffix(".keras")
+    raise FileNotFoundError(
+        f"no model at {str(spec)!r}: give a .keras file (with its .json sidecar), a run folder that "
+        f"holds model.keras, or the name of a run under {runs_dir()}"
+    )
+
+
+def evaluate_folder(
+    predictor: Any,
+    folder: str | Path,
+    scheme: BinScheme | str | None = None,
+    batch_size: int = 64,
+    progress: Any = None,
+    detect: bool | None = None,
+) -> FolderEvaluation:
+    """Run ``predictor`` on every UTKFace-named image in ``folder`` (not recursive).
+
+    Each file whose name does not parse, or which cannot be decoded, is skipped and recorded with
+    its reason; nothing in the folder stops the evaluation. ``detect`` (default: when the model was
+    trained on aligned crops, per its sidecar's ``crop``) feeds it the face detector's aligned crop.
+    """
+    from agelab.data import MalformedName, is_file_entry, parse_name
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist or is not a folder")
+    native = get_scheme(predictor.scheme)
+    scheme = native if scheme is None else get_scheme(scheme)
+    try:
+        entries = sorted((e for e in os.scandir(folder) if is_file_entry(e)), key=lambda e: e.name)
+    except PermissionError:
+        raise FileNotFoundError(
+            f"data folder {folder} cannot be listed (permission denied); give your user read access to it"
+        ) from None
+    items: list[tuple[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for entry in entries:
+        try:
+            items.append((entry.path, parse_name(entry.name)))
+        except MalformedName as err:
+            skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
+    if detect is None:
+        detect = uses_aligned_crops(predictor)
+    frame, unreadable = predict_files(
+        predictor, items, native, scheme, batch_size, progress, len(items), detect
+    )
+    return FolderEvaluation(frame, skipped + unreadable, scheme, time.perf_counter() - started)
+
+
+def default_out(model_label: str, data_folder: Path) -> Path:
+    """``runs/evaluations/<model>-on-<folder>.parquet``; when that name already holds another folder's
+    evaluation (two folders with one base name), the folder's path hash is added to the name."""
+    out = evaluations_dir() / f"{model_label}-on-{data_folder.name}.parquet"
+    saved = atomic.read_cache_json(out.with_suffix(".json"), {})
+    if out.exists() and (not isinstance(saved, dict) or saved.get("data") != str(data_folder)):
+        key = hashlib.sha1(str(data_folder).encode()).hexdigest()[:8]
+        out = out.with_name(f"{model_label}-on-{data_folder.name}-{key}.parquet")
+    return out
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"\revaluating {done}/{total} files", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agelab evaluate",
+        description="Evaluate a saved agelab model on a folder of UTKFace-named images. Prints one JSON "
+        "line of headline metrics on stdout; unreadable or badly named files are skipped and counted.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="a .keras file with its .json sidecar, a run folder, or a run name"
+    )
+    parser.add_argument(
+        "--data", required=True, help="folder of images named age_gender_race_datetime.jpg.chip.jpg"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where to save the predictions table (Parquet); default runs/evaluations/<model>-on-<folder>.parquet",
+    )
+    parser.add_argument(
+        "--bins",
+        default=None,
+        help="bin scheme (seed10, equal12, decades or edges like 0,3,13,20,40,60); default: the model's. "
+        "Another scheme derives the bins from the predicted age.",
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default 64)")
+    crop = parser.add_mutually_exclusive_group()
+    crop.add_argument(
+        "--detect",
+        dest="detect",
+        action="store_true",
+        default=None,
+        help="feed the face detector's aligned crop (the default for models trained with crop=aligned)",
+    )
+    crop.add_argument(
+        "--no-detect", dest="detect", action="store_false", help="feed each whole image as the face crop"
+    )
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size}: must be at least 1")
+    try:
+        scheme = None if args.bins is None else get_scheme(args.bins)
+        model_path = resolve_model(args.model)
+        if not Path(args.data).is_dir():
+            raise FileNotFoundError(f"data folder {args.data!r} does not exist or is not a folder")
+        if args.out and Path(args.out).is_dir():
+            raise FileNotFoundError(
+                f"--out {args.out!r} is a folder; give a file name such as {str(Path(args.out) / 'predictions.parquet')!r}"
+            )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"agelab evaluate: {err}", file=sys.stderr)
+        return 2
+
+    from agelab.predict import load_predictor
+
+    try:
+        predictor = load_predictor(model_path)
+    except Exception as err:  # noqa: BLE001  any load failure is reported in one line, naming the file
+        print(f"agelab evaluate: cannot load the model {model_path}: {err}", file=sys.stderr)
+        return 1
+    try:
+        result = evaluate_folder(
+            predictor,
+            args.data,
+            scheme,
+            batch_size=args.batch_size,
+            progress=_print_progress if sys.stderr.isatty() else None,
+            detect=args.detect,
+        )
+    except (FileNotFoundError, RuntimeError) as err:  # an unlistable folder, no face detector model
+        print(f"agelab evaluate: {err}", file=sys.stderr)
+        return 2
+    model_label = model_path.parent.name if model_path.name == "model.keras" else model_path.stem
+    data_folder = Path(args.data).resolve()
+    out = Path(args.out) if args.out else default_out(model_label, data_folder)
+    counts = result.skipped_counts
+    summary: dict[str, Any] = {"n": len(result.predictions), "skipped": len(result.skipped)}
+    if "face_found" in result.predictions:
+        # Counted, not skipped: such an image is predicted whole, as training used it.
+        summary["no_face_found"] = int((~result.predictions["face_found"].astype(bool)).sum())
+    if len(result.predictions):
+        summary.update(headline(with_derived_columns(result.predictions, result.scheme)))
+    summary.update(
+        {
+            "skipped_malformed_name": counts["malformed_name"],
+            "skipped_unreadable": counts["unreadable"],
+            "bins": result.scheme.spec,
+            "model": str(model_path),
+            "data": str(data_folder),
+            "out": str(out) if len(result.predictions) else None,
+            "seconds": round(result.seconds, 2),
+        }
+    )
+    summary = atomic.json_safe(summary)
+    save_error = None
+    if len(result.predictions):
+        try:
+            atomic.write_parquet(out, result.predictions)
+            atomic.write_json(out.with_suffix(".json"), {**summary, "skipped_files": result.skipped})
+        except OSError as err:
+            out.unlink(missing_ok=True)  # no table without its summary
+            summary["out"] = None
+            save_error = f"cannot save the predictions to {out} ({err.strerror or err}); the metrics above were not saved"
+    for item in result.skipped[:20]:
+        print(f"  skipped {item['file']}: {item['reason']}", file=sys.stderr)
+    if len(result.skipped) > 20:
+        print(f"  ... and {len(result.skipped) - 20} more skipped files", file=sys.stderr)
+    print(atomic.dumps(summary))
+    if save_error:
+        print(f"agelab evaluate: {save_error}", file=sys.stderr)
+        return 1
+    if not len(result.predictions):
+        print(f"agelab evaluate: no usable UTKFace-named image in {data_folder}", file=sys.stderr)
+        return 1
+    print(
+        f"{summary['n']} images, {summary['skipped']} skipped: exact {summary['exact']:.1%}, within 1 bin "
+        f"{summary['within1']:.1%}, age MAE {summary['mae']:.2f}, gender accuracy {summary['gender_acc']:.1%} "
+        f"[{result.scheme.spec}]; predictions in {out}",
+        file=sys.stderr,
+    )
+    return 0

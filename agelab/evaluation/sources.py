@@ -1,0 +1,99 @@
+"""Where predictions tables live: runs' test predictions, saved evaluations, and the shipped default
+model's scores on the test split (computed once and cached)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agelab import atomic
+from agelab.bins import get_scheme
+from agelab.evaluation.scoring import predict_files, uses_aligned_crops
+
+
+@dataclass(frozen=True)
+class PredictionSource:
+    """A predictions table the Review page can open: a run's, or one the evaluate verb saved."""
+
+    name: str
+    predictions: Path
+    bins: str
+    kind: str  # "run" or "evaluation"
+    info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def evaluations_dir() -> Path:
+    """Where ``evaluate`` saves predictions when no ``--out`` is given."""
+    from agelab.paths import runs_dir
+
+    return runs_dir() / "evaluations"
+
+
+def list_sources() -> list[PredictionSource]:
+    """Runs that have test-split predictions (newest first), then saved evaluations (newest first)."""
+    from agelab.runs import list_runs
+
+    sources = [
+        PredictionSource(
+            run.name,
+            run.path / "predictions.parquet",
+            str(run.config.get("bins", "seed10")),
+            "run",
+            run.config,
+        )
+        for run in list_runs()
+        if (run.path / "predictions.parquet").is_file()
+    ]
+    folder = evaluations_dir()
+    if folder.is_dir():
+        saved = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for predictions in saved:
+            info = atomic.read_cache_json(predictions.with_suffix(".json"), {})
+            info = info if isinstance(info, dict) else {}
+            sources.append(
+                PredictionSource(
+                    f"evaluation: {predictions.stem}",
+                    predictions,
+                    str(info.get("bins", "seed10")),
+                    "evaluation",
+                    info,
+                )
+            )
+    return sources
+
+
+def default_model_source() -> PredictionSource | None:
+    """The shipped default model's predictions on the saved test split, computed once and saved.
+
+    This is what lets a fresh clone review a model before training anything. The table is redone
+    when the model file changes.
+    """
+    from agelab.data import Labels, load_dataset
+    from agelab.paths import models_dir
+    from agelab.predict import DEFAULT_MODEL_NAME, default_model, load_predictor
+
+    model = default_model()
+    if model is None or model.parent.resolve() != models_dir().resolve():
+        return None  # a run's model: its run folder already holds its test predictions
+
+    out = evaluations_dir() / f"{model.stem}-on-test-split.parquet"
+    stat = model.stat()
+    predictor = load_predictor(model)
+    detect = uses_aligned_crops(predictor)
+    # The input path is part of the stamp: a table made from whole images is redone for a model
+    # that takes aligned crops (and the reverse), so Review shows what `evaluate` gives.
+    stamp = f"{stat.st_size}-{stat.st_mtime_ns}-{'aligned' if detect else 'whole'}"
+    info = atomic.read_cache_json(out.with_suffix(".json"), {})
+    info = info if isinstance(info, dict) else {}
+    if not out.is_file() or info.get("model_stamp") != stamp:
+        scheme = get_scheme(predictor.scheme)
+        test = load_dataset().query("split == 'test'")
+        items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in test.itertuples()]
+        frame, skipped = predict_files(predictor, items, scheme, scheme, detect=detect)
+        atomic.write_parquet(out, frame)
+        info = {"model": str(model), "model_stamp": stamp, "data": "test split", "bins": scheme.spec}
+        info["default_model"] = model.name == DEFAULT_MODEL_NAME
+        info["skipped"] = len(skipped)
+        atomic.write_json(out.with_suffix(".json"), info)
+    return PredictionSource(f"evaluation: {out.stem}", out, str(info["bins"]), "evaluation", info)
