@@ -25,7 +25,8 @@ from agelab.paths import cache_dir
 # The serving path's default detection floor (predict's --min-score and the Predict page's default).
 MIN_SCORE = 0.5
 # Crop files are written under this name scheme version; bump it when the crop changes.
-VERSION = "aligned1"
+# aligned2: the detector model is run by LiteRT directly (agelab.blazeface); keypoints moved ~0.1 px.
+VERSION = "aligned2"
 
 
 def crop_folder(source: str | Path, image_size: int) -> Path:
