@@ -1,6 +1,6 @@
 """Tables as a reader sees them: named columns, one percent format, intervals as ranges.
 
-The metric tables of :mod:`agelab.evaluation` keep raw fractions and column names such as
+The metric tables of :mod:`agelab.evaluation.metrics` keep raw fractions and column names such as
 ``exact_lo`` (they are exported and tested as numbers); these functions turn them into what the
 pages show. Percentages are numbers in 0-100 with one decimal, so the page formats them all alike.
 """
@@ -37,7 +37,7 @@ def _range(lo: Any, hi: Any, scale: float = 100, digits: int = 1) -> str:
 
 
 def slice_table(slices: pd.DataFrame) -> pd.DataFrame:
-    """:func:`agelab.evaluation.slice_metrics` with readable headers: each metric as a percentage
+    """:func:`agelab.evaluation.metrics.slice_metrics` with readable headers: each metric as a percentage
     (one decimal, ``exact %``) followed by its 95 % interval as ``lo-hi`` (``exact CI``); the age MAE
     in years. Short headers, so the table fits the page without a sideways scroll."""
     out = pd.DataFrame(
@@ -52,7 +52,7 @@ def slice_table(slices: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_table(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`agelab.evaluation.compare_headlines` as text: percentages for rates (differences in
+    """:func:`agelab.evaluation.metrics.compare_headlines` as text: percentages for rates (differences in
     percentage points), counts with separators, one row per metric under a readable name."""
     rows = {}
     for metric, values in table.iterrows():
@@ -71,7 +71,7 @@ def compare_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_bin_table(report: pd.DataFrame) -> pd.DataFrame:
-    """:func:`agelab.evaluation.per_bin_report` with percentages and readable headers."""
+    """:func:`agelab.evaluation.metrics.per_bin_report` with percentages and readable headers."""
     return pd.DataFrame(
         {
             "age bin": report["label"],

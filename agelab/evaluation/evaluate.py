@@ -116,6 +116,8 @@ def _print_progress(done: int, total: int) -> None:
 
 
 def cli(argv: list[str]) -> int:
+    """``python -m agelab evaluate``: 0 when predictions were made and saved, 1 when none could be, 2
+    for bad arguments."""
     parser = argparse.ArgumentParser(
         prog="python -m agelab evaluate",
         description="Evaluate a saved agelab model on a folder of UTKFace-named images. Prints one JSON "

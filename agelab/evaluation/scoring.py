@@ -1,5 +1,9 @@
 """Scoring image files with a predictor into a predictions table, in batches, skipping files that
-cannot be decoded."""
+cannot be decoded.
+
+Its own module, not the verb's, because two callers need it: the ``evaluate`` verb and the cached
+default-model table of :mod:`agelab.evaluation.sources`, which the verb itself imports.
+"""
 
 from __future__ import annotations
 
