@@ -12,7 +12,7 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "setup": ("agelab.assets", "Make the UTKFace images, Keras weights and face detector available."),
     "index": ("agelab.data", "Build or load the index of a UTKFace folder and report its flaws."),
-    "train": ("agelab.training", "Train a model: python -m agelab train key=value ..."),
+    "train": ("agelab.training.verb", "Train a model: python -m agelab train key=value ..."),
     "sweep": ("agelab.sweeps", "Launch a grid of runs: python -m agelab sweep key=a,b other=x,y ..."),
     "runs": (
         "agelab.launchers",

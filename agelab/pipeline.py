@@ -32,6 +32,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 # Decoded images are cached as uint8; above this many bytes they go to disk instead of memory.
 MEMORY_CACHE_LIMIT = 3 * 1024**3
 SHUFFLE_BUFFER = 4096
+# How decode_image makes a model input; a new one invalidates the cached features.
+INPUT_VERSION = "model_input-1"
 
 
 @dataclass(frozen=True)
@@ -204,12 +206,20 @@ def input_paths(frame: pd.DataFrame) -> np.ndarray:
 
 
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """A file -> an RGB uint8 image of ``image_size`` x ``image_size``. An aligned crop is stored at
-    that size already, and resizing to its own size returns it unchanged (tests/test_crop.py)."""
-    raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=3, expand_animations=False)
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    """A file -> an RGB uint8 image of ``image_size`` x ``image_size``, decoded and resized as every
+    prediction's input is (:func:`agelab.faces.load_image`, :func:`agelab.crop.model_input`): with
+    TensorFlow's own resize a run's test scores and ``evaluate``'s differed on the same model and
+    images. An aligned crop is stored at that size already and comes back unchanged (tests/test_crop.py)."""
+    from agelab.crop import model_input
+    from agelab.faces import load_image
+
+    def read(name: Any) -> np.ndarray:
+        # bytes inside tf.data, a 0-d array when called eagerly
+        return model_input(load_image(os.fsdecode(np.asarray(name).item())), image_size)
+
+    image = tf.numpy_function(read, [path], tf.uint8, stateful=False)
+    image.set_shape((image_size, image_size, 3))
+    return image
 
 
 class DiskCache:
@@ -313,7 +323,8 @@ def feature_dataset(
 
 def feature_cache_path(key_parts: dict[str, Any], paths: list[str]) -> Path:
     """Feature cache file for one backbone, size and set of images."""
-    digest = hashlib.sha1("\n".join(sorted(paths)).encode()).hexdigest()[:16]
+    # INPUT_VERSION: features cached from inputs decoded another way are not these images' features.
+    digest = hashlib.sha1("\n".join([INPUT_VERSION, *sorted(paths)]).encode()).hexdigest()[:16]
     label = "-".join(f"{v}" for v in key_parts.values())
     return cache_dir() / "features" / f"{label}-{digest}.npz"
 

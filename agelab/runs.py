@@ -362,10 +362,11 @@ def launch(config: dict[str, Any], root: Path | None = None) -> Path:
     """
     run_dir = create_run(checked_config(config), root)
     # TF_CPP_MIN_LOG_LEVEL=2: the log starts with the run, not TensorFlow's C++ notices (oneDNN, CPU).
-    env = {"AGELAB_LOG_REDIRECTED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     if root is not None:
         env["AGELAB_RUNS_DIR"] = str(Path(root))
-    pid = spawn(["train", "--run-dir", str(run_dir)], run_dir / "log.txt", env)
+    # --log-redirected: spawn already sends its output to log.txt, which the run must not copy again.
+    pid = spawn(["train", "--run-dir", str(run_dir), "--log-redirected"], run_dir / "log.txt", env)
     write_status(run_dir, pid=pid)
     return run_dir
 

@@ -23,7 +23,7 @@ from agelab import models, pipeline
 from agelab.bins import SEED10
 from agelab.data import load_dataset
 from agelab.paths import data_dir
-from agelab.training import compile_model
+from agelab.training.stages import compile_model
 
 import keras  # noqa: E402  isort: skip
 

@@ -96,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         os.environ["AGELAB_RUNS_DIR"] = str(Path(root) / "runs")
         os.environ["AGELAB_CACHE_DIR"] = str(Path(root) / "cache")
-        from agelab.training import train
+        from agelab.training.verb import train
 
         start = time.perf_counter()
         run_dir = train(

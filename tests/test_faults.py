@@ -18,12 +18,13 @@ from conftest import copy_real_images
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, runs, training
+from agelab import atomic, runs
 from agelab.bins import get_scheme
 from agelab.config import ConfigError, build_config, load_config_file
 from agelab.data import build_index, index_cache_dir, load_dataset
 from agelab.evaluation import evaluate
 from agelab.paths import PROJECT_ROOT
+from agelab.training import verb as training
 
 LOOP_NAME = "20_0_0_20170101000000000.jpg.chip.jpg"  # a well-formed name on a symlink loop
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import copy_real_images
 
-from agelab import runs, training
+from agelab import runs
+from agelab.training import stages
+from agelab.training import verb as training
 
 TINY = {
     "model": "small_cnn",
@@ -36,12 +38,12 @@ def small_data(utkface_dir, tmp_path_factory) -> Path:
 
 
 def test_a_run_whose_loss_becomes_nan_fails_saying_so(small_data, isolated_dirs, monkeypatch):
-    compile_model = training.compile_model
+    compile_model = stages.compile_model
 
     def diverging(model, learning_rate, config, total_steps=0):  # a step size no network survives
         compile_model(model, 1e30, config, total_steps)
 
-    monkeypatch.setattr(training, "compile_model", diverging)
+    monkeypatch.setattr(stages, "compile_model", diverging)
     with pytest.raises(training.TrainingFailed, match="loss became NaN at epoch 1"):
         training.train({**TINY, "data": str(small_data), "name": "nan"})
     (run,) = runs.list_runs()

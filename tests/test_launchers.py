@@ -75,10 +75,10 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    from agelab import training
+    from agelab.training import run, stages, verb as training
 
     compiled = []
-    real_compile = training.compile_model
+    real_compile = stages.compile_model
 
     def spy(model, *args, **kwargs):
         compiled.append({
@@ -88,8 +88,8 @@ MIRRORED = textwrap.dedent(
         })
         return real_compile(model, *args, **kwargs)
 
-    training.compile_model = spy
-    training.Trainer._export_litert = lambda self: None  # 30 s that proves nothing here
+    stages.compile_model = spy
+    run.Trainer._export_litert = lambda self: None  # 30 s that proves nothing here
     training.describe_device = lambda: (f"CPU x{len(devices)} (logical)", devices)
     config = {"model": "seed_cnn", "weights": "none", "image_size": 64, "epochs": 1, "batch_size": 4,
               "max_images": 60, "crop": "none", "data": sys.argv[1]}

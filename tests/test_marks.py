@@ -48,7 +48,7 @@ def test_exclude_key_is_validated(isolated_dirs):
 
 
 def test_train_leaves_the_marked_files_out(isolated_dirs, utkface_dir, capsys):
-    from agelab.training import train
+    from agelab.training.verb import train
 
     images = copy_real_images(utkface_dir, isolated_dirs / "utk", 120, step=157)
     folder = images[0].parent

@@ -39,7 +39,7 @@ def tiny_run(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
     Runs and caches live in a temporary folder for the whole module.
     """
-    from agelab.training import train
+    from agelab.training.verb import train
 
     root = tmp_path_factory.mktemp("review")
     with pytest.MonkeyPatch.context() as patch:

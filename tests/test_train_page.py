@@ -110,7 +110,7 @@ def select_rows(app: AppTest, rows: list[int]) -> None:
 
 
 def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
-    from agelab import training
+    from agelab.training import verb as training
 
     config = {"model": "seed_cnn", "image_size": 64, "epochs": 2, "batch_size": 32, "data": str(small_data)}
     first = training.train({**config, "name": "a"})

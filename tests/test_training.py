@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from conftest import copy_real_images
 
-from agelab import runs, training
+from agelab import runs
 from agelab.config import build_config
 from agelab.models import load_model
 from agelab.paths import PROJECT_ROOT
 from agelab.predict import Predictor
+from agelab.training import verb as training
 
 CONTRACT = ["path", "age", "gender", "race", "true_bin", "pred_bin"]
 

@@ -1,0 +1,19 @@
+"""Training: a run's stages of ``fit()`` with their callbacks, and the ``train`` verb.
+
+One concept a module, imported by name (``from agelab.training.verb import train``):
+
+- :mod:`~agelab.training.verb`: the ``train`` verb: ``train()`` in this process and ``cli()``, with its log tee
+- :mod:`~agelab.training.run`: ``Trainer``, one run top to bottom (seed, data, model, plan, stages, save, test)
+- :mod:`~agelab.training.splits`: the run's data: exclusions, subset, aligned crops, splits, rebalance
+- :mod:`~agelab.training.datasets`: the splits' image datasets, made on first use, and their disk cache
+- :mod:`~agelab.training.features`: fast mode's one cached pass of the frozen backbone
+- :mod:`~agelab.training.stages`: ``compile_model`` and the stages (heads on features, images, fine-tune)
+- :mod:`~agelab.training.plan`: every stage's epochs and steps, fixed up front
+- :mod:`~agelab.training.callbacks`: the Keras callbacks, and the one list a stage's ``fit()`` gets
+- :mod:`~agelab.training.recorder`: progress.json, history.csv, console lines and the best weights
+- :mod:`~agelab.training.events`: TensorBoard scalars without the tensorboard package
+- :mod:`~agelab.training.scoring`: raw outputs on a split, the test predictions and metrics
+- :mod:`~agelab.training.devices`: the device description and the distribution strategy
+- :mod:`~agelab.training.stop`: stop requests (SIGTERM, Ctrl-C)
+- :mod:`~agelab.training.errors`: how a run fails, and the one-sentence reason
+"""

@@ -1,0 +1,164 @@
+"""The ``train`` verb: :func:`train` runs one in this process, :func:`cli` is
+``python -m agelab train key=value ... [--config run.yaml]``, which prints the run folder as its last
+line. The dashboard starts the same command detached (``runs.launch``), its output already going to
+the run's log (``--log-redirected``); started by hand, the command copies its output there itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from agelab import atomic, runs
+from agelab.config import ConfigError, build_config, describe_options, load_config_file, parse_overrides
+from agelab.training.devices import describe_device
+from agelab.training.errors import RunStopped, TrainingFailed, failure_reason
+from agelab.training.stop import StopRequest
+
+# What runs.launch passes when the process's stdout and stderr already go to the run's log.txt.
+LOG_REDIRECTED = "--log-redirected"
+
+
+def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
+    """Train in this process; returns the run folder. Raises :class:`TrainingFailed` (after
+    recording the traceback in ``status.json``) when the run crashes."""
+    # TensorFlow loads here, not for --help or a bad argument.
+    from agelab.training.run import Trainer
+
+    config = runs.resolve_data(build_config(base=config))
+    run_dir = Path(run_dir) if run_dir else runs.create_run(config)
+    stopper = StopRequest(run_dir)
+    stopper.install()
+    try:
+        runs.remove_orphan_caches()
+        device, gpus = describe_device()
+        runs.write_status(
+            run_dir,
+            status="running",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started=time.time(),
+            device=device,
+        )
+        print(f"run {run_dir} on {device}", flush=True)
+        with runs.Heartbeat(run_dir):
+            Trainer(config, run_dir, stopper, gpus).run()
+        final = "stopped" if stopper.requested else "finished"
+        runs.write_status(run_dir, status=final, ended=time.time())
+        _say(f"run {final}")
+    except BaseException as err:
+        if stopper.requested and isinstance(err, RunStopped | InterruptedError):
+            note = "stopped before the first epoch ended; no model saved"
+            runs.write_status(run_dir, status="stopped", ended=time.time(), note=note)
+            _say(f"run stopped: {note}")
+            return run_dir
+        reason = failure_reason(err, run_dir)
+        trace = traceback.format_exc()
+        # The status first: on a full disk the log (this process's stdout) cannot take the message.
+        runs.write_status(run_dir, status="failed", ended=time.time(), error=reason or trace)
+        _say(reason or trace, sys.stderr)
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        raise TrainingFailed(run_dir, reason or f"{type(err).__name__}: {err}") from err
+    finally:
+        stopper.uninstall()
+    return run_dir
+
+
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """Print, but never fail: the log may sit on a full disk."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+class _Tee:
+    """Copies a stream into log.txt when the run was started by hand (not by ``runs.launch``)."""
+
+    def __init__(self, stream: TextIO, log: TextIO) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        try:
+            self.log.write(text)
+            self.log.flush()
+        except (OSError, ValueError):
+            pass  # a full disk must not turn every print into a crash; the console still shows it
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        try:
+            self.log.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agelab train",
+        description="Train a model. Keys (key=value):\n" + describe_options(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("--config", help="a YAML or JSON file of key: value (overrides still apply on top)")
+    parser.add_argument("--run-dir", help=argparse.SUPPRESS)  # a queued run made by runs.launch
+    # Set by runs.launch, whose process writes straight into log.txt: copying it there again would
+    # double every line.
+    parser.add_argument(LOG_REDIRECTED, action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+            config = build_config(base=atomic.read_json(run_dir / "config.json", {}))
+        else:
+            base = load_config_file(args.config) if args.config else {}
+            config = runs.resolve_data(build_config(parse_overrides(args.overrides), base=base))
+            run_dir = None
+    except ConfigError as err:
+        print(f"agelab train: {err}", file=sys.stderr)
+        return 2
+    if not Path(config["data"] or ".").is_dir():
+        print(f"agelab train: data folder {config['data']!r} does not exist", file=sys.stderr)
+        return 2
+    from agelab.data import has_images
+
+    if not has_images(config["data"]):
+        print(
+            f"agelab train: data folder {config['data']!r} holds no well-named UTKFace image", file=sys.stderr
+        )
+        return 2
+    try:
+        run_dir = run_dir or runs.create_run(config)
+    except OSError as err:
+        print(
+            f"agelab train: cannot create a run folder under {runs.runs_dir()}: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return 1
+    log = None
+    if not args.log_redirected:
+        log = open(run_dir / "log.txt", "a", encoding="utf-8")
+        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+    try:
+        train(config, run_dir)
+        code = 0 if runs.effective_status(run_dir).get("status") == "finished" else 3
+    except TrainingFailed as err:
+        print(f"agelab train: the run failed: {err}", file=sys.stderr)
+        code = 1
+    finally:
+        if log is not None:
+            sys.stdout, sys.stderr = sys.stdout.stream, sys.stderr.stream
+            log.close()
+    print(run_dir, flush=True)
+    return code
