@@ -9,8 +9,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agelab import atomic, models, pipeline
-from agelab.bins import get_scheme
+from agelab.bins import BinScheme, get_scheme
 from agelab.training import scoring
 from agelab.training.callbacks import stage_callbacks
 from agelab.training.datasets import ImageDatasets
@@ -42,6 +44,34 @@ class Trainer:
     def run(self) -> None:
         c = self.config
         started = time.time()
+        self.set_up()
+        scheme = get_scheme(c["bins"])
+        data = self.load_data(scheme)
+        self.metrics["data_seconds"] = round(time.time() - started, 2)
+        strategy, built, batch = self.build_model(scheme)
+
+        with ImageDatasets(data, scheme, c, batch, pipeline.Augmentation.from_config(c)) as images:
+            # Fast mode runs the frozen backbone once, here; its test features serve the test predictions.
+            features = self.cache_features(built, data) if c["fast"] else None
+            # The plan: every stage and its size, fixed before the first one starts.
+            stages = self.plan_stages(built, data, scheme, features, images, batch, strategy)
+            recorder = RunRecorder(self.run_dir, Plan.of(stages), batch)
+            try:
+                trained = self.fit_stages(stages, recorder, built.model)
+                kept_epoch = recorder.keep_weights(built.model, c["keep"])
+                calibration = self.save(built, data, scheme, batch, recorder.best_epoch, kept_epoch)
+                self._export_litert()
+                # The heads on cached features give the full model's outputs while the backbone is unchanged.
+                backbone_unchanged = not any(isinstance(stage, FineTune) for stage in trained)
+                test_features = features.test if features is not None and backbone_unchanged else None
+                test_metrics = self.score_test(built, data, scheme, batch, calibration, test_features)
+            finally:
+                recorder.events.close()
+        self.write_metrics(test_metrics, recorder, scheme, started)
+
+    def set_up(self) -> None:
+        """The seed, and half precision where it pays (a GPU)."""
+        c = self.config
         # Our datasets shuffle themselves; fit() warns about its own shuffle flag otherwise.
         warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
         keras.utils.set_random_seed(c["seed"])
@@ -50,16 +80,18 @@ class Trainer:
                 keras.mixed_precision.set_global_policy("mixed_float16")
             else:
                 self.log("mixed_precision=true is ignored: no GPU")
-        scheme = get_scheme(c["bins"])
 
-        # The data: split, and the train split rebalanced.
-        data = prepare_data(c, scheme, self.log)
+    def load_data(self, scheme: BinScheme) -> RunData:
+        """The run's splits, counted in its metrics."""
+        data = prepare_data(self.config, scheme, self.log)
         if data.n_excluded is not None:
             self.metrics["n_excluded"] = data.n_excluded
         self.metrics.update(n_train=len(data.train), n_val=len(data.splits["val"]), n_images=len(data.frame))
-        self.metrics["data_seconds"] = round(time.time() - started, 2)
+        return data
 
-        # The model, built in the strategy's scope; batch_size is per replica.
+    def build_model(self, scheme: BinScheme) -> tuple[Any, models.BuiltModel, int]:
+        """The strategy, the model built in its scope, and the global batch (``batch_size`` is per replica)."""
+        c = self.config
         strategy = make_strategy(self.gpus)
         with strategy.scope():
             built = models.create_from_config(c, scheme.num_bins)
@@ -69,47 +101,48 @@ class Trainer:
         self.metrics.update(replicas=replicas, global_batch=batch)
         if replicas > 1:
             self.log(f"{type(strategy).__name__}: {replicas} replicas, global batch {batch}")
+        return strategy, built, batch
 
-        with ImageDatasets(data, scheme, c, batch, pipeline.Augmentation.from_config(c)) as images:
-            # Fast mode runs the frozen backbone once, here; its test features serve the test predictions.
-            features = None
-            if c["fast"]:
-                features = extract_features(built.features, data, c, self.run_dir, self.stopper, self.log)
-                self.metrics.update(
-                    feature_cache_hit=features.from_cache, feature_seconds=round(features.seconds, 1)
-                )
+    def cache_features(self, built: models.BuiltModel, data: RunData) -> Features:
+        features = extract_features(built.features, data, self.config, self.run_dir, self.stopper, self.log)
+        self.metrics.update(feature_cache_hit=features.from_cache, feature_seconds=round(features.seconds, 1))
+        return features
 
-            # The plan: every stage and its size, fixed before the first one starts.
-            stages = self.plan_stages(built, data, scheme, features, images, batch, strategy)
-            recorder = RunRecorder(self.run_dir, Plan.of(stages), batch)
-            try:
-                trained = []
-                for stage in stages:
-                    if self.stopper.requested:
-                        break
-                    callbacks = stage_callbacks(
-                        recorder, stage.name, stage.steps, built.model, self.stopper, c["early_stopping"]
-                    )
-                    stage.fit(callbacks, initial_epoch=len(recorder.history))
-                    trained.append(stage.name)
-                kept_epoch = recorder.keep_weights(built.model, c["keep"])
-                calibration = self.save(built, data, scheme, batch, recorder.best_epoch, kept_epoch)
-                self._export_litert()
+    def fit_stages(self, stages: list[Stage], recorder: RunRecorder, full_model: Any) -> list[Stage]:
+        """Each stage in turn until a stop request; the stages that ran. Epochs count on across stages."""
+        trained = []
+        for stage in stages:
+            if self.stopper.requested:
+                break
+            callbacks = stage_callbacks(
+                recorder, stage.name, stage.steps, full_model, self.stopper, self.config["early_stopping"]
+            )
+            stage.fit(callbacks, initial_epoch=len(recorder.history))
+            trained.append(stage)
+        return trained
 
-                # The test split, scored as `evaluate` scores it.
-                if features is not None and "fine_tune" not in trained:
-                    raw = scoring.heads_outputs(
-                        built, features.test, data.splits["test"], scheme, c["image_size"], batch
-                    )
-                else:
-                    raw = scoring.raw_outputs(
-                        built.model, data.splits["test"], scheme, c["image_size"], batch
-                    )
-                predictions, test_metrics = scoring.scored(data.splits["test"], raw, scheme, calibration)
-                atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
-            finally:
-                recorder.events.close()
+    def score_test(
+        self,
+        built: models.BuiltModel,
+        data: RunData,
+        scheme: BinScheme,
+        batch: int,
+        calibration: dict[str, Any],
+        test_features: np.ndarray | None,
+    ) -> dict[str, float]:
+        """``predictions.parquet`` of the test split, scored as ``evaluate`` scores it; its metrics."""
+        test, size = data.splits["test"], self.config["image_size"]
+        if test_features is not None:
+            raw = scoring.heads_outputs(built, test_features, test, scheme, size, batch)
+        else:
+            raw = scoring.raw_outputs(built.model, test, scheme, size, batch)
+        predictions, metrics = scoring.scored(test, raw, scheme, calibration)
+        atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
+        return metrics
 
+    def write_metrics(
+        self, test_metrics: dict[str, float], recorder: RunRecorder, scheme: BinScheme, started: float
+    ) -> None:
         self.metrics.update(test_metrics)
         self.metrics.update(
             best_val_loss=None if recorder.best_epoch == 0 else round(recorder.best_val_loss, 5),
@@ -133,7 +166,7 @@ class Trainer:
         self,
         built: models.BuiltModel,
         data: RunData,
-        scheme: Any,
+        scheme: BinScheme,
         features: Features | None,
         images: ImageDatasets,
         batch: int,
@@ -142,41 +175,55 @@ class Trainer:
         """The heads on cached features (fast), else the model on images (``heads`` over a frozen
         backbone, ``train`` without one); then fine-tuning when the config asks for it."""
         c = self.config
-        steps = -(-len(data.train) // batch)  # what image_dataset and feature_dataset count per epoch
+        # What image_dataset and feature_dataset count per epoch: the plan's steps are the stages' own.
+        steps = -(-len(data.train) // batch)
+        common = {"steps": steps, "config": c, "strategy": strategy}
         first: Stage
         if features is not None:
             train, _ = pipeline.feature_dataset(
-                features.train, pipeline.labels_of(data.train, scheme), batch, training=True,
-                weights=data.weights, seed=c["seed"],
-            )  # fmt: skip
+                features.train,
+                pipeline.labels_of(data.train, scheme),
+                batch,
+                training=True,
+                weights=data.weights,
+                seed=c["seed"],
+            )
             val, val_steps = pipeline.feature_dataset(
                 features.val, pipeline.labels_of(data.splits["val"], scheme), batch, training=False
             )
             first = HeadsOnFeatures(
-                "heads_fast", built.heads, c["epochs"], steps, c["learning_rate"], c, strategy,
-                train=train, val=val, val_steps=val_steps,
-            )  # fmt: skip
+                name="heads_fast",
+                model=built.heads,
+                epochs=c["epochs"],
+                learning_rate=c["learning_rate"],
+                train=train,
+                val=val,
+                val_steps=val_steps,
+                **common,
+            )
         else:
-            name = "heads" if built.backbone is not None else "train"
             first = ImageStage(
-                name, built.model, c["epochs"], steps, c["learning_rate"], c, strategy, images=images
+                name="heads" if built.backbone is not None else "train",
+                model=built.model,
+                epochs=c["epochs"],
+                learning_rate=c["learning_rate"],
+                images=images,
+                **common,
             )
         stages = [first]
         if built.backbone is not None and c["fine_tune_layers"] and c["fine_tune_epochs"]:
             stages.append(
                 FineTune(
-                    "fine_tune",
-                    built.model,
-                    c["fine_tune_epochs"],
-                    steps,
-                    c["fine_tune_learning_rate"],
-                    c,
-                    strategy,
+                    name="fine_tune",
+                    model=built.model,
+                    epochs=c["fine_tune_epochs"],
+                    learning_rate=c["fine_tune_learning_rate"],
                     images=images,
                     backbone=built.backbone,
                     layers=c["fine_tune_layers"],
                     log=self.log,
-                )  # fmt: skip
+                    **common,
+                )
             )
         return stages
 
@@ -184,7 +231,7 @@ class Trainer:
         self,
         built: models.BuiltModel,
         data: RunData,
-        scheme: Any,
+        scheme: BinScheme,
         batch: int,
         best_epoch: int,
         kept_epoch: int,

@@ -56,7 +56,7 @@ def compile_model(model: Any, learning_rate: float, config: dict[str, Any], tota
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Stage:
     """``model`` trained for ``epochs`` of ``steps`` batches at ``learning_rate``, compiled in
     ``strategy``'s scope (so its optimizer's variables are mirrored like the model's)."""
@@ -93,37 +93,36 @@ class Stage:
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HeadsOnFeatures(Stage):
     """Fast mode: the heads on cached backbone features; ``train`` and ``val`` are feature datasets."""
 
-    train: Any = None
-    val: Any = None
-    val_steps: int = 0
+    train: Any
+    val: Any
+    val_steps: int
 
     def datasets(self) -> tuple[Any, Any, int]:
         return self.train, self.val, self.val_steps
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ImageStage(Stage):
     """The full model on the run's image datasets (made on first use)."""
 
-    images: ImageDatasets | None = None
+    images: ImageDatasets
 
     def datasets(self) -> tuple[Any, Any, int]:
-        assert self.images is not None
         train, _ = self.images("train")
         val, val_steps = self.images("val")
         return train, val, val_steps
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FineTune(ImageStage):
     """The full model with the backbone's top ``layers`` unfrozen (BatchNormalization stays frozen)."""
 
-    backbone: Any = None
-    layers: int = 0
+    backbone: Any
+    layers: int
     log: Callable[[str], None] = print
 
     def compile(self) -> None:
