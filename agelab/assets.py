@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agelab import atomic
 from agelab.paths import PROJECT_ROOT, keras_home, mirror_dir, models_dir
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -63,10 +64,7 @@ def _sha256(path: Path) -> str:
 def _copy_if_changed(source: Path, dest: Path) -> bool:
     if dest.exists() and dest.stat().st_size == source.stat().st_size:
         return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+    atomic.write_with(dest, lambda tmp: shutil.copyfile(source, tmp))
     return True
 
 
@@ -124,13 +122,22 @@ def setup_keras_weights(mirror: Path | None) -> AssetResult:
 
 
 def _download(url: str, dest: Path, sha256: str) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    with urllib.request.urlopen(url, timeout=30) as response:
-        tmp.write_bytes(response.read())
-    if _sha256(tmp) != sha256:
-        tmp.unlink()
-        raise AssetError(f"{url} did not match its sha256 checksum; the file was discarded")
-    os.replace(tmp, dest)
+    def fetch(tmp: Path) -> None:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            tmp.write_bytes(response.read())
+        if _sha256(tmp) != sha256:
+            raise AssetError(f"{url} did not match its sha256 checksum; the file was discarded")
+
+    atomic.write_with(dest, fetch)
+
+
+def download_face_model(name: str) -> Path:
+    """Download MediaPipe's face detector model ``name`` (a key of :data:`FACE_MODELS`) into the models
+    folder, checked against its sha256; the one download of a detector model, for ``setup`` and for
+    :func:`agelab.faces.detector_model_path`. Raises :class:`AssetError` or ``OSError``."""
+    dest = models_dir() / name
+    _download(FACE_MODEL_URL + name, dest, FACE_MODELS[name])
+    return dest
 
 
 def setup_face_models(mirror: Path | None) -> AssetResult:
@@ -147,7 +154,7 @@ def setup_face_models(mirror: Path | None) -> AssetResult:
             how = "mirror"
             continue
         try:
-            _download(FACE_MODEL_URL + name, dest, sha256)
+            download_face_model(name)
         except Exception as err:
             raise AssetError(
                 f"The face detector model {name} is missing from {target} and could not be downloaded "

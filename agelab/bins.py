@@ -84,8 +84,9 @@ def _validate_edges(edges: tuple[int, ...]) -> None:
         raise ValueError(f"bin edges {list(edges)}: the last edge must be at most {MAX_AGE}")
 
 
-SEED10 = BinScheme(
-    "seed10",
+# The original project's ten named life stages, Baby 0-1 ... Senior 59+: the shipped model's bins.
+GROUPS10 = BinScheme(
+    "groups10",
     (0, 2, 4, 9, 14, 19, 25, 35, 45, 59),
     (
         "Baby",
@@ -104,14 +105,23 @@ SEED10 = BinScheme(
 EQUAL12 = BinScheme("equal12", (0, 4, 11, 18, 23, 27, 33, 38, 46, 54, 63, 74))
 DECADES = BinScheme("decades", tuple(range(0, 101, 10)))
 
-BUILTIN_SCHEMES: dict[str, BinScheme] = {s.name: s for s in (SEED10, EQUAL12, DECADES)}
+BUILTIN_SCHEMES: dict[str, BinScheme] = {s.name: s for s in (GROUPS10, EQUAL12, DECADES)}
+# Names that saved runs and model sidecars written before the rename still carry; they load as the
+# new scheme, whose ``spec`` (the new name) is what new runs write.
+RENAMED_SCHEMES = {"seed10": "groups10"}
+
+
+def is_scheme_name(text: str) -> bool:
+    """Whether ``text`` names a built-in scheme (under its current or its old name)."""
+    return text.strip() in BUILTIN_SCHEMES or text.strip() in RENAMED_SCHEMES
 
 
 def get_scheme(spec: str | BinScheme) -> BinScheme:
-    """A scheme by name (``seed10``, ``equal12``, ``decades``) or by edges (``"0,3,13,20,40,60"``)."""
+    """A scheme by name (``groups10``, ``equal12``, ``decades``) or by edges (``"0,3,13,20,40,60"``)."""
     if isinstance(spec, BinScheme):
         return spec
     spec = str(spec).strip()
+    spec = RENAMED_SCHEMES.get(spec, spec)
     if spec in BUILTIN_SCHEMES:
         return BUILTIN_SCHEMES[spec]
     parts = [p.strip() for p in spec.split(",")]

@@ -49,10 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verb, rest = argv[0], argv[1:]
     if verb not in VERBS:
-        import difflib
+        from agelab.config import suggest
 
-        close = difflib.get_close_matches(verb, VERBS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = suggest(verb, VERBS)
         print(f"agelab: unknown verb {verb!r}; choose from {', '.join(VERBS)}.{hint}", file=sys.stderr)
         return 2
     module = importlib.import_module(VERBS[verb][0])

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agelab.bins import get_scheme
+from agelab.bins import BUILTIN_SCHEMES, get_scheme
 
-MODELS = ("seed_cnn", "small_cnn", "mobilenet_v2", "mobilenet", "vgg16", "resnet50", "efficientnetb0")
+# baseline_cnn: the original project's CNN (64x64 grayscale), kept as the baseline to beat.
+MODELS = ("baseline_cnn", "small_cnn", "mobilenet_v2", "mobilenet", "vgg16", "resnet50", "efficientnetb0")
 # Models with an ImageNet backbone; these can be frozen, fine-tuned and used in fast mode.
 PRETRAINED_MODELS = ("mobilenet_v2", "mobilenet", "vgg16", "resnet50", "efficientnetb0")
 ALPHAS = {"mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), "mobilenet": (0.25, 0.5, 0.75, 1.0)}
@@ -54,7 +55,7 @@ class Option:
         if self.kind == "bool":
             return "true or false"
         if self.kind == "bins":
-            return "seed10, equal12, decades or comma-separated edges such as 0,3,13,20,40,60"
+            return f"{', '.join(BUILTIN_SCHEMES)} or comma-separated edges such as 0,3,13,20,40,60"
         if self.kind == "alpha":
             return "a MobileNet width: " + "; ".join(
                 f"{m}: {', '.join(map(str, a))}" for m, a in ALPHAS.items()
@@ -88,7 +89,7 @@ OPTIONS: dict[str, Option] = {
     "fine_tune_epochs": Option(3, "int", "epochs of the fine-tuning stage", (), 0, 1000),
     "fine_tune_learning_rate": Option(1e-4, "float", "learning rate while fine-tuning", (), 1e-8, 1.0),
     "lr_schedule": Option("constant", "choice", "learning rate over each stage", ("constant", "cosine")),
-    "bins": Option("seed10", "bins", "age-bin scheme"),
+    "bins": Option("groups10", "bins", "age-bin scheme"),
     "rebalance": Option("none", "choice", "class balance of the training split", REBALANCE),
     "rebalance_by_race": Option(False, "bool", "balance bin x ethnicity cells instead of bins"),
     "augment": Option(True, "bool", "augment training images (never val/test)"),
@@ -157,8 +158,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "aug_blur": 0.3,
     },
     "quick": {"model": "mobilenet_v2", "alpha": 0.35, "image_size": 112, "fast": True, "epochs": 10},
-    "seed": {
-        "model": "seed_cnn",
+    # The original project's setup, as a baseline.
+    "baseline": {
+        "model": "baseline_cnn",
         "weights": "none",
         "image_size": 64,
         "epochs": 30,
@@ -178,14 +180,26 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 OPTIONS["recipe"] = Option("none", "choice", "named preset applied before other keys", ("none", *RECIPES))
 
+# Values renamed after runs had saved them (runs/*/config.json, model sidecars): an old name still
+# loads, as the new one, so new runs write the new name. Bin schemes have theirs in agelab.bins.
+RENAMED_VALUES: dict[str, dict[str, str]] = {
+    "model": {"seed_cnn": "baseline_cnn"},
+    "recipe": {"seed": "baseline"},
+}
+
 
 def default_config() -> dict[str, Any]:
     return {key: option.default for key, option in OPTIONS.items()}
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the candidate closest to ``word``, or "" when none is close."""
     close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.5)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_key(key: str) -> ConfigError:
+    return ConfigError(f"unknown key {key!r}.{suggest(key, OPTIONS)} Known keys: {', '.join(OPTIONS)}.")
 
 
 _TRUE = {"true", "1", "yes", "on", "y"}
@@ -200,7 +214,7 @@ def _bad(key: str, value: Any, option: Option, extra: str = "") -> ConfigError:
 def coerce(key: str, value: Any) -> Any:
     """Turn ``value`` (a string from the command line, or a YAML/JSON value) into the key's type."""
     if key not in OPTIONS:
-        raise ConfigError(f"unknown key {key!r}.{suggest(key, OPTIONS)} Known keys: {', '.join(OPTIONS)}.")
+        raise unknown_key(key)
     option = OPTIONS[key]
     kind = option.kind
     if kind == "bool":
@@ -232,6 +246,7 @@ def coerce(key: str, value: Any) -> Any:
         return number
     if kind == "choice":
         text = str(value).strip()
+        text = RENAMED_VALUES.get(key, {}).get(text, text)
         if text not in option.choices:
             raise _bad(key, value, option)
         return text
@@ -280,7 +295,7 @@ def check_combination(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"bad value alpha={alpha:g}: only mobilenet and mobilenet_v2 take alpha; use alpha=0"
         )
-    if model == "seed_cnn" or model == "small_cnn":
+    if model in ("baseline_cnn", "small_cnn"):
         if config["weights"] != "none":
             raise ConfigError(
                 f"bad value weights={config['weights']!r}: {model} has no pretrained weights;"
@@ -303,8 +318,8 @@ def check_combination(config: Mapping[str, Any]) -> None:
             f"bad value image_size={config['image_size']}: {model} would download extra ImageNet weights"
             f" for sizes {', '.join(map(str, DOWNLOADING_SIZES))}; use 112, 144 or 224 (offline cache)"
         )
-    if model == "seed_cnn" and config["image_size"] < 64:
-        raise ConfigError(f"bad value image_size={config['image_size']}: seed_cnn needs image_size >= 64")
+    if model == "baseline_cnn" and config["image_size"] < 64:
+        raise ConfigError(f"bad value image_size={config['image_size']}: baseline_cnn needs image_size >= 64")
     if model in PRETRAINED_MODELS and config["image_size"] < 32:
         raise ConfigError(f"bad value image_size={config['image_size']}: {model} needs image_size >= 32")
 
@@ -320,9 +335,7 @@ def build_config(
     for layer in layers:
         for key in layer:
             if key not in OPTIONS:
-                raise ConfigError(
-                    f"unknown key {key!r}.{suggest(key, OPTIONS)} Known keys: {', '.join(OPTIONS)}."
-                )
+                raise unknown_key(key)
     recipe = "none"
     for layer in layers:
         if "recipe" in layer:
@@ -343,7 +356,7 @@ def build_config(
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
-    """``["epochs=3", "model=seed_cnn"]`` -> ``{"epochs": "3", "model": "seed_cnn"}``."""
+    """``["epochs=3", "model=baseline_cnn"]`` -> ``{"epochs": "3", "model": "baseline_cnn"}``."""
     out: dict[str, str] = {}
     for item in items:
         if "=" not in item:
@@ -351,9 +364,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
         key, value = item.split("=", 1)
         key = key.strip().lstrip("-").replace("-", "_")
         if key not in OPTIONS:
-            raise ConfigError(
-                f"unknown key {key!r}.{suggest(key, OPTIONS)} Known keys: {', '.join(OPTIONS)}."
-            )
+            raise unknown_key(key)
         out[key] = value
     return out
 
@@ -396,9 +407,3 @@ def describe_options() -> str:
     lines.append("")
     lines.append("recipes: " + "; ".join(f"{n}: {json.dumps(r)}" for n, r in RECIPES.items()))
     return "\n".join(lines)
-
-
-def diff_from_default(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The keys where ``config`` differs from the defaults, for short run descriptions."""
-    defaults = default_config()
-    return {k: v for k, v in config.items() if defaults.get(k) != v}

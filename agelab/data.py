@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from agelab import atomic
-from agelab.bins import MAX_AGE, SEED10, BinScheme
+from agelab.bins import GROUPS10, MAX_AGE, BinScheme
 from agelab.paths import cache_dir, data_dir
 
 GENDERS = {0: "Male", 1: "Female"}
@@ -205,12 +205,13 @@ def _mark_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def build_index(
+def load_index(
     folder: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     use_cache: bool = True,
 ) -> Index:
-    """Index ``folder``; reuse the Parquet cache unless the folder changed since it was written."""
+    """The index of ``folder``: read from its Parquet cache, or built (hashing every file) when the
+    folder changed since the cache was written, or when ``use_cache`` is false."""
     start = time.perf_counter()
     folder = Path(folder or data_dir()).resolve()
     entries = _listing(folder)
@@ -255,8 +256,6 @@ def build_index(
     return Index(folder, frame, malformed, False, time.perf_counter() - start)
 
 
-load_index = build_index
-
 
 def dedupe(frame: pd.DataFrame, policy: str = "drop_conflicts") -> pd.DataFrame:
     """Apply the duplicate policy.
@@ -272,7 +271,7 @@ def dedupe(frame: pd.DataFrame, policy: str = "drop_conflicts") -> pd.DataFrame:
     return kept.drop_duplicates("md5", keep="first")
 
 
-def stratum(frame: pd.DataFrame, scheme: BinScheme = SEED10) -> pd.Series:
+def stratum(frame: pd.DataFrame, scheme: BinScheme = GROUPS10) -> pd.Series:
     """The age bin x gender stratum of each row, used to stratify the split."""
     return pd.Series(
         scheme.bin_of(frame["age"].to_numpy()) * 2 + frame["gender"].to_numpy(), index=frame.index
@@ -282,7 +281,7 @@ def stratum(frame: pd.DataFrame, scheme: BinScheme = SEED10) -> pd.Series:
 def make_split(
     frame: pd.DataFrame, seed: int = 0, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
 ) -> pd.Series:
-    """A split per content hash, stratified by seed10 bin x gender.
+    """A split per content hash, stratified by groups10 bin x gender.
 
     Splitting by hash keeps byte-identical copies together, so a test image never has a twin in
     training.
@@ -352,7 +351,7 @@ def load_dataset(
     folder: str | Path | None = None, dedupe_policy: str = "drop_conflicts", seed: int = 0
 ) -> pd.DataFrame:
     """The index after the duplicate policy, with a ``split`` column (train / val / test)."""
-    index = build_index(folder)
+    index = load_index(folder)
     split = load_split(index, seed)
     frame = dedupe(index.frame, dedupe_policy).copy()
     frame["split"] = frame["md5"].map(split)
@@ -376,7 +375,7 @@ def cli(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        index = build_index(args.data, progress=_print_progress, use_cache=not args.rebuild)
+        index = load_index(args.data, progress=_print_progress, use_cache=not args.rebuild)
     except OSError as err:
         print(f"agelab index: {err}", file=sys.stderr)
         return 1

@@ -16,11 +16,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
-import os
-import sys
 import threading
 import time
-import urllib.request
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -30,7 +27,8 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from agelab import atomic
+from agelab import settings
+from agelab.assets import AssetError, download_face_model
 from agelab.crop import ALIGN_POINTS, align_face
 from agelab.paths import mirror_dir, models_dir
 
@@ -58,13 +56,6 @@ DETECTOR_FLOOR = 0.2
 MODEL_FILES = {
     "short": "face_detection_short_range.tflite",
     "full": "face_detection_full_range_sparse.tflite",
-}
-DOWNLOADS = {
-    "short": (
-        "blaze_face_short_range.tflite",
-        "https://storage.googleapis.com/mediapipe-models/face_detector/blaze_face_short_range/"
-        "float16/latest/blaze_face_short_range.tflite",
-    ),
 }
 ImageSource = str | Path | bytes | bytearray | IO[bytes]
 
@@ -199,9 +190,10 @@ def crop_face(
 # --------------------------------------------------------------------------- detector models
 
 
-def resolve_model(kind: str = "short", path: str | Path | None = None, download: bool = True) -> Path:
-    """The detector model file: ``path``, else ``AGELAB_FACE_MODEL``, else the models folder that
-    setup fills (and the ``AGELAB_MIRROR`` copy), else a download of MediaPipe's published model.
+def detector_model_path(kind: str = "short", path: str | Path | None = None, download: bool = True) -> Path:
+    """The face detector's model file: ``path``, else ``AGELAB_FACE_MODEL``, else the models folder
+    that setup fills (and the ``AGELAB_MIRROR`` copy), else a download of MediaPipe's model (the one
+    ``setup`` fetches, sha256-checked).
 
     ``AGELAB_FACE_MODEL`` may name a ``.tflite`` file (used for every kind) or a folder holding
     ``face_detection_short_range.tflite`` / ``face_detection_full_range_sparse.tflite``.
@@ -215,13 +207,11 @@ def resolve_model(kind: str = "short", path: str | Path | None = None, download:
         return path
     filename = MODEL_FILES[kind]
     tried: list[str] = []
-    env = os.environ.get("AGELAB_FACE_MODEL")
+    env = settings.get("AGELAB_FACE_MODEL")
     candidates: list[Path] = []
     if env:
         candidates.append(Path(env) / filename if Path(env).is_dir() else Path(env))
     candidates.append(models_dir() / filename)
-    if kind in DOWNLOADS:
-        candidates.append(models_dir() / DOWNLOADS[kind][0])
     mirror = mirror_dir()
     if mirror is not None:
         candidates.append(mirror / "mediapipe" / filename)
@@ -229,15 +219,11 @@ def resolve_model(kind: str = "short", path: str | Path | None = None, download:
         if candidate.is_file():
             return candidate
         tried.append(str(candidate))
-    if download and kind in DOWNLOADS:
-        name, url = DOWNLOADS[kind]
-        target = models_dir() / name
+    if download:
         try:
-            with urllib.request.urlopen(url, timeout=20) as response:
-                atomic.write_bytes(target, response.read())
-            return target
-        except OSError as exc:
-            tried.append(f"{url} ({exc})")
+            return download_face_model(filename)
+        except (OSError, AssetError) as exc:
+            tried.append(f"a download of {filename} ({exc})")
     raise DetectorModelError(
         f"no {kind}-range face detector model found (tried: {'; '.join(tried)}). Run "
         "`python -m agelab setup`, or set AGELAB_FACE_MODEL to a .tflite file or to a folder holding "
@@ -245,24 +231,9 @@ def resolve_model(kind: str = "short", path: str | Path | None = None, download:
     )
 
 
-# pylibsrtp (which streamlit-webrtc loads through aiortc) crashes the process with a segfault when it
-# is imported after TensorFlow or MediaPipe, and works when imported before them.
-_SRTP_CONFLICTS = ("tensorflow", "mediapipe", "keras")
-
-
-def webrtc_importable() -> bool:
-    """Whether streamlit-webrtc can still be imported in this process without crashing it."""
-    return "pylibsrtp" in sys.modules or not any(name in sys.modules for name in _SRTP_CONFLICTS)
-
-
-def load_srtp_first() -> None:
-    """Import pylibsrtp (if installed) while it is still safe, so that the webcam keeps working."""
-    if webrtc_importable():
-        with contextlib.suppress(ImportError):
-            import pylibsrtp  # noqa: F401
-
-
 def _mediapipe() -> Any:
+    from agelab.import_order import load_srtp_first
+
     load_srtp_first()
     import mediapipe as mp
     from mediapipe.tasks.python import vision
@@ -305,7 +276,7 @@ class FaceDetector:
         if mode not in {"image", "video"}:
             raise ValueError(f"detector mode {mode!r}: use 'image' or 'video'")
         self.kind, self.mode, self.margin, self.border, self.max_side = kind, mode, margin, border, max_side
-        self.model_path = resolve_model(kind, model_path)
+        self.model_path = detector_model_path(kind, model_path)
         mp, vision, base_options = _mediapipe()
         self._mp = mp
         running_mode = vision.RunningMode.VIDEO if mode == "video" else vision.RunningMode.IMAGE
@@ -405,16 +376,6 @@ class FaceDetector:
             ).reshape(-1, 2)
             found.append((raw, score, keypoints))
         return found
-
-    def boxes(
-        self, image: np.ndarray, min_score: float = 0.5, timestamp_ms: int | None = None
-    ) -> list[tuple[tuple[int, int, int, int], float]]:
-        """Face boxes ``(x, y, w, h)``, clipped to ``image``, with their scores, best first."""
-        height, width = image.shape[:2]
-        return [
-            (_clip(raw, width, height), score)
-            for raw, score, _ in self.locate(image, min_score, timestamp_ms)
-        ]
 
     def detect(
         self, image: np.ndarray, min_score: float = 0.5, timestamp_ms: int | None = None

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from agelab import runs
+from agelab import runs, settings
 from agelab.paths import PROJECT_ROOT, runs_dir
 
 RAY_ADDRESS_ENV = "AGELAB_RAY_ADDRESS"
@@ -84,7 +84,7 @@ class LocalLauncher:
 
 def ray_address(explicit: str | None = None) -> str:
     """The Ray address to use: ``explicit`` (a page field), else ``AGELAB_RAY_ADDRESS``; "" for none."""
-    return (explicit or os.environ.get(RAY_ADDRESS_ENV, "")).strip()
+    return (explicit or settings.get(RAY_ADDRESS_ENV) or "").strip()
 
 
 def dashboard_url(address: str) -> str:
@@ -301,7 +301,7 @@ def not_visible_warning(run: runs.Run) -> str | None:
 
 
 def find_run(name: str, root: Path | None = None) -> Path:
-    """A run folder by its name (``seed_cnn-3``) under the runs folder, or by its path."""
+    """A run folder by its name (``baseline_cnn-3``) under the runs folder, or by its path."""
     path = Path(name)
     if not (path / "status.json").exists():
         path = Path(root or runs_dir()) / name

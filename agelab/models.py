@@ -8,7 +8,6 @@ the very same layers.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,15 @@ from typing import Any
 import numpy as np
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
-from agelab import atomic
+from agelab.model_files import load_model, save_model  # noqa: F401  (training and tests save through here)
 from agelab.paths import keras_home
 
 import keras  # noqa: E402  isort: skip
 
 OUTPUTS = ("age_bin", "age", "gender")
 DEX_MAX_AGE = 100
-# The seed's net saw 64x64 grayscale images.
-SEED_SIZE = 64
+# The original project's CNN (baseline_cnn) saw 64x64 grayscale images.
+BASELINE_SIZE = 64
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 # keras.applications constructors and the file each looks for under KERAS_HOME/models.
@@ -102,9 +101,9 @@ def _preprocess(model_name: str, x):
         return _fixed_dense(3, flip, -np.array(IMAGENET_BGR_MEAN), "caffe_preprocess")(x)
     if model_name == "efficientnetb0":
         return x  # EfficientNet rescales and normalises inside itself.
-    if model_name == "seed_cnn":
+    if model_name == "baseline_cnn":
         gray = _fixed_dense(1, np.array([[0.299], [0.587], [0.114]]), None, "grayscale")(x)
-        gray = keras.layers.Resizing(SEED_SIZE, SEED_SIZE, name="resize_64")(gray)
+        gray = keras.layers.Resizing(BASELINE_SIZE, BASELINE_SIZE, name="resize_64")(gray)
         return keras.layers.Rescaling(1 / 255.0, name="to_0_1")(gray)
     return keras.layers.Rescaling(1 / 255.0, name="to_0_1")(x)
 
@@ -135,7 +134,7 @@ def _application(model_name: str, image_size: int, alpha: float, weights: str) -
     return constructor(**kwargs)
 
 
-def _seed_trunk(x):
+def _baseline_trunk(x):
     x = keras.layers.Conv2D(32, 3, activation="relu", padding="same", name="conv32")(x)
     x = keras.layers.Conv2D(64, 3, activation="relu", padding="same", name="conv64")(x)
     x = keras.layers.MaxPooling2D(name="pool1")(x)
@@ -168,8 +167,8 @@ def build_features(
         # which fine-tuning on a small dataset needs.
         x = backbone(x, training=False)
         x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    elif model_name == "seed_cnn":
-        x = _seed_trunk(x)
+    elif model_name == "baseline_cnn":
+        x = _baseline_trunk(x)
     elif model_name == "small_cnn":
         x = _small_cnn_trunk(x)
     else:
@@ -257,32 +256,6 @@ def unfreeze_top(backbone: keras.Model, layers: int) -> int:
         layer.trainable = trainable
         opened += int(trainable and bool(layer.weights))
     return opened
-
-
-def save_model(model: keras.Model, path: str | Path, sidecar: dict[str, Any]) -> Path:
-    """Write ``X.keras`` and its ``X.json`` sidecar, each atomically."""
-    path = Path(path)
-
-    def write(tmp: Path) -> None:
-        # Keras insists on the .keras suffix, so save beside the temp file and move it in.
-        staged = tmp.with_name(tmp.name + ".keras")
-        try:
-            model.save(staged)
-            staged.replace(tmp)
-        finally:
-            staged.unlink(missing_ok=True)
-
-    atomic.write_with(path, write)
-    atomic.write_json(path.with_suffix(".json"), sidecar)
-    return path
-
-
-def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
-    """A saved model and its sidecar."""
-    path = Path(path)
-    model = keras.models.load_model(path, compile=False)
-    sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    return model, sidecar
 
 
 # Saved ensembles hold this module's layers; importing it registers them for loading.

@@ -1,39 +1,47 @@
-"""Where agelab keeps things. Every location can be moved with an environment variable."""
+"""Where agelab keeps things. Every location can be moved with an environment variable, listed with
+its default in :mod:`agelab.settings`."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from agelab import settings
+from agelab.settings import PROJECT_ROOT
+
+__all__ = ["PROJECT_ROOT", "cache_dir", "data_dir", "keras_home", "mirror_dir", "models_dir", "runs_dir"]
+
+
+def _location(name: str) -> Path:
+    location = settings.path(name)
+    assert location is not None, f"{name} is a location with a default"
+    return location
 
 
 def data_dir() -> Path:
-    """The UTKFace image folder the app works on (``AGELAB_DATA``, default ``data/UTKFace``)."""
-    return Path(os.environ.get("AGELAB_DATA", PROJECT_ROOT / "data" / "UTKFace"))
+    """The UTKFace image folder the app works on (``AGELAB_DATA``)."""
+    return _location("AGELAB_DATA")
 
 
 def cache_dir() -> Path:
     """Index, split and feature caches. Never inside the image folder, which may be read-only."""
-    return Path(os.environ.get("AGELAB_CACHE_DIR", PROJECT_ROOT / "data" / "cache"))
+    return _location("AGELAB_CACHE_DIR")
 
 
 def runs_dir() -> Path:
-    """Training run folders (``AGELAB_RUNS_DIR``, default ``runs/``)."""
-    return Path(os.environ.get("AGELAB_RUNS_DIR", PROJECT_ROOT / "runs"))
+    """Training run folders (``AGELAB_RUNS_DIR``)."""
+    return _location("AGELAB_RUNS_DIR")
 
 
 def models_dir() -> Path:
-    """Shipped models and fetched detector models."""
-    return Path(os.environ.get("AGELAB_MODELS_DIR", PROJECT_ROOT / "models"))
+    """Shipped models and fetched detector models (``AGELAB_MODELS_DIR``)."""
+    return _location("AGELAB_MODELS_DIR")
 
 
 def keras_home() -> Path:
     """A writable KERAS_HOME inside the project; Keras silently ignores one it cannot write."""
-    return Path(os.environ.get("KERAS_HOME", PROJECT_ROOT / ".keras"))
+    return _location("KERAS_HOME")
 
 
 def mirror_dir() -> Path | None:
     """A local folder laid out like ``../shared`` (``AGELAB_MIRROR``), or None."""
-    value = os.environ.get("AGELAB_MIRROR")
-    return Path(value) if value else None
+    return settings.path("AGELAB_MIRROR")

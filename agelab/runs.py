@@ -29,8 +29,8 @@ import pandas as pd
 from agelab import atomic
 from agelab.paths import PROJECT_ROOT, runs_dir
 
-# "damaged": a run file cannot be read; the run is listed with the reason and can be deleted.
-STATES = ("queued", "running", "finished", "failed", "stopped", "damaged")
+# A run is queued, running, finished, failed, stopped, or "damaged": a run file cannot be read; the
+# run is listed with the reason and can be deleted.
 ACTIVE = ("queued", "running")
 HEARTBEAT_EVERY_S = 5.0
 # A live run refreshes its heartbeat every few seconds; this much silence means it died.

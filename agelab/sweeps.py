@@ -45,13 +45,13 @@ def sweeps_root(root: Path | None = None) -> Path:
 
 
 def split_values(key: str, value: str) -> list[str]:
-    """``"a,b"`` -> ``["a", "b"]``; ``|`` separates too (``bins=0,3,13,20|seed10``). A ``bins`` value
-    with commas is one custom scheme unless every piece is a scheme name (``bins=seed10,decades``)."""
-    from agelab.bins import BUILTIN_SCHEMES
+    """``"a,b"`` -> ``["a", "b"]``; ``|`` separates too (``bins=0,3,13,20|groups10``). A ``bins`` value
+    with commas is one custom scheme unless every piece is a scheme name (``bins=groups10,decades``)."""
+    from agelab.bins import is_scheme_name
 
     if "|" in value:
         parts = value.split("|")
-    elif key == "bins" and not all(p.strip() in BUILTIN_SCHEMES for p in value.split(",")):
+    elif key == "bins" and not all(is_scheme_name(p) for p in value.split(",")):
         parts = [value]
     else:
         parts = value.split(",")
@@ -62,7 +62,7 @@ def split_values(key: str, value: str) -> list[str]:
 
 
 def parse_grid(items: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """``["epochs=1,2", "model=seed_cnn"]`` -> (swept ``{"epochs": ["1", "2"]}``, fixed ``{"model": ...}``)."""
+    """``["epochs=1,2", "model=baseline_cnn"]`` -> (swept ``{"epochs": ["1", "2"]}``, fixed ``{"model": ...}``)."""
     grid: dict[str, list[str]] = {}
     fixed: dict[str, str] = {}
     for key, value in parse_overrides(items).items():
@@ -395,7 +395,7 @@ def cli(argv: list[str]) -> int:
         prog="python -m agelab sweep",
         description=(
             "Launch a grid of training runs: every combination of the listed values, e.g."
-            " python -m agelab sweep model=seed_cnn weights=none epochs=1,2 learning_rate=0.001,0.0003."
+            " python -m agelab sweep model=baseline_cnn weights=none epochs=1,2 learning_rate=0.001,0.0003."
             " Values split on commas (or on | for bins' comma-separated edges)."
         ),
     )

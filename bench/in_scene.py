@@ -22,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agelab.bins import SEED10  # noqa: E402
+from agelab.bins import GROUPS10  # noqa: E402
 from agelab.data import load_dataset  # noqa: E402
 from agelab.faces import FaceDetector, load_image  # noqa: E402
 from agelab.predict import default_model, load_predictor, predict_image  # noqa: E402
@@ -53,7 +53,7 @@ def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
 
 
 def score(rows: pd.DataFrame) -> dict[str, float]:
-    true_bin = SEED10.bin_of(rows["age"].to_numpy())
+    true_bin = GROUPS10.bin_of(rows["age"].to_numpy())
     pred_bin = rows["pred_bin"].to_numpy()
     return {
         "mae": float(np.abs(rows["pred_age"] - rows["age"]).mean()),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agelab.data import build_index  # noqa: E402
+from agelab.data import load_index  # noqa: E402
 from agelab.paths import PROJECT_ROOT, data_dir  # noqa: E402
 
 
@@ -36,9 +36,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
         os.environ["AGELAB_CACHE_DIR"] = cache
-        cold = timed(lambda: build_index(args.data, use_cache=False), args.repeat)
-        index = build_index(args.data)
-        warm = timed(lambda: build_index(args.data), args.repeat)
+        cold = timed(lambda: load_index(args.data, use_cache=False), args.repeat)
+        index = load_index(args.data)
+        warm = timed(lambda: load_index(args.data), args.repeat)
 
         from streamlit.testing.v1 import AppTest
 

@@ -37,7 +37,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agelab.faces import FaceDetector, load_image, load_srtp_first  # noqa: E402
+from agelab.faces import FaceDetector, load_image  # noqa: E402
+from agelab.import_order import load_srtp_first  # noqa: E402
 from agelab.paths import data_dir  # noqa: E402
 from agelab.predict import LiveAnnotator, Predictor, default_model  # noqa: E402
 
@@ -100,7 +101,7 @@ def model_for_bench(path: str | None, folder: Path) -> Path:
     from agelab.models import create_model, save_model
 
     built = create_model("mobilenet_v2", 112, 10, alpha=0.35, weights="none")
-    sidecar = {"bins": "seed10", "image_size": 112, "model": "mobilenet_v2", "age_head": "dex"}
+    sidecar = {"bins": "groups10", "image_size": 112, "model": "mobilenet_v2", "age_head": "dex"}
     path = save_model(built.model, folder / "bench.keras", sidecar)
     export(path)
     return path

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quality import test_split_folder  # noqa: E402
 
-from agelab.bins import SEED10  # noqa: E402
+from agelab.bins import GROUPS10  # noqa: E402
 from agelab.evaluation.evaluate import evaluate_folder  # noqa: E402
 from agelab.evaluation.metrics import group_metrics, slice_metrics  # noqa: E402
 from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
@@ -78,8 +78,8 @@ def main() -> int:
             )
         print()
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate_folder(predictor, test_split_folder(Path(tmp)), scheme=SEED10)
-    test = with_derived_columns(result.predictions, SEED10)
+        result = evaluate_folder(predictor, test_split_folder(Path(tmp)), scheme=GROUPS10)
+    test = with_derived_columns(result.predictions, GROUPS10)
     print(f"## UTKFace test split ({len(test)} images)\n")
     print(HEADER)
     slices = slice_metrics(test, ["all", "gender x ethnicity", "age bin"])
@@ -91,7 +91,7 @@ def main() -> int:
         labels = read_labels(args.labels)
         with FaceDetector() as detector:
             photos, skipped = score_photos(predictor, Path(args.labels).parent, labels, detector)
-        frame = with_derived_columns(photos, SEED10)
+        frame = with_derived_columns(photos, GROUPS10)
         print(f"\n## Outside UTKFace: {args.labels} ({len(frame)} photos, {len(skipped)} unreadable)\n")
         print(HEADER)
         for line in decade_slices(frame):

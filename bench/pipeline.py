@@ -20,7 +20,7 @@ import numpy as np
 
 import agelab  # noqa: F401  (KERAS_HOME)
 from agelab import models, pipeline
-from agelab.bins import SEED10
+from agelab.bins import GROUPS10
 from agelab.data import load_dataset
 from agelab.paths import data_dir
 from agelab.training.stages import compile_model
@@ -38,7 +38,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 def fresh_model(args, config):
     keras.utils.set_random_seed(0)
-    built = models.create_model(args.model, args.size, SEED10.num_bins, alpha=args.alpha, weights="imagenet")
+    built = models.create_model(args.model, args.size, GROUPS10.num_bins, alpha=args.alpha, weights="imagenet")
     if built.backbone is not None and args.fine_tune_layers:
         models.unfreeze_top(built.backbone, args.fine_tune_layers)
     compile_model(built.model, 1e-4, config)
@@ -59,7 +59,7 @@ def seed_generator(frame, args):
     generator = ImageDataGenerator(
         rotation_range=15, width_shift_range=0.1, height_shift_range=0.1, zoom_range=0.1, horizontal_flip=True
     )
-    frame = frame.assign(age_bin=SEED10.bin_of(frame["age"]), age_f=frame["age"].astype("float32"))
+    frame = frame.assign(age_bin=GROUPS10.bin_of(frame["age"]), age_f=frame["age"].astype("float32"))
     flow = generator.flow_from_dataframe(
         frame,
         x_col="path",
@@ -101,7 +101,7 @@ def main() -> None:
 
     config = build_config({"model": args.model, "alpha": args.alpha, "image_size": args.size})
     frame = load_dataset(Path(args.data))
-    frame = pipeline.stratified_subset(frame[frame["split"] == "train"], args.images, SEED10, seed=0)
+    frame = pipeline.stratified_subset(frame[frame["split"] == "train"], args.images, GROUPS10, seed=0)
     n = len(frame)
     steps = -(-n // args.batch)
     print(f"{args.model} a={args.alpha} {args.size}px, top {args.fine_tune_layers} layers trainable, "
@@ -111,10 +111,10 @@ def main() -> None:
 
     # The limit: decoded images already in memory, no augmentation, no decoding.
     decoded, _ = pipeline.image_dataset(
-        frame, SEED10, args.size, args.batch, training=False, cache="none", repeat=False, with_labels=False
+        frame, GROUPS10, args.size, args.batch, training=False, cache="none", repeat=False, with_labels=False
     )
     images = np.concatenate([b.numpy() for b in decoded])
-    labels = pipeline.labels_of(frame, SEED10)
+    labels = pipeline.labels_of(frame, GROUPS10)
     import tensorflow as tf
 
     tensors = tf.data.Dataset.from_tensor_slices((images, labels)).batch(args.batch).repeat().prefetch(2)
@@ -124,7 +124,7 @@ def main() -> None:
 
     ours, _ = pipeline.image_dataset(
         frame,
-        SEED10,
+        GROUPS10,
         args.size,
         args.batch,
         training=True,
@@ -135,7 +135,7 @@ def main() -> None:
         fresh_model(args, config), ours, steps, args.epochs, n
     )
 
-    plain, _ = pipeline.image_dataset(frame, SEED10, args.size, args.batch, training=True, cache="memory")
+    plain, _ = pipeline.image_dataset(frame, GROUPS10, args.size, args.batch, training=True, cache="memory")
     results["agelab tf.data, no augmentation"] = timed_fit(
         fresh_model(args, config), plain, steps, args.epochs, n
     )

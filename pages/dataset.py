@@ -8,7 +8,7 @@ import streamlit as st
 
 from agelab import eda, palette, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
-from agelab.data import GENDERS, RACES, build_index, dedupe
+from agelab.data import GENDERS, RACES, dedupe, load_index
 from agelab.paths import data_dir
 from agelab.rebalance import STRATEGIES, default_target, rebalance
 from streamlit_setup import through_app
@@ -20,7 +20,7 @@ LABELS = palette.TITLES
 
 @st.cache_data(show_spinner="Indexing images...")
 def load(folder: str, signature: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    index = build_index(folder)
+    index = load_index(folder)
     return index.frame, index.malformed, index.duplicate_groups, index.summary()
 
 
@@ -48,7 +48,7 @@ with st.sidebar:
 
 try:
     scheme = get_scheme(edges if scheme_name == "custom" else scheme_name)
-    # The folder's own change time keys the cache; a missing folder gets build_index's message.
+    # The folder's own change time keys the cache; a missing folder gets load_index's message.
     signature = Path(folder).stat().st_mtime if Path(folder).is_dir() else 0.0
     frame, malformed, duplicates, summary = load(folder, signature)
 except (ValueError, OSError) as err:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agelab.faces import load_srtp_first, webrtc_importable
+from agelab.import_order import load_srtp_first, webrtc_importable
 
 # streamlit-webrtc crashes the process if it is imported after TensorFlow; claim its library first.
 load_srtp_first()

@@ -10,23 +10,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from agelab.paths import PROJECT_ROOT
+from tests.real_data import find_detector_models, require
 
-SHARED_MEDIAPIPE = PROJECT_ROOT.parent / "shared" / "mediapipe"
 IMAGE_SIZE = 64
 
 
-def detector_models_dir() -> Path | None:
-    """The folder holding the MediaPipe detector models: the models folder, else ../shared."""
-    from agelab.paths import models_dir
-
-    for folder in (models_dir(), SHARED_MEDIAPIPE):
-        if (folder / "face_detection_short_range.tflite").is_file():
-            return folder
-    return None
+def detector_models_dir() -> Path:
+    """The folder holding the MediaPipe detector models; the test is skipped when there is none."""
+    return require(find_detector_models(), "MediaPipe face detector model (models/, ../shared/mediapipe)")
 
 
-def save_contract_model(folder: Path, stem: str = "model", bins: str = "seed10", seed: int = 0) -> Path:
+def save_contract_model(folder: Path, stem: str = "model", bins: str = "groups10", seed: int = 0) -> Path:
     """Build and save a small functional model that follows the model contract; return the .keras path.
 
     RGB float32 0-255 in, a dict of ``age_bin`` (softmax), ``age`` and ``gender`` (sigmoid) out.

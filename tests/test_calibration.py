@@ -20,7 +20,7 @@ from agelab.crop import TEMPLATE
 from agelab.predict import record_notes
 from agelab.uncertainty import framing_reasons, prediction_reasons
 
-SEED10 = get_scheme("seed10")
+GROUPS10 = get_scheme("groups10")
 
 
 def _honest(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -62,16 +62,16 @@ def test_the_reported_age_lies_in_the_predicted_group_and_the_heads_own_age_is_k
     probs = np.zeros((4, 10))
     probs[[0, 1, 2, 3], [6, 6, 0, 9]] = 1.0  # Adult (25-34), Adult, Baby (0-1), Senior (59+)
     outputs = {"age_bin": probs, "age": np.array([41.0, 29.0, 5.0, 90.0]), "prob_female": np.full(4, 0.5)}
-    out = finalize(outputs, SEED10, None)
+    out = finalize(outputs, GROUPS10, None)
     np.testing.assert_allclose(out["age"], [34.5, 29.0, 1.5, 90.0])
     np.testing.assert_allclose(out["age_raw"], [41.0, 29.0, 5.0, 90.0])
-    assert (SEED10.bin_of(out["age"]) == probs.argmax(1)).all()
+    assert (GROUPS10.bin_of(out["age"]) == probs.argmax(1)).all()
 
 
 def test_uncertainty_is_said_in_words():
-    adult = SEED10.labels.index("Adult (25-34)")
-    assert prediction_reasons(SEED10, adult, 0.8, 30.0, 0.95) == []
-    reasons = prediction_reasons(SEED10, adult, 0.3, 52.0, 0.6)
+    adult = GROUPS10.labels.index("Adult (25-34)")
+    assert prediction_reasons(GROUPS10, adult, 0.8, 30.0, 0.95) == []
+    reasons = prediction_reasons(GROUPS10, adult, 0.3, 52.0, 0.6)
     assert any("close call (top group 30%)" in r for r in reasons)
     assert any("disagree" in r and "52 y" in r for r in reasons)
     assert any("gender is a close call (60%)" in r for r in reasons)

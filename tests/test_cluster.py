@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_real_images
 from test_runs import wait_for
 from test_sweeps import TINY
 
 from agelab import launchers, runs, sweeps
 from agelab.paths import PROJECT_ROOT
+from tests.real_data import copy_real_images
 
 pytestmark = pytest.mark.cluster
 ray = pytest.importorskip(

@@ -28,17 +28,17 @@ def test_overrides_are_typed_and_applied():
     ("argument", "expected"),
     [
         ("epoch=3", ["unknown key 'epoch'", "Did you mean 'epochs'?"]),
-        ("modle=seed_cnn", ["unknown key 'modle'", "Did you mean 'model'?"]),
+        ("modle=baseline_cnn", ["unknown key 'modle'", "Did you mean 'model'?"]),
         (
             "model=mobilenetv2",
-            ["model", "one of seed_cnn, small_cnn, mobilenet_v2", "Did you mean 'mobilenet_v2'?"],
+            ["model", "one of baseline_cnn, small_cnn, mobilenet_v2", "Did you mean 'mobilenet_v2'?"],
         ),
         ("rebalance=undersampel", ["rebalance", "undersample, oversample", "Did you mean 'undersample'?"]),
         ("epochs=three", ["epochs='three'", "an integer >= 1"]),
         ("epochs=0", ["epochs='0'", ">= 1"]),
         ("augment=maybe", ["augment='maybe'", "true or false"]),
         ("bins=0,10,5", ["bins", "strictly increasing"]),
-        ("bins=tens", ["bins", "seed10, equal12, decades"]),
+        ("bins=tens", ["bins", "groups10, equal12, decades"]),
         ("recipe=defualt", ["recipe", "Did you mean 'default'?"]),
     ],
 )
@@ -53,10 +53,13 @@ def test_bad_key_or_value_names_it_and_the_allowed_values(argument, expected):
     ("overrides", "fragment"),
     [
         (
-            {"model": "seed_cnn", "weights": "imagenet"},
-            "seed_cnn has no pretrained weights; use weights=none",
+            {"model": "baseline_cnn", "weights": "imagenet"},
+            "baseline_cnn has no pretrained weights; use weights=none",
         ),
-        ({"model": "seed_cnn", "weights": "none", "fast": "true"}, "fast mode caches a pretrained backbone"),
+        (
+            {"model": "baseline_cnn", "weights": "none", "fast": "true"},
+            "fast mode caches a pretrained backbone",
+        ),
         ({"image_size": "128"}, "use 112, 144 or 224"),
         ({"model": "mobilenet", "alpha": "0.35"}, "mobilenet takes alpha in 0.25"),
         ({"model": "vgg16", "alpha": "0.5"}, "only mobilenet and mobilenet_v2 take alpha"),
@@ -69,16 +72,33 @@ def test_conflicting_keys_are_rejected(overrides, fragment):
 
 
 def test_nets_without_pretrained_weights_default_to_weights_none():
-    assert build_config({"model": "seed_cnn"})["weights"] == "none"
+    assert build_config({"model": "baseline_cnn"})["weights"] == "none"
     assert build_config({"model": "small_cnn", "image_size": "144"})["weights"] == "none"
     assert build_config({"model": "resnet50"})["weights"] == "imagenet"
 
 
 def test_recipe_sets_keys_and_explicit_keys_win():
-    config = build_config({"recipe": "seed", "epochs": "2"})
-    assert config["model"] == RECIPES["seed"]["model"] == "seed_cnn"
+    config = build_config({"recipe": "baseline", "epochs": "2"})
+    assert config["model"] == RECIPES["baseline"]["model"] == "baseline_cnn"
     assert config["epochs"] == 2
-    assert config["recipe"] == "seed"
+    assert config["recipe"] == "baseline"
+
+
+def test_a_config_saved_under_the_old_names_loads_under_the_new_ones(tmp_path: Path):
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({"recipe": "seed", "model": "seed_cnn", "bins": "seed10", "epochs": 2}))
+    config = build_config(base=load_config_file(saved))
+    assert (config["recipe"], config["model"], config["bins"]) == ("baseline", "baseline_cnn", "groups10")
+    assert config == build_config({"recipe": "baseline", "epochs": "2"})
+
+
+def test_errors_offer_the_new_names_only():
+    with pytest.raises(ConfigError) as caught:
+        build_config({"model": "cnn"})
+    assert "baseline_cnn" in str(caught.value) and "seed_cnn" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        build_config({"recipe": "nope"})
+    assert "baseline" in str(caught.value) and "seed" not in str(caught.value)
 
 
 def test_saved_config_reproduces_itself(tmp_path: Path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from predict_helpers import real_faces
 
 from agelab.crop import (
     CROP_SIZE,
@@ -18,6 +17,7 @@ from agelab.crop import (
 )
 from agelab.crop_cache import aligned_inputs
 from agelab.faces import FaceDetector, load_image
+from tests.predict_helpers import real_faces
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import sys
 import pandas as pd
 import pytest
 
-from agelab.bins import SEED10
+from agelab.bins import GROUPS10
 from agelab.data import (
     MalformedName,
-    build_index,
     dedupe,
     load_dataset,
+    load_index,
     load_split,
     make_split,
     parse_name,
@@ -38,7 +38,7 @@ def index(utkface_dir, tmp_path_factory):
     import os
 
     os.environ["AGELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    yield build_index(utkface_dir)
+    yield load_index(utkface_dir)
     del os.environ["AGELAB_CACHE_DIR"]
 
 
@@ -98,12 +98,12 @@ def test_index_is_cached_and_rebuilt_when_the_folder_changes(utkface_dir, tmp_pa
     names = sorted(p.name for p in utkface_dir.iterdir() if p.name.endswith(".chip.jpg"))[:30]
     for name in names:
         shutil.copy(utkface_dir / name, folder / name)
-    first = build_index(folder)
-    second = build_index(folder)
+    first = load_index(folder)
+    second = load_index(folder)
     assert (first.cached, second.cached) == (False, True)
     assert not any(p.suffix == ".parquet" for p in folder.iterdir())  # the image folder stays untouched
     (folder / names[0]).unlink()
-    third = build_index(folder)
+    third = load_index(folder)
     assert not third.cached and len(third.frame) == len(first.frame) - 1
 
 
@@ -130,16 +130,16 @@ def test_saved_split_is_reused(index):
 
 def test_rebalancing_strategies(index):
     data = dedupe(index.frame)
-    under = rebalance(data, "undersample", SEED10, target=500)
-    assert under.groupby(SEED10.bin_of(under["age"])).size().max() == 500
-    over = rebalance(data, "oversample", SEED10, target=1500, by_race=True)
-    groups = over.groupby([SEED10.bin_of(over["age"]), over["race"]]).size()
+    under = rebalance(data, "undersample", GROUPS10, target=500)
+    assert under.groupby(GROUPS10.bin_of(under["age"])).size().max() == 500
+    over = rebalance(data, "oversample", GROUPS10, target=1500, by_race=True)
+    groups = over.groupby([GROUPS10.bin_of(over["age"]), over["race"]]).size()
     assert groups.min() >= 1500
-    weighted = rebalance(data, "class_weights", SEED10)
-    per_bin = weighted.groupby(SEED10.bin_of(weighted["age"]))["weight"].sum()
+    weighted = rebalance(data, "class_weights", GROUPS10)
+    per_bin = weighted.groupby(GROUPS10.bin_of(weighted["age"]))["weight"].sum()
     assert per_bin.max() == pytest.approx(per_bin.min())  # every bin weighs the same
     with pytest.raises(ValueError, match="allowed values are none, undersample"):
-        rebalance(data, "smote", SEED10)
+        rebalance(data, "smote", GROUPS10)
 
 
 def test_index_cli_prints_one_json_line(utkface_dir, tmp_path):
@@ -149,7 +149,9 @@ def test_index_cli_prints_one_json_line(utkface_dir, tmp_path):
     first, second = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
     assert first["total"] == 22162 and first["malformed"] == 9 and first["kept"] == 21581
     assert (first["cached"], second["cached"]) == (False, True)
-    assert second["seconds"] < first["seconds"]  # reused, not rebuilt; absolute timings live in bench/index.py
+    assert (
+        second["seconds"] < first["seconds"]
+    )  # reused, not rebuilt; absolute timings live in bench/index.py
     assert "malformed: 55_0_0_20170116232725357jpg.chip.jpg" in runs[0].stderr
 
 

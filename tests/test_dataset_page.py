@@ -1,10 +1,10 @@
 import json
 
-from conftest import copy_real_images
 from streamlit.testing.v1 import AppTest
 
 from agelab import palette
 from agelab.paths import PROJECT_ROOT
+from tests.real_data import copy_real_images
 
 
 def test_dataset_page_shows_real_figures_and_quality_panel(utkface_dir, isolated_dirs, monkeypatch):

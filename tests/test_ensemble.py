@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from predict_helpers import real_faces, rgb, save_contract_model
 
 from agelab.ensemble import build
 from agelab.predict import ModelError, Predictor
+from tests.predict_helpers import real_faces, rgb, save_contract_model
 
 
 def test_the_ensemble_averages_its_members_and_their_mirror_views(tmp_path, utkface_dir):

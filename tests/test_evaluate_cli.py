@@ -15,7 +15,7 @@ import pytest
 from agelab.bins import get_scheme
 from agelab.data import parse_name
 from agelab.paths import PROJECT_ROOT
-from tests.conftest import copy_real_images
+from tests.real_data import copy_real_images
 
 IMAGE_SIZE = 64
 GOOD_IMAGES = 12
@@ -23,10 +23,10 @@ GOOD_IMAGES = 12
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real contract model (small_cnn, seed10 bins) saved as X.keras with its X.json sidecar."""
+    """A real contract model (small_cnn, groups10 bins) saved as X.keras with its X.json sidecar."""
     from agelab.models import create_model, save_model
 
-    scheme = get_scheme("seed10")
+    scheme = get_scheme("groups10")
     built = create_model("small_cnn", IMAGE_SIZE, scheme.num_bins, weights="none", age_head="dex")
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     sidecar = {"bins": scheme.spec, "image_size": IMAGE_SIZE, "model": "small_cnn", "age_head": "dex"}
@@ -83,7 +83,7 @@ def test_evaluate_skips_and_counts_bad_files(
     assert summary["skipped_malformed_name"] == 2  # the race-less name and notes.txt
     assert summary["skipped_unreadable"] == 2  # the corrupt and the truncated JPEG
     assert "61_1_20170109150557335.jpg.chip.jpg" in proc.stderr
-    assert summary["bins"] == "seed10"
+    assert summary["bins"] == "groups10"
     for key in ("mae", "gender_acc", "exact", "within1"):
         assert isinstance(summary[key], float)
 
@@ -91,7 +91,7 @@ def test_evaluate_skips_and_counts_bad_files(
     # recomputed here from the file names' labels.
     table = pd.read_parquet(out)
     assert len(table) == GOOD_IMAGES
-    scheme = get_scheme("seed10")
+    scheme = get_scheme("groups10")
     assert [f"bin_prob_{k}" for k in range(scheme.num_bins)] == [
         c for c in table if c.startswith("bin_prob_")
     ]
@@ -213,7 +213,7 @@ def test_the_default_model_is_scored_once_on_the_test_split(saved_model, utkface
     assert default_model_source().predictions.stat().st_mtime_ns == written  # reused, not redone
 
     # A model that takes aligned crops is scored through the detector, as `evaluate` scores it.
-    from predict_helpers import detector_models_dir
+    from tests.predict_helpers import detector_models_dir
 
     monkeypatch.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
     sidecar = json.loads((models / "agelab-default.json").read_text())

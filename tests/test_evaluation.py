@@ -281,7 +281,7 @@ def test_confident_mistakes_join_conflicting_duplicates(
         shutil.copy2(utkface_dir / name, folder / name)
     index = load_index(folder).frame
     rows = index[index["file"].isin([pair[0], *others])].reset_index(drop=True)
-    scheme = get_scheme("seed10")
+    scheme = get_scheme("groups10")
     probs = np.full((len(rows), scheme.num_bins), 0.02)
     true_bins = scheme.bin_of(rows["age"].to_numpy())
     wrong_bins = (true_bins + 3) % scheme.num_bins

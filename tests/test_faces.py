@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-import resource
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from predict_helpers import detector_models_dir, face_canvas, real_faces, rgb
+from PIL import Image, ImageFile
 
 from agelab.crop import CROP_SIZE
 from agelab.faces import (
@@ -19,9 +17,10 @@ from agelab.faces import (
     FaceDetector,
     ImageError,
     crop_face,
+    detector_model_path,
     load_image,
-    resolve_model,
 )
+from tests.predict_helpers import detector_models_dir, face_canvas, real_faces, rgb
 
 SKLEARN_PHOTOS = Path(__import__("sklearn").__file__).parent / "datasets" / "images"
 
@@ -29,8 +28,6 @@ SKLEARN_PHOTOS = Path(__import__("sklearn").__file__).parent / "datasets" / "ima
 @pytest.fixture(scope="module", autouse=True)
 def face_model_env():
     folder = detector_models_dir()
-    if folder is None:
-        pytest.fail("no MediaPipe face detector model: run `python -m agelab setup`")
     mp = pytest.MonkeyPatch()
     mp.setenv("AGELAB_FACE_MODEL", str(folder))
     yield folder
@@ -164,15 +161,15 @@ def test_crop_crossing_the_border_is_padded_black():
 
 def test_model_resolution_order_and_missing_model_error(tmp_path, monkeypatch, face_model_env):
     explicit = face_model_env / "face_detection_full_range_sparse.tflite"
-    assert resolve_model("short", explicit) == explicit
-    assert resolve_model("short") == face_model_env / "face_detection_short_range.tflite"
+    assert detector_model_path("short", explicit) == explicit
+    assert detector_model_path("short") == face_model_env / "face_detection_short_range.tflite"
     monkeypatch.delenv("AGELAB_FACE_MODEL")
     monkeypatch.delenv("AGELAB_MIRROR", raising=False)
     monkeypatch.setenv("AGELAB_MODELS_DIR", str(tmp_path / "empty"))
     with pytest.raises(DetectorModelError, match="AGELAB_FACE_MODEL"):
-        resolve_model("full", download=False)
+        detector_model_path("full", download=False)
     with pytest.raises(DetectorModelError, match="does not exist"):
-        resolve_model("short", tmp_path / "nope.tflite")
+        detector_model_path("short", tmp_path / "nope.tflite")
 
 
 # --------------------------------------------------------------------------- image loading
@@ -233,14 +230,20 @@ def test_broken_files_raise_an_error_naming_the_file(real_jpeg, tmp_path):
         load_image(b"GIF89a garbage", name="upload.png")
 
 
-def test_a_12000_pixel_square_image_is_refused_before_decoding(tmp_path):
+def test_a_12000_pixel_square_image_is_refused_before_decoding(tmp_path, monkeypatch):
     path = tmp_path / "huge.png"
     Image.new("L", (12_000, 12_000), 128).save(path, optimize=False)
     assert path.stat().st_size < 2_000_000
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert 12_000 * 12_000 > MAX_PIXELS
+    # Every decode goes through ImageFile.load; the refusal must come from the header alone.
+    decoded: list[tuple[int, int]] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: decoded.append(img.size) or real_load(img))
     with pytest.raises(ImageError, match="12000 x 12000.*decompression bomb") as info:
         load_image(path)
     assert "huge.png" in str(info.value)
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
-    assert grown_mb < 100, f"refusing it used {grown_mb:.0f} MB"
-    assert 12_000 * 12_000 > MAX_PIXELS
+    assert decoded == []
+    small = io.BytesIO()
+    Image.new("L", (30, 20), 128).save(small, "PNG")
+    assert load_image(small.getvalue()).shape == (20, 30, 3)
+    assert set(decoded) == {(30, 20)}  # the spy does see a decode

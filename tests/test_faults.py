@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import copy_real_images
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from agelab import atomic, runs
 from agelab.bins import get_scheme
 from agelab.config import ConfigError, build_config, load_config_file
-from agelab.data import build_index, index_cache_dir, load_dataset
+from agelab.data import index_cache_dir, load_dataset, load_index
 from agelab.evaluation import evaluate
 from agelab.paths import PROJECT_ROOT
 from agelab.training import verb as training
+from tests.real_data import copy_real_images
 
 LOOP_NAME = "20_0_0_20170101000000000.jpg.chip.jpg"  # a well-formed name on a symlink loop
 
@@ -206,8 +206,8 @@ def test_damaged_index_and_split_caches_are_rebuilt(utkface_dir, isolated_dirs, 
             assert json.loads(capsys.readouterr().out)["valid"] == 40
         pd.testing.assert_frame_equal(load_dataset(folder), first)
     (cache / "index.parquet").write_bytes(b"garbage")
-    assert build_index(folder).cached is False
-    assert build_index(folder).cached is True  # healed: read from the cache again
+    assert load_index(folder).cached is False
+    assert load_index(folder).cached is True  # healed: read from the cache again
 
 
 def test_a_damaged_features_cache_is_computed_again(utkface_dir, isolated_dirs):
@@ -293,7 +293,7 @@ def test_the_train_page_shows_a_damaged_run_and_its_reason(isolated_dirs):
 def tiny_model(tmp_path_factory) -> Path:
     from agelab.models import create_model, save_model
 
-    scheme = get_scheme("seed10")
+    scheme = get_scheme("groups10")
     built = create_model("small_cnn", 64, scheme.num_bins, weights="none", age_head="dex")
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     return save_model(built.model, path, {"bins": scheme.spec, "image_size": 64, "model": "small_cnn"})
@@ -392,7 +392,8 @@ def test_evaluate_on_a_folder_it_cannot_list_says_so(utkface_dir, tmp_path, tiny
 def test_predict_with_a_model_that_outputs_nan_prints_strict_json(utkface_dir, tmp_path):
     """A model gone NaN still gives valid JSON lines (null), never the invalid ``NaN``."""
     import keras
-    from predict_helpers import save_contract_model
+
+    from tests.predict_helpers import save_contract_model
 
     path = save_contract_model(tmp_path / "nan")
     model = keras.models.load_model(path, compile=False)

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_real_images
 
 from agelab import runs
 from agelab.training import stages
 from agelab.training import verb as training
+from tests.real_data import copy_real_images
 
 TINY = {
     "model": "small_cnn",
@@ -154,7 +154,7 @@ def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
     from agelab.evaluation import evaluate
     from agelab.models import create_model, save_model
 
-    scheme = get_scheme("seed10")
+    scheme = get_scheme("groups10")
     built = create_model("small_cnn", 64, scheme.num_bins, weights="none", age_head="dex")
     model = save_model(built.model, tmp_path / "tiny.keras", {"bins": scheme.spec, "image_size": 64})
     data = copy_real_images(utkface_dir, tmp_path / "utk", 3, step=5000)[0].parent

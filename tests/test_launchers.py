@@ -12,11 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import copy_real_images
 
 from agelab import launchers, runs, sweeps
 from agelab.config import ConfigError, build_config
 from agelab.paths import PROJECT_ROOT
+from tests.real_data import copy_real_images
 
 
 def requirement_lines(name: str) -> list[str]:
@@ -91,7 +91,7 @@ MIRRORED = textwrap.dedent(
     stages.compile_model = spy
     run.Trainer._export_litert = lambda self: None  # 30 s that proves nothing here
     training.describe_device = lambda: (f"CPU x{len(devices)} (logical)", devices)
-    config = {"model": "seed_cnn", "weights": "none", "image_size": 64, "epochs": 1, "batch_size": 4,
+    config = {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 1, "batch_size": 4,
               "max_images": 60, "crop": "none", "data": sys.argv[1]}
     run_dir = training.train(config, Path(sys.argv[2]))
     print(json.dumps({
@@ -108,7 +108,7 @@ MIRRORED = textwrap.dedent(
 def test_mirrored_strategy_on_two_logical_devices_scales_the_batch(utkface_dir, isolated_dirs):
     data = isolated_dirs / "utk"
     copy_real_images(utkface_dir, data, 80, step=200)
-    run_dir = runs.create_run(build_config({"model": "seed_cnn"}), isolated_dirs / "runs")
+    run_dir = runs.create_run(build_config({"model": "baseline_cnn"}), isolated_dirs / "runs")
     out = subprocess.run(
         [sys.executable, "-c", MIRRORED, str(data), str(run_dir)],
         cwd=PROJECT_ROOT,
@@ -148,11 +148,11 @@ def test_a_ray_address_without_ray_says_what_to_install(monkeypatch, isolated_di
     message = launchers.ray_missing(launcher.address)
     assert "pip install -r requirements-cluster.txt" in message and "10.1.2.3:8265" in message
     with pytest.raises(launchers.LaunchError, match="requirements-cluster.txt"):
-        launcher.submit({"model": "seed_cnn", "data": str(utkface_dir)})
+        launcher.submit({"model": "baseline_cnn", "data": str(utkface_dir)})
     assert runs.list_runs() == []  # no folder for a run that could not be sent
     with pytest.raises(launchers.LaunchError, match="requirements-cluster.txt"):
         sweeps.create_sweep(
-            {"seed": ["0", "1"]}, {"model": "seed_cnn", "data": str(utkface_dir)}, ray_address="x:1"
+            {"seed": ["0", "1"]}, {"model": "baseline_cnn", "data": str(utkface_dir)}, ray_address="x:1"
         )
     assert sweeps.list_sweeps() == []
     monkeypatch.delenv("AGELAB_RAY_ADDRESS")
@@ -176,13 +176,13 @@ def test_the_sweep_verb_without_ray_exits_with_the_install_line(isolated_dirs):
 def test_an_unreachable_cluster_is_named_and_leaves_no_run(isolated_dirs, utkface_dir):
     pytest.importorskip("ray", reason="needs ray (requirements-cluster.txt) to contact a cluster")
     with pytest.raises(launchers.LaunchError, match="cannot reach the Ray cluster at http://127.0.0.1:9"):
-        launchers.RayLauncher("127.0.0.1:9").submit({"model": "seed_cnn", "data": str(utkface_dir)})
+        launchers.RayLauncher("127.0.0.1:9").submit({"model": "baseline_cnn", "data": str(utkface_dir)})
     assert runs.list_runs() == []
 
 
 def test_ray_runs_are_listed_with_job_id_address_and_sweep(isolated_dirs):
     root = isolated_dirs / "runs"
-    ray_run = runs.create_run(build_config({"model": "seed_cnn", "name": "onray"}), root)
+    ray_run = runs.create_run(build_config({"model": "baseline_cnn", "name": "onray"}), root)
     runs.write_status(
         ray_run,
         launcher="ray",
@@ -190,7 +190,7 @@ def test_ray_runs_are_listed_with_job_id_address_and_sweep(isolated_dirs):
         ray_address="http://10.0.0.5:8265",
         sweep="grid-1",
     )
-    local_run = runs.create_run(build_config({"model": "seed_cnn", "name": "here"}), root)
+    local_run = runs.create_run(build_config({"model": "baseline_cnn", "name": "here"}), root)
     # Both queued long ago: the local one's process never started (failed); Ray may still queue its job.
     for path in (ray_run, local_run):
         runs.write_status(path, created=runs.now() - 10 * runs.QUEUED_TIMEOUT_S)
@@ -208,7 +208,7 @@ def test_ray_runs_are_listed_with_job_id_address_and_sweep(isolated_dirs):
 
 
 def test_a_finished_ray_run_whose_folder_is_not_here_is_explained(isolated_dirs):
-    run_dir = runs.create_run(build_config({"model": "seed_cnn"}), isolated_dirs / "runs")
+    run_dir = runs.create_run(build_config({"model": "baseline_cnn"}), isolated_dirs / "runs")
     runs.write_status(
         run_dir, launcher="ray", ray_address="http://10.0.0.5:8265", status="finished", remote_only=True
     )
@@ -239,7 +239,7 @@ def test_the_train_page_says_what_to_install_for_a_ray_address(monkeypatch, isol
     assert any("requirements-cluster.txt" in w.value for w in app.warning)
     fields = {w.label: w for w in app.text_input}
     assert fields["Ray address"].value == "10.1.2.3:8265"
-    {w.label: w for w in app.selectbox}["Model"].set_value("seed_cnn")
+    {w.label: w for w in app.selectbox}["Model"].set_value("baseline_cnn")
     {w.label: w for w in app.selectbox}["Weights"].set_value("none")
     {w.label: w for w in app.toggle}["Fast mode"].set_value(False)
     fields["Dataset folder"].set_value(str(utkface_dir))
@@ -250,7 +250,7 @@ def test_the_train_page_says_what_to_install_for_a_ray_address(monkeypatch, isol
 
 def test_the_runs_verb_lists_watches_and_stops(isolated_dirs, capsys):
     root = isolated_dirs / "runs"
-    done = runs.create_run(build_config({"model": "seed_cnn", "name": "done"}), root)
+    done = runs.create_run(build_config({"model": "baseline_cnn", "name": "done"}), root)
     runs.write_status(
         done, status="finished", launcher="ray", job_id="agelab-done-1-x", ray_address="http://h:8265"
     )

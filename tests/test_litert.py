@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from predict_helpers import real_faces, rgb, save_contract_model
 
 from agelab import litert
 from agelab.paths import PROJECT_ROOT
 from agelab.predict import ModelError, Predictor
+from tests.predict_helpers import real_faces, rgb, save_contract_model
 
 SHIPPED = PROJECT_ROOT / "models" / "agelab-default.keras"
 REEXPORT = f"python -m agelab export --model {SHIPPED.relative_to(PROJECT_ROOT)}"
@@ -193,8 +193,9 @@ def test_a_corrupt_keras_file_is_called_corrupt_not_missing(exported, tmp_path):
 
 
 def test_the_predict_page_says_which_backend_serves_and_why(exported, isolated_dirs, monkeypatch):
-    from predict_helpers import detector_models_dir
     from streamlit.testing.v1 import AppTest
+
+    from tests.predict_helpers import detector_models_dir
 
     models = isolated_dirs / "models"
     model = copy_model(exported, models)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import copy_real_images
 
 from agelab import marks
 from agelab.config import ConfigError, build_config
 from agelab.data import index_cache_dir
+from tests.real_data import copy_real_images
 
 
 def test_marks_live_beside_the_index_and_round_trip(isolated_dirs, utkface_dir):

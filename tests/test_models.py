@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agelab import models, pipeline
-from agelab.bins import SEED10
+from agelab.bins import GROUPS10
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def real_batch(utkface_dir) -> np.ndarray:
 @pytest.mark.parametrize(
     ("name", "kwargs"),
     [
-        ("seed_cnn", {}),
+        ("baseline_cnn", {}),
         ("small_cnn", {}),
         ("mobilenet_v2", {"alpha": 0.35, "weights": "imagenet"}),
         ("mobilenet", {"alpha": 0.25, "weights": "imagenet"}),
@@ -26,11 +26,11 @@ def real_batch(utkface_dir) -> np.ndarray:
     ],
 )
 def test_every_model_follows_the_contract(name, kwargs, real_batch):
-    built = models.create_model(name, 112, SEED10.num_bins, **kwargs)
+    built = models.create_model(name, 112, GROUPS10.num_bins, **kwargs)
     assert built.model.input_shape == (None, 112, 112, 3)
     out = built.model.predict(real_batch, verbose=0)
     assert set(out) == {"age_bin", "age", "gender"}
-    assert out["age_bin"].shape == (4, SEED10.num_bins)
+    assert out["age_bin"].shape == (4, GROUPS10.num_bins)
     np.testing.assert_allclose(out["age_bin"].sum(axis=1), 1.0, rtol=1e-4)
     assert out["age"].shape == (4, 1) and out["gender"].shape == (4, 1)
     assert ((out["gender"] >= 0) & (out["gender"] <= 1)).all()
@@ -38,8 +38,8 @@ def test_every_model_follows_the_contract(name, kwargs, real_batch):
         assert ((out["age"] >= 0) & (out["age"] <= models.DEX_MAX_AGE)).all()
 
 
-def test_seed_cnn_sees_64px_grayscale():
-    built = models.create_model("seed_cnn", 112, 10)
+def test_baseline_cnn_sees_64px_grayscale():
+    built = models.create_model("baseline_cnn", 112, 10)
     names = [layer.name for layer in built.features.layers]
     assert {"grayscale", "resize_64", "conv32", "conv64", "conv128", "trunk_dropout"} <= set(names)
     assert built.features.get_layer("resize_64").output.shape[1:] == (64, 64, 1)
@@ -56,9 +56,9 @@ def test_imagenet_weights_change_the_features(real_batch):
 
 def test_saved_model_loads_and_predicts_the_same(tmp_path, real_batch):
     built = models.create_model("mobilenet_v2", 112, 10, alpha=0.35, weights="imagenet")
-    path = models.save_model(built.model, tmp_path / "model.keras", {"bins": "seed10", "image_size": 112})
+    path = models.save_model(built.model, tmp_path / "model.keras", {"bins": "groups10", "image_size": 112})
     loaded, sidecar = models.load_model(path)
-    assert sidecar == {"bins": "seed10", "image_size": 112}
+    assert sidecar == {"bins": "groups10", "image_size": 112}
     before, after = built.model.predict(real_batch, verbose=0), loaded.predict(real_batch, verbose=0)
     for key in before:
         np.testing.assert_allclose(before[key], after[key], rtol=1e-5, atol=1e-5)

@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-from predict_helpers import IMAGE_SIZE, detector_models_dir, face_canvas, real_faces, rgb, save_contract_model
 
 from agelab import atomic
 from agelab.bins import get_scheme
@@ -21,6 +20,14 @@ from agelab.predict import (
     load_predictor,
     predict_image,
     rtc_configuration,
+)
+from tests.predict_helpers import (
+    IMAGE_SIZE,
+    detector_models_dir,
+    face_canvas,
+    real_faces,
+    rgb,
+    save_contract_model,
 )
 
 
@@ -43,7 +50,7 @@ def face_model_env():
 
 
 def test_predictor_reads_the_sidecar(predictor, model_path):
-    assert predictor.scheme == get_scheme("seed10")
+    assert predictor.scheme == get_scheme("groups10")
     assert predictor.image_size == IMAGE_SIZE
     assert predictor.meta["model"] == "tiny_test_cnn"
     assert load_predictor(model_path) is predictor  # cached
@@ -75,7 +82,7 @@ def test_describe_gives_label_probability_top3_age_and_gender(predictor, utkface
     for i, face in enumerate(predictor.describe_all(out)):
         probs = out["age_bin"][i]
         assert face.bin == int(np.argmax(probs))
-        assert face.bin_label == get_scheme("seed10").labels[face.bin]
+        assert face.bin_label == get_scheme("groups10").labels[face.bin]
         assert face.bin_prob == pytest.approx(float(probs.max()))
         assert [label for label, _ in face.top3][0] == face.bin_label and len(face.top3) == 3
         assert face.top3[0][1] >= face.top3[1][1] >= face.top3[2][1]
@@ -119,7 +126,7 @@ def test_available_models_lists_finished_runs_and_model_files(isolated_dirs, mon
     shutil.copy(model_path, models / "shipped.keras")
     atomic.write_json(
         models / "shipped.json",
-        {"bins": "seed10", "image_size": IMAGE_SIZE, "metrics": {"test_bin_accuracy": 0.5}},
+        {"bins": "groups10", "image_size": IMAGE_SIZE, "metrics": {"test_bin_accuracy": 0.5}},
     )
     shutil.copy(model_path, models / "no_sidecar.keras")
     monkeypatch.setenv("AGELAB_MODELS_DIR", str(models))
@@ -127,7 +134,7 @@ def test_available_models_lists_finished_runs_and_model_files(isolated_dirs, mon
     run.mkdir(parents=True)
     shutil.copy(model_path, run / "model.keras")
     shutil.copy(model_path.with_suffix(".json"), run / "model.json")
-    atomic.write_json(run / "config.json", {"model": "tiny", "bins": "seed10"})
+    atomic.write_json(run / "config.json", {"model": "tiny", "bins": "groups10"})
     atomic.write_json(run / "status.json", {"status": "finished", "created": 1.0})
     atomic.write_json(run / "metrics.json", {"test_bin_accuracy": 0.4})
     found = {m.name: m for m in available_models()}

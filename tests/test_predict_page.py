@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from predict_helpers import detector_models_dir, face_canvas, real_faces, save_contract_model
 from streamlit.testing.v1 import AppTest
+
+from tests.predict_helpers import detector_models_dir, face_canvas, real_faces, save_contract_model
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "predict.py")
 FLOWER = Path(__import__("sklearn").__file__).parent / "datasets" / "images" / "flower.jpg"
@@ -124,7 +125,7 @@ at.run()
 at.file_uploader[0].set_value(("face.jpg", open(sys.argv[2], "rb").read(), "image/jpeg")).run()
 assert not at.exception and len(at.dataframe) == 2, at
 import tensorflow  # loaded by the prediction above
-from agelab.faces import webrtc_importable
+from agelab.import_order import webrtc_importable
 print("IMPORTABLE", webrtc_importable())
 import streamlit_webrtc  # what the Live webcam mode imports; crashes if its library loads after TensorFlow
 print("WEBRTC OK")

@@ -135,14 +135,14 @@ def test_filters_show_exactly_the_matching_faces(tiny_run: Path, truth: pd.DataF
     assert not at.exception
     want = truth[truth["d"] == d]
     assert matching(at) == len(want)
-    assert sorted(gallery_captions(at)) == expected_captions(want.drop(columns="d"), "seed10")
+    assert sorted(gallery_captions(at)) == expected_captions(want.drop(columns="d"), "groups10")
 
     at.selectbox(key="rv_dist_mode").set_value("at least").run()
     assert matching(at) == int(((truth["d"].abs() >= abs(d)) & (np.sign(truth["d"]) == np.sign(d))).sum())
 
     at.button(key="rv_clear").click().run()
     assert matching(at) == len(truth)
-    labels = with_derived_columns(truth.drop(columns="d"), "seed10")["true_label"]
+    labels = with_derived_columns(truth.drop(columns="d"), "groups10")["true_label"]
     common = labels.value_counts().index[0]
     at.multiselect(key="rv_true").select(common).run()
     at.multiselect(key="rv_gender").select("Female").run()
@@ -172,14 +172,14 @@ def test_clicking_a_bar_or_a_cell_filters_the_gallery(tiny_run: Path, truth: pd.
     cell = truth[(truth["true_bin"] == t) & (truth["pred_bin"] == p)]
     assert at.selectbox(key="rv_dist_mode").value == "any"  # the cell replaces the bar's filter
     assert matching(at) == len(cell)
-    assert sorted(gallery_captions(at)) == expected_captions(cell.drop(columns="d"), "seed10")
+    assert sorted(gallery_captions(at)) == expected_captions(cell.drop(columns="d"), "groups10")
 
 
 def test_tiles_say_truth_prediction_and_file(tiny_run: Path, truth: pd.DataFrame) -> None:
-    row = with_derived_columns(truth.drop(columns="d"), "seed10").iloc[0]
+    row = with_derived_columns(truth.drop(columns="d"), "groups10").iloc[0]
     age, gender, race = (int(x) for x in Path(row["path"]).name.split("_")[:3])
     truth_line, prediction, guess, file = tile_lines(row)
-    labels = get_scheme("seed10").labels
+    labels = get_scheme("groups10").labels
     assert truth_line == (
         f"true: {labels[int(row['true_bin'])]} · {age} y · {['Male', 'Female'][gender]} · "
         f"{['White', 'Black', 'Asian', 'Indian', 'Others'][race]}"
@@ -237,7 +237,7 @@ def test_rebinning_and_comparing_with_an_evaluation(
     tiny_run: Path, truth: pd.DataFrame, utkface_dir: Path
 ) -> None:
     """The run's model evaluated on a fresh folder shows up as a second source to compare with."""
-    from tests.conftest import copy_real_images
+    from tests.real_data import copy_real_images
 
     folder = evaluations_dir().parent / "fresh"
     copy_real_images(utkface_dir, folder, 30, step=701)
@@ -254,7 +254,7 @@ def test_rebinning_and_comparing_with_an_evaluation(
     at.selectbox(key="rv_other").set_value("(none)")
     at.selectbox(key="rv_bins").set_value("decades").run()
     assert not at.exception
-    decades = headline(with_derived_columns(truth.drop(columns="d"), "seed10", "decades"))
+    decades = headline(with_derived_columns(truth.drop(columns="d"), "groups10", "decades"))
     assert {m.label: m.value for m in at.metric}["Exact bin"] == f"{decades['exact']:.1%}"
     assert any("Rebinned" in c.value for c in at.caption)
 

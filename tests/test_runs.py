@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_real_images
 
 from agelab import runs
 from agelab.config import ConfigError, build_config
+from tests.real_data import copy_real_images
 
-SLOW_RUN = {"model": "seed_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8}
+SLOW_RUN = {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_a_killed_process_shows_as_failed_with_its_log(isolated_dirs, small_data
     os.killpg(pid, signal.SIGKILL)
     run = wait_for(lambda: (r := runs.load_run(run_dir)).state == "failed" and r, timeout=30)
     assert f"process {pid} ended without finishing" in run.status["error"]
-    assert "epoch" in run.status["error"] or "model seed_cnn" in run.status["error"]  # the log tail
+    assert "epoch" in run.status["error"] or "model baseline_cnn" in run.status["error"]  # the log tail
 
 
 def test_a_stale_heartbeat_means_failed(isolated_dirs):

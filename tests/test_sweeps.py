@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import copy_real_images
 from streamlit.testing.v1 import AppTest
 
 from agelab import atomic, runs, sweeps
 from agelab.config import ConfigError
 from agelab.paths import PROJECT_ROOT
+from tests.real_data import copy_real_images
 
 TINY = {
-    "model": "seed_cnn",
+    "model": "baseline_cnn",
     "weights": "none",
     "image_size": 64,
     "epochs": 1,
@@ -38,13 +38,13 @@ def data(utkface_dir, tmp_path_factory) -> Path:
 
 def test_the_grid_splits_lists_and_keeps_single_values_fixed():
     grid, fixed = sweeps.parse_grid(
-        ["epochs=1,2", "bins=seed10,decades", "model=seed_cnn", "learning_rate=0.001|0.0003", "seed=3,3"]
+        ["epochs=1,2", "bins=groups10,decades", "model=baseline_cnn", "learning_rate=0.001|0.0003", "seed=3,3"]
     )
-    assert grid == {"epochs": ["1", "2"], "bins": ["seed10", "decades"], "learning_rate": ["0.001", "0.0003"]}
-    assert fixed == {"model": "seed_cnn", "seed": "3"}
+    assert grid == {"epochs": ["1", "2"], "bins": ["groups10", "decades"], "learning_rate": ["0.001", "0.0003"]}
+    assert fixed == {"model": "baseline_cnn", "seed": "3"}
     # Custom edges are one scheme; | lists several.
     assert sweeps.parse_grid(["bins=0,3,13,20"]) == ({}, {"bins": "0,3,13,20"})
-    assert sweeps.parse_grid(["bins=0,3,13,20|seed10"])[0] == {"bins": ["0,3,13,20", "seed10"]}
+    assert sweeps.parse_grid(["bins=0,3,13,20|groups10"])[0] == {"bins": ["0,3,13,20", "groups10"]}
     with pytest.raises(ConfigError, match="empty value"):
         sweeps.parse_grid(["epochs=1,,2"])
     with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
@@ -52,7 +52,7 @@ def test_the_grid_splits_lists_and_keeps_single_values_fixed():
 
 
 def test_a_combination_that_cannot_run_rejects_the_whole_sweep(isolated_dirs, data):
-    with pytest.raises(ConfigError, match=r"sweep run 2 \(weights=imagenet\): .*seed_cnn has no pretrained"):
+    with pytest.raises(ConfigError, match=r"sweep run 2 \(weights=imagenet\): .*baseline_cnn has no pretrained"):
         sweeps.create_sweep({"weights": ["none", "imagenet"]}, {**TINY, "data": str(data)})
     assert sweeps.list_sweeps() == [] and runs.list_runs() == []
 
@@ -178,8 +178,12 @@ def test_the_comparison_marks_the_finished_run_with_the_lowest_validation_loss(i
 
 
 def test_the_sweep_verb_rejects_a_bad_grid_before_anything_starts(isolated_dirs):
+    # The grid is checked before any image is read: a well-named file is all the folder needs.
+    folder = isolated_dirs / "utk"
+    folder.mkdir()
+    (folder / "25_0_0_20170116174525125.jpg.chip.jpg").write_bytes(b"")
     out = subprocess.run(
-        [sys.executable, "-m", "agelab", "sweep", "model=seed_cnn", "epochs=1,x"],
+        [sys.executable, "-m", "agelab", "sweep", "model=baseline_cnn", "epochs=1,x", f"data={folder}"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_real_images
 from streamlit.testing.v1 import AppTest
 
 from agelab import runs
 from agelab.paths import PROJECT_ROOT
+from tests.real_data import copy_real_images
 
 PAGE = str(PROJECT_ROOT / "pages" / "train.py")
 
@@ -29,7 +29,7 @@ def widgets(app: AppTest, kind: str) -> dict:
 
 def fill_form(app: AppTest, data: Path, **choices) -> None:
     selects = widgets(app, "selectbox")
-    selects["Model"].set_value(choices.get("model", "seed_cnn"))
+    selects["Model"].set_value(choices.get("model", "baseline_cnn"))
     selects["Weights"].set_value(choices.get("weights", "none"))
     selects["Image size"].set_value(64)
     numbers = widgets(app, "number_input")
@@ -44,15 +44,15 @@ def test_page_without_runs_shows_the_device_and_an_empty_state(isolated_dirs):
     app = AppTest.from_file(PAGE, default_timeout=30).run()
     assert not app.exception
     texts = [e.value for e in app.info] + [e.value for e in app.success]
-    assert any("GPU" in t for t in texts)
+    assert runs.gpu_status()[1] in texts  # the device line itself, GPU or CPU
     assert any("No runs yet" in t for t in texts)
 
 
 def test_a_bad_config_is_rejected_on_the_page(isolated_dirs, small_data):
     app = AppTest.from_file(PAGE, default_timeout=30).run()
-    fill_form(app, small_data, weights="imagenet")  # seed_cnn has no ImageNet weights
+    fill_form(app, small_data, weights="imagenet")  # baseline_cnn has no ImageNet weights
     app.button[0].click().run()
-    assert any("seed_cnn has no pretrained weights" in e.value for e in app.error)
+    assert any("baseline_cnn has no pretrained weights" in e.value for e in app.error)
     assert runs.list_runs() == []
 
 
@@ -79,7 +79,7 @@ def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
 
 def test_live_view_shows_progress_and_stops_a_run(isolated_dirs, small_data):
     run_dir = runs.launch(
-        {"model": "seed_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8,
+        {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8,
          "data": str(small_data), "name": "live"}
     )  # fmt: skip
     deadline = time.time() + 240
@@ -112,7 +112,7 @@ def select_rows(app: AppTest, rows: list[int]) -> None:
 def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
     from agelab.training import verb as training
 
-    config = {"model": "seed_cnn", "image_size": 64, "epochs": 2, "batch_size": 32, "data": str(small_data)}
+    config = {"model": "baseline_cnn", "image_size": 64, "epochs": 2, "batch_size": 32, "data": str(small_data)}
     first = training.train({**config, "name": "a"})
     second = training.train({**config, "name": "b", "learning_rate": 3e-4})
     app = AppTest.from_file(PAGE, default_timeout=30).run()

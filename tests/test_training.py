@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import copy_real_images
 
 from agelab import runs
 from agelab.config import build_config
@@ -18,6 +17,7 @@ from agelab.models import load_model
 from agelab.paths import PROJECT_ROOT
 from agelab.predict import Predictor
 from agelab.training import verb as training
+from tests.real_data import copy_real_images
 
 CONTRACT = ["path", "age", "gender", "race", "true_bin", "pred_bin"]
 
@@ -47,7 +47,7 @@ def check_predictions(run_dir: Path, num_bins: int) -> pd.DataFrame:
 def test_cli_run_finishes_with_a_loadable_model(small_data, isolated_dirs):
     result = subprocess.run(
         [
-            sys.executable, "-m", "agelab", "train", f"data={small_data}", "name=cli", "model=seed_cnn",
+            sys.executable, "-m", "agelab", "train", f"data={small_data}", "name=cli", "model=baseline_cnn",
             "weights=none", "image_size=64", "epochs=2", "batch_size=32", "bins=decades", "rebalance=class_weights",
         ],
         capture_output=True, text=True, cwd=PROJECT_ROOT, env=dict(os.environ), timeout=600,
@@ -60,7 +60,7 @@ def test_cli_run_finishes_with_a_loadable_model(small_data, isolated_dirs):
     assert list(run.history["epoch"]) == [1, 2]
     assert {"loss", "val_loss", "val_age_bin_acc", "val_gender_acc"} <= set(run.history.columns)
     model, sidecar = load_model(run_dir / "model.keras")
-    assert sidecar["bins"] == "decades" and sidecar["image_size"] == 64 and sidecar["model"] == "seed_cnn"
+    assert sidecar["bins"] == "decades" and sidecar["image_size"] == 64 and sidecar["model"] == "baseline_cnn"
     # Trained on the detector's aligned crops, and calibrated on the validation split.
     assert sidecar["crop"] == "aligned"
     calibration = sidecar["calibration"]
@@ -100,7 +100,7 @@ def test_a_failure_is_recorded_with_its_reason(utkface_dir, isolated_dirs):
     # 5 images cannot fill train, val and test: the run must fail and say why, in one sentence.
     tiny = copy_real_images(utkface_dir, isolated_dirs / "utk5", 5, step=900)[0].parent
     with pytest.raises(training.TrainingFailed, match="split is empty"):
-        training.train({"data": str(tiny), "model": "seed_cnn", "weights": "none", "crop": "none"})
+        training.train({"data": str(tiny), "model": "baseline_cnn", "weights": "none", "crop": "none"})
     (run,) = runs.list_runs()
     assert run.state == "failed"
     assert run.status["error"].startswith("the ") and "split is empty" in run.status["error"]

@@ -1,0 +1,73 @@
+"""Where the tests find the real data (UTKFace, and ../shared beside the checkout), and copies of it.
+
+Tests that need data that is absent are skipped with the reason (conftest's fixtures, and
+:func:`require`), never errored: a fresh clone without ../shared runs what it can.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agelab import settings
+from agelab.paths import PROJECT_ROOT
+
+SHARED = PROJECT_ROOT.parent / "shared"
+SETUP_HINT = "run `python -m agelab setup`, or put ../shared beside the checkout"
+
+
+def find_utkface() -> Path | None:
+    """The real UTKFace folder: ``AGELAB_DATA``, else ``data/UTKFace``, else ../shared's; None if absent."""
+    for candidate in (
+        settings.get("AGELAB_DATA"),
+        PROJECT_ROOT / "data" / "UTKFace",
+        SHARED / "data" / "utkface",
+    ):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def find_detector_models() -> Path | None:
+    """The folder holding the MediaPipe detector models: the models folder, else ../shared's; or None."""
+    from agelab.paths import models_dir
+
+    for folder in (models_dir(), SHARED / "mediapipe"):
+        if (folder / "face_detection_short_range.tflite").is_file():
+            return folder
+    return None
+
+
+def require(path: Path | None, what: str) -> Path:
+    """``path``, or skip the test saying what is missing and how to get it."""
+    if path is None or not path.exists():
+        pytest.skip(f"no {what}{f' at {path}' if path else ''}: {SETUP_HINT}")
+    return path
+
+
+def missing_asset(exc: BaseException) -> str | None:
+    """Why ``exc`` means an asset is absent from this machine (not merely mislaid), or None."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "DetectorModelError" in names:
+        if find_detector_models() is None:
+            return f"no MediaPipe face detector model (models/, ../shared/mediapipe): {SETUP_HINT}"
+    if "WeightsUnavailable" in names:
+        from agelab.paths import keras_home
+
+        if not any((keras_home() / "models").glob("*.h5")):
+            return f"no Keras ImageNet weights in {keras_home() / 'models'}: {SETUP_HINT}"
+    return None
+
+
+def copy_real_images(source: Path, dest: Path, count: int, step: int = 50) -> list[Path]:
+    """Copy every ``step``-th well-named real UTKFace image into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    names = sorted(n for n in os.listdir(source) if n.endswith(".jpg.chip.jpg"))
+    out = []
+    for name in names[::step][:count]:
+        shutil.copy2(source / name, dest / name)
+        out.append(dest / name)
+    return out
