@@ -137,7 +137,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument(
         "--bins",
         default=None,
-        help="bin scheme (seed10, equal12, decades or edges like 0,3,13,20,40,60); default: the model's. "
+        help="bin scheme (groups10, equal12, decades or edges like 0,3,13,20,40,60); default: the model's. "
         "Another scheme derives the bins from the predicted age.",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default 64)")

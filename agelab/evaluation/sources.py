@@ -38,7 +38,7 @@ def list_sources() -> list[PredictionSource]:
         PredictionSource(
             run.name,
             run.path / "predictions.parquet",
-            str(run.config.get("bins", "seed10")),
+            str(run.config.get("bins", "groups10")),
             "run",
             run.config,
         )
@@ -55,7 +55,7 @@ def list_sources() -> list[PredictionSource]:
                 PredictionSource(
                     f"evaluation: {predictions.stem}",
                     predictions,
-                    str(info.get("bins", "seed10")),
+                    str(info.get("bins", "groups10")),
                     "evaluation",
                     info,
                 )
