@@ -151,11 +151,11 @@ def finalize(
 def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> dict[str, float]:
     """Fit a saved model's temperatures on its dataset's validation split and write them into its
     sidecar (``calibration``); what ``python -m agelab calibrate`` runs. Returns the calibration."""
-    from agelab import atomic
     from agelab.crop_cache import aligned_inputs
     from agelab.data import load_dataset
     from agelab.faces import load_image
-    from agelab.predict import load_predictor, model_files
+    from agelab.model_files import record_in_sidecar
+    from agelab.predictor import load_predictor
 
     predictor = load_predictor(model_path)
     frame = load_dataset(data)
@@ -168,7 +168,7 @@ def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> d
         sources = val["input"]
     probs, female_prob = [], []
     for start in range(0, len(val), 256):
-        batch = predictor.prepare([load_image(p) for p in sources[start : start + 256]])
+        batch = predictor.to_batch([load_image(p) for p in sources[start : start + 256]])
         raw = predictor.raw_outputs(batch)
         probs.append(raw["age_bin"])
         female_prob.append(raw["prob_female"])
@@ -178,10 +178,7 @@ def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> d
         np.concatenate(female_prob),
         val["gender"].to_numpy() == 1,
     )
-    _, sidecar = model_files(model_path)
-    meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    meta["calibration"] = result
-    atomic.write_json(sidecar, meta)
+    record_in_sidecar(model_path, "calibration", result)
     return result
 
 

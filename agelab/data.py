@@ -30,7 +30,10 @@ GENDERS = {0: "Male", 1: "Female"}
 RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
 SUFFIX = ".jpg.chip.jpg"
 STRICT_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d{17})\.jpg\.chip\.jpg$")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# The endings of the photo files agelab reads: what cameras, phones and scanners write and Pillow
+# (agelab.faces.load_image) decodes. The index lists these (UTKFace itself is all .jpg; any other image
+# here is reported as a malformed name) and ignores every other file; `predict` reads them from folders.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 INDEX_VERSION = 3

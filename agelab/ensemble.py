@@ -55,12 +55,11 @@ def create_ensemble(members: list[keras.Model], flip: bool = False, name: str = 
 
 def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) -> Path:
     """Load the members, check they agree, save the ensemble with its sidecar at ``out``."""
-    from agelab.models import load_model, save_model
-    from agelab.predict import ModelError, model_files
+    from agelab.model_files import ModelError, find_model, load_model, save_model
 
     members, sidecars = [], []
     for path in model_paths:
-        keras_file, _ = model_files(path)
+        keras_file = find_model(path)
         model, sidecar = load_model(keras_file)
         members.append(model)
         sidecars.append({**sidecar, "path": str(keras_file)})
@@ -99,7 +98,7 @@ def cli(argv: list[str]) -> int:
     if Path(args.out).suffix != ".keras":
         parser.error(f"--out {args.out!r}: give a .keras file name")
     from agelab import calibration, litert
-    from agelab.predict import ModelError
+    from agelab.model_files import ModelError
 
     try:
         out = build(args.models, args.out, args.flip)

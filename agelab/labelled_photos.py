@@ -73,7 +73,7 @@ def score_photos(
     and marked ``face_found = False``.
     """
     from agelab.faces import ImageError, load_image
-    from agelab.predict import predict_image
+    from agelab.predictor import predict_image
 
     scheme: BinScheme = predictor.scheme
     rows: list[dict[str, Any]] = []

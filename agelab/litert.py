@@ -32,6 +32,14 @@ import numpy as np
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 from agelab import atomic
+from agelab.model_files import (
+    ModelError,
+    load_keras,
+    model_and_sidecar,
+    read_sidecar,
+    record_in_sidecar,
+    twin_path,
+)
 
 RECORD_KEY = "litert"
 OUTPUTS = ("age_bin", "age", "gender")
@@ -50,11 +58,6 @@ QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 class LiteRTError(RuntimeError):
     """A ``.tflite`` twin that cannot serve its model: missing record, stale, corrupt or mismatched."""
-
-
-def twin_path(model_path: str | Path) -> Path:
-    """``X.tflite`` beside ``X.keras``."""
-    return Path(model_path).with_suffix(".tflite")
 
 
 def sha256(path: str | Path) -> str:
@@ -240,12 +243,10 @@ def export(model_path: str | Path, tolerance: float = 1e-3) -> Path:
     The twin is checked against Keras on a probe batch first: a gap above ``tolerance`` raises
     :class:`LiteRTError` and leaves the old files alone.
     """
-    from agelab.predict import _load_keras, model_files
-
-    keras_path, sidecar = model_files(model_path)
-    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    keras_path, _ = model_and_sidecar(model_path)
+    read_sidecar(keras_path)  # a model without a valid sidecar is refused before the slow conversion
     keras_sha = sha256(keras_path)
-    keras_model = _load_keras(keras_path)
+    keras_model = load_keras(keras_path)
     data = convert(keras_model)
     out = twin_path(keras_path)
     with tempfile.TemporaryDirectory(prefix="agelab-export-") as tmp:
@@ -260,7 +261,7 @@ def export(model_path: str | Path, tolerance: float = 1e-3) -> Path:
     import tensorflow as tf
 
     atomic.write_bytes(out, data)
-    meta[RECORD_KEY] = {
+    record = {
         "file": out.name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
@@ -269,7 +270,7 @@ def export(model_path: str | Path, tolerance: float = 1e-3) -> Path:
         "max_abs_gap": gap,
         "converter": f"tensorflow {tf.__version__}",
     }
-    atomic.write_json(sidecar, meta)
+    record_in_sidecar(keras_path, RECORD_KEY, record)
     return out
 
 
@@ -281,15 +282,13 @@ def cli(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="a run folder or a .keras file")
     args = parser.parse_args(argv)
-    from agelab.predict import ModelError
-
     start = time.perf_counter()
     try:
         out = export(args.model)
     except (ModelError, LiteRTError) as exc:
         print(f"agelab export: {exc}", file=sys.stderr)
         return 2
-    record = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))[RECORD_KEY]
+    record = read_sidecar(args.model)[RECORD_KEY]
     print(
         json.dumps(
             {

@@ -8,7 +8,6 @@ the very same layers.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
-from agelab import atomic
+from agelab.model_files import load_model, save_model  # noqa: F401  (training and tests save through here)
 from agelab.paths import keras_home
 
 import keras  # noqa: E402  isort: skip
@@ -257,32 +256,6 @@ def unfreeze_top(backbone: keras.Model, layers: int) -> int:
         layer.trainable = trainable
         opened += int(trainable and bool(layer.weights))
     return opened
-
-
-def save_model(model: keras.Model, path: str | Path, sidecar: dict[str, Any]) -> Path:
-    """Write ``X.keras`` and its ``X.json`` sidecar, each atomically."""
-    path = Path(path)
-
-    def write(tmp: Path) -> None:
-        # Keras insists on the .keras suffix, so save beside the temp file and move it in.
-        staged = tmp.with_name(tmp.name + ".keras")
-        try:
-            model.save(staged)
-            staged.replace(tmp)
-        finally:
-            staged.unlink(missing_ok=True)
-
-    atomic.write_with(path, write)
-    atomic.write_json(path.with_suffix(".json"), sidecar)
-    return path
-
-
-def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
-    """A saved model and its sidecar."""
-    path = Path(path)
-    model = keras.models.load_model(path, compile=False)
-    sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    return model, sidecar
 
 
 # Saved ensembles hold this module's layers; importing it registers them for loading.

@@ -39,8 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab.faces import FaceDetector, load_image  # noqa: E402
 from agelab.import_order import load_srtp_first  # noqa: E402
+from agelab.live import LiveAnnotator  # noqa: E402
+from agelab.model_files import default_model  # noqa: E402
 from agelab.paths import data_dir  # noqa: E402
-from agelab.predict import LiveAnnotator, Predictor, default_model  # noqa: E402
+from agelab.predictor import Predictor  # noqa: E402
 
 load_srtp_first()
 GOAL_MS = 15.0
@@ -98,7 +100,8 @@ def model_for_bench(path: str | None, folder: Path) -> Path:
     if shipped is not None:
         return shipped
     from agelab.litert import export
-    from agelab.models import create_model, save_model
+    from agelab.model_files import save_model
+    from agelab.models import create_model
 
     built = create_model("mobilenet_v2", 112, 10, alpha=0.35, weights="none")
     sidecar = {"bins": "groups10", "image_size": 112, "model": "mobilenet_v2", "age_head": "dex"}
@@ -151,7 +154,7 @@ def time_live(
 
 def time_predict_call(blobs: list[bytes], predictor, count: int = 100) -> float:
     """ms per single-face batch through the predictor's backend."""
-    batches = [predictor.prepare([load_image(b)]) for b in blobs[:count]]
+    batches = [predictor.to_batch([load_image(b)]) for b in blobs[:count]]
     predictor.predict_batch(batches[0])
     start = time.perf_counter()
     for batch in batches:
@@ -161,7 +164,7 @@ def time_predict_call(blobs: list[bytes], predictor, count: int = 100) -> float:
 
 def time_model_predict(blobs: list[bytes], predictor, count: int = 50) -> float:
     """ms per single-face batch through ``model.predict`` (the baseline the compiled call replaced)."""
-    batches = [predictor.prepare([load_image(b)]) for b in blobs[:count]]
+    batches = [predictor.to_batch([load_image(b)]) for b in blobs[:count]]
     predictor.model.predict(batches[0], verbose=0)
     start = time.perf_counter()
     for batch in batches:
@@ -177,7 +180,7 @@ def time_batch_strategies(blobs: list[bytes], predictor, rounds: int = 5) -> dic
     """
     from agelab.litert import MAX_BATCH, LiteRTModel
 
-    faces = predictor.prepare([load_image(b) for b in blobs[:64]])
+    faces = predictor.to_batch([load_image(b) for b in blobs[:64]])
     path = predictor._lite.path
     ours, single, resized = LiteRTModel(path), LiteRTModel(path), LiteRTModel(path)
     state = {"size": None}

@@ -27,7 +27,8 @@ from agelab.evaluation.metrics import group_metrics, slice_metrics  # noqa: E402
 from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.labelled_photos import read_labels, score_photos  # noqa: E402
-from agelab.predict import default_model, load_predictor  # noqa: E402
+from agelab.model_files import default_model  # noqa: E402
+from agelab.predictor import load_predictor  # noqa: E402
 
 HEADER = (
     "| slice | group | n | age MAE | gender acc % | exact % | within 1 % |\n|---|---|---|---|---|---|---|"

@@ -40,7 +40,8 @@ from agelab.evaluation.metrics import group_metrics, headline  # noqa: E402
 from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.labelled_photos import read_labels, score_photos  # noqa: E402
-from agelab.predict import default_model, load_predictor  # noqa: E402
+from agelab.model_files import default_model  # noqa: E402
+from agelab.predictor import load_predictor  # noqa: E402
 
 PEER_VENV = Path(__file__).resolve().parent / ".venv-peer"
 PEER_SCRIPT = r"""

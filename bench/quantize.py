@@ -27,7 +27,8 @@ from agelab.bins import get_scheme  # noqa: E402
 from agelab.data import load_dataset  # noqa: E402
 from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval  # noqa: E402
 from agelab.faces import load_image  # noqa: E402
-from agelab.predict import Predictor, _load_keras, default_model  # noqa: E402
+from agelab.model_files import default_model, load_keras  # noqa: E402
+from agelab.predictor import Predictor  # noqa: E402
 
 VARIANTS = ("none", "dynamic", "float16", "int8")
 NAMES = {"none": "float32", "dynamic": "dynamic-range int8 weights", "float16": "float16 weights"}
@@ -38,7 +39,7 @@ def prepared(predictor: Predictor, paths: list[str], batch: int = 64) -> np.ndar
     """The model inputs of ``paths``, exactly as ``evaluate`` prepares them."""
     parts = []
     for start in range(0, len(paths), batch):
-        parts.append(predictor.prepare([load_image(p) for p in paths[start : start + batch]]))
+        parts.append(predictor.to_batch([load_image(p) for p in paths[start : start + batch]]))
     return np.concatenate(parts)
 
 
@@ -99,7 +100,7 @@ def main() -> int:
     images = prepared(predictor, list(test["path"]))
     calibration = prepared(predictor, list(train["path"]))
     ages, genders = test["age"].to_numpy(), test["gender"].to_numpy().astype(int)
-    keras_model = _load_keras(predictor.model_path)
+    keras_model = load_keras(predictor.model_path)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:

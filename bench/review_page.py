@@ -33,7 +33,7 @@ def full_test_predictions(run_dir: Path, data: str) -> Path:
     from agelab.evaluation.predictions import predictions_frame
     from agelab.evaluation.sources import evaluations_dir
     from agelab.faces import load_image
-    from agelab.predict import load_predictor
+    from agelab.predictor import load_predictor
 
     predictor = load_predictor(run_dir)
     test = load_dataset(data)

@@ -10,21 +10,12 @@ load_srtp_first()
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from agelab.annotate import annotate  # noqa: E402
 from agelab.faces import FaceDetector, ImageError, image_format, load_image  # noqa: E402
+from agelab.live import LiveAnnotator, rtc_configuration  # noqa: E402
+from agelab.model_files import ModelError, available_models, default_model, model_stamp  # noqa: E402
 from agelab.paths import models_dir, runs_dir  # noqa: E402
-from agelab.predict import (  # noqa: E402
-    FaceResult,
-    LiveAnnotator,
-    ModelError,
-    Predictor,
-    annotate,
-    available_models,
-    default_model,
-    load_predictor,
-    model_stamp,
-    predict_image,
-    rtc_configuration,
-)
+from agelab.predictor import FaceResult, Predictor, load_predictor, predict_image  # noqa: E402
 from streamlit_setup import keep_models_warm, through_app  # noqa: E402
 
 through_app()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from agelab.ensemble import build
-from agelab.predict import ModelError, Predictor
+from agelab.model_files import ModelError
+from agelab.predictor import Predictor
 from tests.predict_helpers import real_faces, rgb, save_contract_model
 
 
@@ -22,7 +23,7 @@ def test_the_ensemble_averages_its_members_and_their_mirror_views(tmp_path, utkf
     crops = [rgb(p) for p in real_faces(utkface_dir, 4, step=2999)]
     members = [Predictor(first), Predictor(second)]
     ensemble = Predictor(out)
-    batch = ensemble.prepare(crops)
+    batch = ensemble.to_batch(crops)
     mirrored = batch[:, :, ::-1].copy()
     views = [m.raw_outputs(b) for m in members for b in (batch, mirrored)]
     got = ensemble.raw_outputs(batch)

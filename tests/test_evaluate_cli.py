@@ -127,14 +127,14 @@ def test_each_row_holds_what_the_saved_model_says_about_its_image(
 
     from agelab.evaluation.evaluate import evaluate_folder
     from agelab.faces import load_image
-    from agelab.predict import load_predictor
+    from agelab.predictor import load_predictor
 
     predictor = load_predictor(saved_model)
     result = evaluate_folder(predictor, messy_folder, batch_size=5)
     assert len(result.predictions) == GOOD_IMAGES and len(result.skipped) == 4
     model = keras.models.load_model(saved_model, compile=False)
     for row in result.predictions.itertuples():
-        one = model.predict(predictor.prepare([load_image(row.path)]), verbose=0)
+        one = model.predict(predictor.to_batch([load_image(row.path)]), verbose=0)
         # The reported age is the years head's, moved into the predicted group (never contradicting it).
         group = int(np.argmax(one["age_bin"][0]))
         in_group = float(predictor.scheme.clip_to_bin(np.ravel(one["age"])[0], group))

@@ -263,7 +263,7 @@ def test_damaged_run_files_mark_only_that_run_which_can_be_deleted(isolated_dirs
     table = runs.runs_table(list(listed.values())).set_index("run")
     assert (table.loc[[d.name for d, _ in damaged.values()], "status"] == "damaged").all()
 
-    from agelab.predict import available_models  # the Predict page's model list
+    from agelab.model_files import available_models  # the Predict page's model list
 
     for run_dir in (good, damaged["metrics.json"][0], damaged["NaN test metrics"][0]):
         shutil.copy(tiny_model, run_dir / "model.keras")
@@ -327,7 +327,7 @@ def test_evaluate_out_onto_a_folder_is_refused_before_work(utkface_dir, tmp_path
 
 
 def test_evaluate_holds_resized_images_not_full_resolution_ones(utkface_dir, tmp_path, tiny_model):
-    from agelab.predict import load_predictor
+    from agelab.predictor import load_predictor
 
     predictor = load_predictor(tiny_model)
     face = Image.open(next(utkface_dir.glob("25_1_*.jpg.chip.jpg"))).resize((3000, 3000))

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from agelab import litert
+from agelab.model_files import ModelError
 from agelab.paths import PROJECT_ROOT
-from agelab.predict import ModelError, Predictor
+from agelab.predictor import Predictor
 from tests.predict_helpers import real_faces, rgb, save_contract_model
 
 SHIPPED = PROJECT_ROOT / "models" / "agelab-default.keras"
@@ -62,7 +63,7 @@ def test_the_shipped_model_is_served_by_its_committed_twin_and_matches_keras(cro
     assert lite.warning is None and "served by LiteRT" in lite.backend_note
     keras = Predictor(SHIPPED, backend="keras")
     assert keras.backend == "keras"
-    batch = lite.prepare(crops)  # 70 faces: one batch of 64 and one of 6
+    batch = lite.to_batch(crops)  # 70 faces: one batch of 64 and one of 6
     assert_parity(lite.predict_batch(batch), keras.predict_batch(batch))
     for i in (0, 33):  # single faces (the live webcam's usual batch)
         assert_parity(lite.predict_batch(batch[i : i + 1]), keras.predict_batch(batch[i : i + 1]))
@@ -80,7 +81,7 @@ def test_export_writes_a_twin_its_sidecar_records_and_predictions_serve_from_it(
     lite = Predictor(exported.parent)  # the run folder
     assert lite.backend == "litert" and lite.warning is None
     keras = Predictor(exported.parent, backend="keras")
-    batch = lite.prepare(crops)
+    batch = lite.to_batch(crops)
     assert_parity(lite.predict_batch(batch), keras.predict_batch(batch))
     # Batch sizes in any order (live webcam: 1, 3, 2 faces...) give each face the same result.
     whole = lite.predict_batch(batch[:6])
@@ -154,7 +155,7 @@ def test_a_corrupt_or_mismatched_twin_falls_back_to_keras_with_one_warning(
     )
     assert predictor.backend == "keras" and predictor.warning and reason in predictor.backend_note
     # It serves the .keras as it is now (for the stale case, the new model, not the twin).
-    batch = predictor.prepare(crops[:8])
+    batch = predictor.to_batch(crops[:8])
     out = predictor.predict_batch(batch)
     reference = Predictor(model, backend="keras").predict_batch(batch)
     np.testing.assert_array_equal(out["age_bin"], reference["age_bin"])

@@ -1,4 +1,4 @@
-"""agelab.predict with a real (small) contract-following Keras model on real UTKFace images."""
+"""agelab.predictor, agelab.live and the predict verb, with a small contract model on real UTKFace images."""
 
 from __future__ import annotations
 
@@ -12,15 +12,10 @@ import pytest
 from agelab import atomic
 from agelab.bins import get_scheme
 from agelab.faces import FaceDetector, load_image
-from agelab.predict import (
-    LiveAnnotator,
-    ModelError,
-    available_models,
-    cli,
-    load_predictor,
-    predict_image,
-    rtc_configuration,
-)
+from agelab.live import LiveAnnotator, rtc_configuration
+from agelab.model_files import ModelError, available_models
+from agelab.predict import cli
+from agelab.predictor import load_predictor, predict_image
 from tests.predict_helpers import (
     IMAGE_SIZE,
     detector_models_dir,
@@ -217,7 +212,8 @@ def test_rtc_configuration_from_the_environment(monkeypatch):
 
 
 def test_captions_of_faces_side_by_side_stay_over_their_own_box():
-    from agelab.predict import FacePrediction, FaceResult, annotate
+    from agelab.annotate import annotate
+    from agelab.predictor import FacePrediction, FaceResult
 
     image = np.full((300, 300, 3), 255, np.uint8)
     prediction = FacePrediction(6, "Mature Adult (35-44)", 0.71, [], 38.4, "male", 0.93, 0.07)

@@ -159,7 +159,8 @@ def test_the_live_webcam_library_still_loads_after_a_prediction(page, tmp_path, 
 
 def label_height(side: int) -> int:
     """Rows painted above a face box in a ``side`` x ``side`` photo, the label's block."""
-    from agelab.predict import FacePrediction, FaceResult, annotate
+    from agelab.annotate import annotate
+    from agelab.predictor import FacePrediction, FaceResult
 
     image = np.full((side, side, 3), 255, np.uint8)
     prediction = FacePrediction(6, "Mature Adult (35-44)", 0.71, [], 38.4, "female", 0.93, 0.07)

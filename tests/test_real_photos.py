@@ -7,7 +7,8 @@ import pytest
 import skimage.data
 
 from agelab.faces import FaceDetector
-from agelab.predict import default_model, load_predictor, predict_image
+from agelab.model_files import default_model
+from agelab.predictor import load_predictor, predict_image
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import pytest
 
 from agelab import runs
 from agelab.config import build_config
-from agelab.models import load_model
+from agelab.model_files import load_model
 from agelab.paths import PROJECT_ROOT
-from agelab.predict import Predictor
+from agelab.predictor import Predictor
 from agelab.training import verb as training
 from tests.real_data import copy_real_images
 

@@ -20,6 +20,7 @@ from agelab.evaluation.metrics import headline
 from agelab.evaluation.predictions import with_derived_columns
 from agelab.evaluation.scoring import predict_files, uses_aligned_crops
 from agelab.evaluation.sources import evaluations_dir
+from agelab.model_files import find_model
 
 
 @dataclass
@@ -37,24 +38,6 @@ class FolderEvaluation:
         for item in self.skipped:
             counts[item["kind"]] += 1
         return counts
-
-
-def resolve_model(spec: str | Path) -> Path:
-    """A model file from a ``.keras`` path, a run folder, or the name of a run under the runs folder."""
-    from agelab.paths import runs_dir
-
-    spec = Path(spec)
-    for candidate in (spec, runs_dir() / spec):
-        if candidate.is_dir() and (candidate / "model.keras").is_file():
-            return candidate / "model.keras"
-        if candidate.is_file() and candidate.suffix == ".keras":
-            return candidate
-        if candidate.with_suffix(".keras").is_file() and candidate.suffix != ".keras":
-            return candidate.with_suffix(".keras")
-    raise FileNotFoundError(
-        f"no model at {str(spec)!r}: give a .keras file (with its .json sidecar), a run folder that "
-        f"holds model.keras, or the name of a run under {runs_dir()}"
-    )
 
 
 def evaluate_folder(
@@ -157,7 +140,7 @@ def cli(argv: list[str]) -> int:
         parser.error(f"--batch-size {args.batch_size}: must be at least 1")
     try:
         scheme = None if args.bins is None else get_scheme(args.bins)
-        model_path = resolve_model(args.model)
+        model_path = find_model(args.model)
         if not Path(args.data).is_dir():
             raise FileNotFoundError(f"data folder {args.data!r} does not exist or is not a folder")
         if args.out and Path(args.out).is_dir():
@@ -168,7 +151,7 @@ def cli(argv: list[str]) -> int:
         print(f"agelab evaluate: {err}", file=sys.stderr)
         return 2
 
-    from agelab.predict import load_predictor
+    from agelab.predictor import load_predictor
 
     try:
         predictor = load_predictor(model_path)

@@ -44,12 +44,12 @@ def predict_files(
     batch: list[np.ndarray] = []
     batch_records: list[dict[str, Any]] = []
 
-    prepare = getattr(predictor, "prepare", None)
+    to_batch = getattr(predictor, "to_batch", None)
 
     def flush() -> None:
         if not batch:
             return
-        if prepare is not None:
+        if to_batch is not None:
             result = predictor.predict_batch(np.stack(batch))
         else:
             result = predictor.predict_crops(batch)
@@ -71,7 +71,7 @@ def predict_files(
             if detector is not None:
                 image, found = labelled_face_crop(image, detector, predictor.image_size)
             # Resized as it is read: a batch of full-resolution photos could take gigabytes.
-            batch.append(prepare([image])[0] if prepare is not None else image)
+            batch.append(to_batch([image])[0] if to_batch is not None else image)
             del image
             batch_records.append(
                 {

@@ -70,8 +70,9 @@ def default_model_source() -> PredictionSource | None:
     when the model file changes.
     """
     from agelab.data import Labels, load_dataset
+    from agelab.model_files import DEFAULT_MODEL_NAME, default_model
     from agelab.paths import models_dir
-    from agelab.predict import DEFAULT_MODEL_NAME, default_model, load_predictor
+    from agelab.predictor import load_predictor
 
     model = default_model()
     if model is None or model.parent.resolve() != models_dir().resolve():
