@@ -26,7 +26,6 @@ from agelab.model_files import (
     ModelError,
     find_model,
     load_keras,
-    model_and_sidecar,
     model_stamp,
     read_sidecar,
     sidecar_path,
@@ -72,7 +71,7 @@ class Predictor:
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
         if backend not in ("auto", "keras"):
             raise ValueError(f"backend={backend!r}: choose auto or keras")
-        self.model_path, _ = model_and_sidecar(path)
+        self.model_path = find_model(path)
         self.path = Path(path)
         self.meta: dict[str, Any] = read_sidecar(self.model_path)
         self.scheme: BinScheme = get_scheme(self.meta["bins"])
