@@ -124,6 +124,34 @@ def test_the_short_range_detector_finds_most_faces_of_group_pictures(detector, c
     assert found >= 0.85 * 4 * len(canvases), found
 
 
+AAF_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "aaf-dev"
+
+
+def test_litert_runs_the_short_range_model_as_mediapipe_tasks_does(detector, utkface_dir, canvases):
+    """The direct LiteRT path (agelab.blazeface) finds the faces MediaPipe Tasks finds, with the same
+    scores and keypoints, on real UTKFace crops, photos from outside UTKFace and group pictures."""
+    assert detector.runtime == "LiteRT"
+    images = [load_image(p) for p in real_faces(utkface_dir, 40, step=523)]
+    images += [load_image(p) for p in sorted(AAF_DEV.glob("*.jpg"))[:30]]
+    images += [load_image(data) for data, _ in canvases[:4]]
+    offsets, faces = [], 0
+    with FaceDetector("short", runtime="mediapipe") as tasks:
+        assert tasks.runtime == "MediaPipe Tasks"
+        for image in images:
+            # One detection pass each: the task rounds its boxes to whole pixels, and locate's close-up
+            # pass, placed by the box, would carry that rounding into the keypoints.
+            ours = detector._detect_once(image, 0, 1.0, 0.3, None)
+            theirs = tasks._detect_once(image, 0, 1.0, 0.3, None)
+            assert len(ours) == len(theirs), image.shape
+            for (box, score, points), (_, their_score, their_points) in zip(ours, theirs, strict=True):
+                assert abs(score - their_score) < 0.01
+                offsets.append(np.abs(points - their_points).max())
+                faces += 1
+    assert faces >= 70
+    # Keypoints agree to a fraction of a pixel (the two resamplers round differently).
+    assert np.median(offsets) < 0.3 and np.percentile(offsets, 90) < 1.0, np.percentile(offsets, [50, 90, 100])
+
+
 def test_a_large_photo_is_downscaled_for_detection_and_boxes_come_back_in_its_pixels(detector, utkface_dir):
     face = Image.open(real_faces(utkface_dir, 1, step=1, start=4500)[0]).convert("RGB").resize((900, 900))
     canvas = Image.new("RGB", (6000, 4000), (120, 120, 120))
