@@ -147,8 +147,10 @@ def test_litert_runs_the_short_range_model_as_mediapipe_tasks_does(detector, utk
                 ours, theirs, strict=True
             ):
                 assert abs(score - their_score) < 0.01
-                # The task rounds sizes down to whole pixels (and clips the origin at the edge).
-                assert abs(box[2] - their_box[2]) < 2 and abs(box[3] - their_box[3]) < 2
+                x, y, w, h = box
+                if x >= 0 and y >= 0 and x + w <= image.shape[1] and y + h <= image.shape[0]:
+                    # Inside the frame (the task clips boxes to it), sizes agree to its whole pixels.
+                    assert abs(w - their_box[2]) < 2 and abs(h - their_box[3]) < 2
                 offsets.append(np.abs(points - their_points).max())
                 faces += 1
     assert faces >= 70
