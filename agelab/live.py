@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import deque
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from agelab import settings
 from agelab.annotate import annotate
 from agelab.faces import FaceDetector
 from agelab.predictor import Predictor, predict_image
@@ -66,7 +66,7 @@ def rtc_configuration() -> dict[str, Any]:
     Accepts ``{"iceServers": [...]}`` or the bare list, e.g.
     ``[{"urls": ["stun:stun.l.google.com:19302"]}]``; a TURN server is needed across most NATs.
     """
-    raw = os.environ.get("AGELAB_ICE_SERVERS", "").strip()
+    raw = (settings.get("AGELAB_ICE_SERVERS") or "").strip()
     if not raw:
         return {"iceServers": []}
     try:
