@@ -259,7 +259,6 @@ def load_index(
     return Index(folder, frame, malformed, False, time.perf_counter() - start)
 
 
-
 def dedupe(frame: pd.DataFrame, policy: str = "drop_conflicts") -> pd.DataFrame:
     """Apply the duplicate policy.
 
