@@ -153,7 +153,7 @@ def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> d
     sidecar (``calibration``); what ``python -m agelab calibrate`` runs. Returns the calibration."""
     from agelab.crop_cache import aligned_inputs
     from agelab.data import load_dataset
-    from agelab.faces import load_image
+    from agelab.images import load_image
     from agelab.model_files import record_in_sidecar
     from agelab.predictor import load_predictor
 

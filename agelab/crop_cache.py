@@ -14,13 +14,17 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from agelab import atomic
-from agelab.crop import align_face, model_input, template_keypoints
+from agelab.crop import ALIGN_POINTS, align_face, model_input, template_keypoints
 from agelab.paths import cache_dir
+
+if TYPE_CHECKING:
+    from agelab.faces import FaceDetector, Located
 
 # The serving path's default detection floor (predict's --min-score and the Predict page's default).
 MIN_SCORE = 0.5
@@ -34,19 +38,26 @@ def crop_folder(source: str | Path, image_size: int) -> Path:
     return cache_dir() / "crops" / f"{VERSION}-{digest}-{image_size}"
 
 
-def labelled_face_crop(image: np.ndarray, detector, image_size: int) -> tuple[np.ndarray, bool]:
-    """The model input for a labelled image (one person), and whether the detector found the face.
+def labelled_face(image: np.ndarray, detector: FaceDetector, min_score: float = MIN_SCORE) -> Located | None:
+    """The labelled person's face in a labelled image (one person): the largest face the detector
+    finds with the keypoints the crop is aligned by, or None when it finds none."""
+    found = [item for item in detector.locate(image, min_score, None) if len(item[2]) >= ALIGN_POINTS]
+    return max(found, key=lambda item: item[0][2] * item[0][3], default=None)
 
-    The largest face the detector finds (at the serving floor) is the labelled one; when it finds
-    none, the image is taken as an aligned face crop already (UTKFace's are) and placed on the template.
-    """
-    located = detector.locate(image, MIN_SCORE, None)
-    found = [item for item in located if len(item[2]) >= 4]
-    if found:
-        _, _, keypoints = max(found, key=lambda item: item[0][2] * item[0][3])
-    else:
-        keypoints = template_keypoints(image.shape[1], image.shape[0])
-    return model_input(align_face(image, keypoints), image_size), bool(found)
+
+def labelled_crop(image: np.ndarray, face: Located | None, image_size: int) -> np.ndarray:
+    """The model input for a labelled image: its labelled face (:func:`labelled_face`) aligned; when
+    the detector found none, the image is taken as an aligned face crop already (UTKFace's are) and
+    placed on the template. Training, ``evaluate`` and labelled photos all crop here."""
+    keypoints = face[2] if face is not None else template_keypoints(image.shape[1], image.shape[0])
+    return model_input(align_face(image, keypoints), image_size)
+
+
+def labelled_face_crop(image: np.ndarray, detector: FaceDetector, image_size: int) -> tuple[np.ndarray, bool]:
+    """The model input for a labelled image (:func:`labelled_crop`, at the serving floor), and
+    whether the detector found the face."""
+    face = labelled_face(image, detector)
+    return labelled_crop(image, face, image_size), face is not None
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:
@@ -59,7 +70,8 @@ def _encode_png(pixels: np.ndarray) -> bytes:
 
 def _worker(job: tuple[list[tuple[str, str]], int]) -> list[tuple[str, bool, str]]:
     """Make the crops of one chunk: ``[(source, target)]`` -> ``[(source, found, error)]``."""
-    from agelab.faces import FaceDetector, ImageError, load_image
+    from agelab.faces import FaceDetector
+    from agelab.images import ImageError, load_image
 
     pairs, image_size = job
     out = []

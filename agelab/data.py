@@ -31,7 +31,7 @@ RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
 SUFFIX = ".jpg.chip.jpg"
 STRICT_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d{17})\.jpg\.chip\.jpg$")
 # The endings of the photo files agelab reads: what cameras, phones and scanners write and Pillow
-# (agelab.faces.load_image) decodes. The index lists these (UTKFace itself is all .jpg; any other image
+# (agelab.images.load_image) decodes. The index lists these (UTKFace itself is all .jpg; any other image
 # here is reported as a malformed name) and ignores every other file; `predict` reads them from folders.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")

@@ -1,41 +1,27 @@
-"""Face detection with the MediaPipe Tasks ``FaceDetector``, image loading, and face crops.
-
-Crops are made to look like the UTKFace training images. UTKFace's 200x200 crops are tight and
-aligned, and the detector's box on them is nearly the whole image, so the margin was measured: on
-1,000 random real UTKFace images (numpy seed 1) the short-range detector, run as :class:`FaceDetector`
-runs it, found all 1,000 faces; its box was square, a median 187 px wide (10th-90th percentile
-175-197), centred on the image (median offset under 1 % of the box). The margin that maps the box back
-onto the whole 200x200 crop is ``(200 / side - 1) / 2``: median 0.035 per side (quartiles
-0.021-0.052). With every image on a 50 px black border, so that no box is clipped by the edge, the
-median box was 185 px and the margin 0.041. Hence :data:`DEFAULT_MARGIN` = 0.04: a crop is the square
-of side ``side * (1 + 2 * margin)`` around the box centre.
+"""Face detection with MediaPipe's face detector: boxes, scores and keypoints in a photo's pixels, and
+each face's aligned crop (:mod:`agelab.crop`). Images are decoded by :mod:`agelab.images`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import os
 import threading
 import time
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from agelab import settings
 from agelab.assets import AssetError, download_face_model
 from agelab.blazeface import BlazeFace, UnsupportedDetectorModel
-from agelab.crop import ALIGN_POINTS, align_face
+from agelab.crop import ALIGN_POINTS, DEFAULT_MARGIN, align_face, clip_box, crop_face
 from agelab.paths import mirror_dir, models_dir
 
-# See the module docstring for how this was measured.
-DEFAULT_MARGIN = 0.04
 # Faces that fill the frame (as in UTKFace) are often missed. When a first pass finds nothing, a second
 # one runs with a black border of this fraction of the shorter side. On 1,000 real UTKFace images the
 # short-range model missed 13 without a border and none with 0.25. The border is not always on because
@@ -43,9 +29,6 @@ DEFAULT_MARGIN = 0.04
 DEFAULT_BORDER = 0.25
 # Detection runs on a copy whose longer side is at most this; boxes come back in original pixels.
 DETECT_MAX_SIDE = 1280
-# More pixels than this is refused before decoding, as a likely decompression bomb (a 12,000 x 12,000
-# image would need 432 MB decoded). 100 Mpx still admits any phone or DSLR photo.
-MAX_PIXELS = 100_000_000
 # Faces narrower than this fraction of the frame get their keypoints measured again on a close-up of
 # REFINE_CONTEXT times their box, resampled to REFINE_SIZE px (see FaceDetector._refine).
 REFINE_BELOW = 0.5
@@ -64,11 +47,6 @@ MODEL_FILES = {
     "short": "face_detection_short_range.tflite",
     "full": "face_detection_full_range_sparse.tflite",
 }
-ImageSource = str | Path | bytes | bytearray | IO[bytes]
-
-
-class ImageError(ValueError):
-    """An image that cannot be used; the message names it."""
 
 
 class DetectorModelError(RuntimeError):
@@ -89,109 +67,6 @@ class Face:
 
 # A located face: the box (unclipped, original pixels), the score, and the keypoints.
 Located = tuple[tuple[float, float, float, float], float, np.ndarray]
-
-
-# --------------------------------------------------------------------------- images
-
-
-def _describe(source: ImageSource, name: str | None) -> str:
-    if name:
-        return name
-    if isinstance(source, str | Path):
-        return str(source)
-    return getattr(source, "name", None) or "the image"
-
-
-def load_image(source: ImageSource, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode an image into an ``(H, W, 3)`` RGB ``uint8`` array, upright per its EXIF orientation.
-
-    ``source`` is a path, bytes, or a binary file-like object. Grayscale, RGBA and palette images are
-    converted to RGB (transparency over white). Raises :class:`ImageError`, naming the image, for a
-    missing, empty, corrupt, truncated or non-image file, and for one of more than ``max_pixels``.
-    """
-    label = _describe(source, name)
-    try:
-        if isinstance(source, bytes | bytearray):
-            data = bytes(source)
-        elif isinstance(source, str | Path):
-            data = Path(source).read_bytes()
-        else:
-            data = source.read()
-    except FileNotFoundError:
-        raise ImageError(f"{label}: no such file") from None
-    except OSError as exc:
-        raise ImageError(f"{label}: cannot be read ({exc.strerror or exc})") from None
-    if not data:
-        raise ImageError(f"{label}: the file is empty (0 bytes)")
-    try:
-        # Pillow warns about big images at open; the size is checked here, with a clearer message.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-        with img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{label}: {width} x {height} pixels is more than the {max_pixels / 1e6:.0f} Mpx "
-                    "limit; refused as a possible decompression bomb. Downscale it first."
-                )
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
-    except ImageError:
-        raise
-    except Image.DecompressionBombError:
-        raise ImageError(f"{label}: refused as a possible decompression bomb") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image Pillow can read (is it a JPEG, PNG or WebP?)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{label}: corrupt or truncated image ({exc})") from None
-
-
-def image_format(source: bytes) -> str | None:
-    """The format Pillow finds in the bytes (``"JPEG"``, ``"PNG"``, ``"WEBP"``...), or None."""
-    try:
-        with Image.open(io.BytesIO(source)) as img:
-            return img.format
-    except Exception:
-        return None
-
-
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    elif img.mode in {"I;16", "I;16B", "I;16L", "I"}:
-        # 16-bit grayscale: 0-65535 onto 0-255 by the fixed factor 65535 / 255 = 257 (value >> 8), so
-        # a 16-bit copy of an 8-bit photo gives back the same pixels. (Scaling by the image's own
-        # maximum brightened dark photos, enough to flip the predicted gender.)
-        arr = np.asarray(img).astype(np.int64).clip(0, 65535)
-        img = Image.fromarray((arr >> 8).astype(np.uint8))
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
-
-
-# --------------------------------------------------------------------------- crops
-
-
-def crop_face(
-    image: np.ndarray, box: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN
-) -> np.ndarray:
-    """A square crop around ``box`` grown by ``margin`` of its side on each side.
-
-    Parts outside the image are padded black, as UTKFace's aligned crops are.
-    """
-    x, y, w, h = box
-    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
-    cx, cy = x + w / 2, y + h / 2
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
-    height, width = image.shape[:2]
-    out = np.zeros((side, side, 3), dtype=np.uint8)
-    src_l, src_t = max(left, 0), max(top, 0)
-    src_r, src_b = min(left + side, width), min(top + side, height)
-    if src_r > src_l and src_b > src_t:
-        out[src_t - top : src_b - top, src_l - left : src_r - left] = image[src_t:src_b, src_l:src_r]
-    return out
 
 
 # --------------------------------------------------------------------------- detector models
@@ -429,7 +304,7 @@ class FaceDetector:
         height, width = image.shape[:2]
         faces = []
         for raw, score, keypoints in located:
-            box = _clip(raw, width, height)
+            box = clip_box(raw, width, height)
             if box[2] < 2 or box[3] < 2:
                 continue
             if len(keypoints) >= ALIGN_POINTS:
@@ -450,10 +325,3 @@ class FaceDetector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _clip(raw: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
-    x, y, w, h = raw
-    x0, y0 = max(0.0, x), max(0.0, y)
-    x1, y1 = min(float(width), x + w), min(float(height), y + h)
-    return (int(round(x0)), int(round(y0)), max(0, int(round(x1 - x0))), max(0, int(round(y1 - y0))))

@@ -1,7 +1,8 @@
 """Scoring on labelled photos from outside UTKFace: a folder of images and a CSV
 ``file,age_low,age_high,gender`` (an exact age has ``age_low == age_high``; gender ``female``/``male``
-or ``1``/``0``). Each photo goes through what ``agelab predict`` runs: the face detector, the aligned
-crop and the model; the largest face is the labelled person's.
+or ``1``/``0``). Each photo goes through the face detector, the aligned crop and the model as a labelled
+UTKFace image does in training and ``evaluate`` (:mod:`agelab.crop_cache`): the largest face is the
+labelled person's, and a photo without one is placed on the template whole.
 
 The result follows the predictions contract (docs/architecture.md), so every metric, slice and
 interval of :mod:`agelab.evaluation` applies. ``age`` is the point of the labelled range nearest to
@@ -69,11 +70,14 @@ def score_photos(
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """A predictions table for the labelled photos, and the files skipped (missing, unreadable).
 
-    A photo where the detector finds no face is predicted whole (as ``predict --no-detect`` would),
-    and marked ``face_found = False``.
+    Each photo's input is its labelled face's crop as training and ``evaluate`` make it
+    (:func:`agelab.crop_cache.labelled_crop`): where the detector finds no face, the photo is placed
+    on the template as a crop, and marked ``face_found = False``.
     """
-    from agelab.faces import ImageError, load_image
-    from agelab.predictor import predict_image
+    from agelab.crop import clip_box
+    from agelab.crop_cache import labelled_crop, labelled_face
+    from agelab.images import ImageError, load_image
+    from agelab.uncertainty import framing_reasons
 
     scheme: BinScheme = predictor.scheme
     rows: list[dict[str, Any]] = []
@@ -85,11 +89,11 @@ def score_photos(
         except ImageError as err:
             skipped.append({"file": label.file, "kind": "unreadable", "reason": str(err)})
             continue
-        found = predict_image(image, detector, predictor, min_score=min_score)
-        face = max(found, key=lambda r: r.box[2] * r.box[3], default=None)
-        if face is None:
-            (face,) = predict_image(image, None, predictor)
-        p = face.prediction
+        face = labelled_face(image, detector, min_score)
+        height, width = image.shape[:2]
+        crop = labelled_crop(image, face, predictor.image_size)
+        framing = [] if face is None else framing_reasons(clip_box(face[0], width, height), face[2])
+        p = predictor.describe(predictor.predict_crops([crop]), 0, framing)
         nearest = float(np.clip(p.age, label.age_low, label.age_high))
         rows.append(
             {
@@ -105,7 +109,7 @@ def score_photos(
                 "pred_gender": int(p.gender == "female"),
                 "prob_female": p.prob_female,
                 "uncertain": p.uncertain,
-                "face_found": bool(found),
+                "face_found": face is not None,
             }
         )
     return pd.DataFrame(rows), skipped

@@ -207,11 +207,11 @@ def input_paths(frame: pd.DataFrame) -> np.ndarray:
 
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """A file -> an RGB uint8 image of ``image_size`` x ``image_size``, decoded and resized as every
-    prediction's input is (:func:`agelab.faces.load_image`, :func:`agelab.crop.model_input`): with
+    prediction's input is (:func:`agelab.images.load_image`, :func:`agelab.crop.model_input`): with
     TensorFlow's own resize a run's test scores and ``evaluate``'s differed on the same model and
     images. An aligned crop is stored at that size already and comes back unchanged (tests/test_crop.py)."""
     from agelab.crop import model_input
-    from agelab.faces import load_image
+    from agelab.images import load_image
 
     def read(name: Any) -> np.ndarray:
         # bytes inside tf.data, a 0-d array when called eagerly

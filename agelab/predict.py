@@ -18,7 +18,8 @@ from typing import Any
 
 from agelab import atomic
 from agelab.data import IMAGE_SUFFIXES
-from agelab.faces import FaceDetector, ImageError, load_image
+from agelab.faces import FaceDetector
+from agelab.images import ImageError, load_image
 from agelab.model_files import DEFAULT_MODEL_NAME, ModelError, default_model
 from agelab.paths import models_dir
 from agelab.predictor import Predictor, load_predictor, predict_image

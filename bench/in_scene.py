@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab.bins import GROUPS10  # noqa: E402
 from agelab.data import load_dataset  # noqa: E402
-from agelab.faces import FaceDetector, load_image  # noqa: E402
+from agelab.faces import FaceDetector  # noqa: E402
+from agelab.images import load_image  # noqa: E402
 from agelab.model_files import default_model  # noqa: E402
 from agelab.predictor import load_predictor, predict_image  # noqa: E402
 

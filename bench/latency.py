@@ -37,7 +37,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agelab.faces import FaceDetector, load_image  # noqa: E402
+from agelab.faces import FaceDetector  # noqa: E402
+from agelab.images import load_image  # noqa: E402
 from agelab.import_order import load_srtp_first  # noqa: E402
 from agelab.live import LiveAnnotator  # noqa: E402
 from agelab.model_files import default_model  # noqa: E402

@@ -97,7 +97,7 @@ def main() -> int:
         print(HEADER)
         for line in decade_slices(frame):
             print(line)
-        print(f"\nNo face found in {int((~photos['face_found']).sum())} photos (predicted whole).")
+        print(f"\nNo face found in {int((~photos['face_found']).sum())} photos (placed on the template).")
         bias = float((frame["pred_age"] - frame["age"]).mean())
         print(f"Mean signed age error: {bias:+.2f} years (negative: predicted too young).")
     return 0

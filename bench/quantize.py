@@ -26,7 +26,7 @@ from agelab import litert  # noqa: E402
 from agelab.bins import get_scheme  # noqa: E402
 from agelab.data import load_dataset  # noqa: E402
 from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval  # noqa: E402
-from agelab.faces import load_image  # noqa: E402
+from agelab.images import load_image  # noqa: E402
 from agelab.model_files import default_model, load_keras  # noqa: E402
 from agelab.predictor import Predictor  # noqa: E402
 

@@ -32,7 +32,7 @@ def full_test_predictions(run_dir: Path, data: str) -> Path:
     from agelab.data import load_dataset
     from agelab.evaluation.predictions import predictions_frame
     from agelab.evaluation.sources import evaluations_dir
-    from agelab.faces import load_image
+    from agelab.images import load_image
     from agelab.predictor import load_predictor
 
     predictor = load_predictor(run_dir)

@@ -8,15 +8,18 @@ import pytest
 
 from agelab.crop import (
     CROP_SIZE,
+    DEFAULT_MARGIN,
     TEMPLATE,
     align_face,
     alignment_residual,
+    crop_face,
     model_input,
     roll_degrees,
     similarity_transform,
 )
 from agelab.crop_cache import aligned_inputs
-from agelab.faces import FaceDetector, load_image
+from agelab.faces import FaceDetector
+from agelab.images import load_image
 from tests.predict_helpers import real_faces
 
 
@@ -104,3 +107,13 @@ def test_align_face_pads_black_outside_the_image():
     crop = align_face(image, keypoints)
     assert crop.shape == (CROP_SIZE, CROP_SIZE, 3)
     assert (crop[:, :119] == 0).all() and (crop[:199, 121:] == 200).all()
+
+
+def test_crop_crossing_the_border_is_padded_black():
+    image = np.full((100, 100, 3), 200, np.uint8)
+    crop = crop_face(image, (-20, 10, 60, 60), margin=0.0)
+    assert crop.shape == (60, 60, 3)
+    assert (crop[:, :20] == 0).all() and (crop[:, 20:] == 200).all()
+    crop = crop_face(image, (70, 70, 50, 50), margin=DEFAULT_MARGIN)
+    assert crop.shape[0] == round(50 * (1 + 2 * DEFAULT_MARGIN))
+    assert (crop[-5:, -5:] == 0).all() and (crop[5, 5] == 200).all()

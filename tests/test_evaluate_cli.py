@@ -126,7 +126,7 @@ def test_each_row_holds_what_the_saved_model_says_about_its_image(
     import keras
 
     from agelab.evaluation.evaluate import evaluate_folder
-    from agelab.faces import load_image
+    from agelab.images import load_image
     from agelab.predictor import load_predictor
 
     predictor = load_predictor(saved_model)

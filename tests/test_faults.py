@@ -350,7 +350,7 @@ def test_evaluate_holds_resized_images_not_full_resolution_ones(utkface_dir, tmp
 
 
 def test_a_16_bit_greyscale_png_decodes_to_the_8_bit_pixels(utkface_dir, tmp_path):
-    from agelab.faces import load_image
+    from agelab.images import load_image
 
     # A photo whose brightest pixel is well below white: scaling by its own maximum brightened it.
     for path in sorted(utkface_dir.glob("2*_1_0_*.jpg.chip.jpg")):

@@ -11,7 +11,8 @@ import pytest
 
 from agelab import atomic
 from agelab.bins import get_scheme
-from agelab.faces import FaceDetector, load_image
+from agelab.faces import FaceDetector
+from agelab.images import load_image
 from agelab.live import LiveAnnotator, rtc_configuration
 from agelab.model_files import ModelError, available_models
 from agelab.predict import cli

@@ -36,7 +36,8 @@ def predict_files(
     detector saw the face); without, the whole image is the model's input.
     """
     from agelab.crop_cache import labelled_face_crop
-    from agelab.faces import FaceDetector, ImageError, load_image
+    from agelab.faces import FaceDetector
+    from agelab.images import ImageError, load_image
 
     records: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
