@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
-from agelab.model_files import load_model, save_model  # noqa: F401  (training and tests save through here)
 from agelab.paths import keras_home
 
 import keras  # noqa: E402  isort: skip

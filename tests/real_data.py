@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,16 @@ def copy_real_images(source: Path, dest: Path, count: int, step: int = 50) -> li
         shutil.copy2(source / name, dest / name)
         out.append(dest / name)
     return out
+
+
+def real_images_fixture(count: int, step: int) -> Any:
+    """A module-scoped fixture (named by the module variable it is assigned to): a folder of ``count``
+    real UTKFace images, every ``step``-th (:func:`copy_real_images`), copied once per test module."""
+
+    @pytest.fixture(scope="module")
+    def folder(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        made = tmp_path_factory.mktemp(f"utk{count}")
+        copy_real_images(utkface_dir, made, count, step=step)
+        return made
+
+    return folder

@@ -24,7 +24,8 @@ GOOD_IMAGES = 12
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real contract model (small_cnn, groups10 bins) saved as X.keras with its X.json sidecar."""
-    from agelab.models import create_model, save_model
+    from agelab.model_files import save_model
+    from agelab.models import create_model
 
     scheme = get_scheme("groups10")
     built = create_model("small_cnn", IMAGE_SIZE, scheme.num_bins, weights="none", age_head="dex")
@@ -68,16 +69,25 @@ def json_line(stdout: str) -> dict:
     return json.loads(lines[0])
 
 
+def evaluate_messy(
+    saved_model: Path, messy_folder: Path, out: Path, *args: str, env_dirs: Path
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """``evaluate`` of the saved model on the messy folder into ``out`` (with ``args``), which must
+    succeed: the process and its one JSON line."""
+    proc = run_evaluate(
+        "--model", str(saved_model), "--data", str(messy_folder), "--out", str(out), *args, env_dirs=env_dirs
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc, json_line(proc.stdout)
+
+
 def test_evaluate_skips_and_counts_bad_files(
     saved_model: Path, messy_folder: Path, isolated_dirs: Path
 ) -> None:
     out = isolated_dirs / "preds.parquet"
-    proc = run_evaluate(
-        "--model", str(saved_model), "--data", str(messy_folder), "--out", str(out), "--batch-size", "5",
-        env_dirs=isolated_dirs,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    summary = json_line(proc.stdout)
+    proc, summary = evaluate_messy(
+        saved_model, messy_folder, out, "--batch-size", "5", env_dirs=isolated_dirs
+    )
     assert summary["n"] == GOOD_IMAGES
     assert summary["skipped"] == 4
     assert summary["skipped_malformed_name"] == 2  # the race-less name and notes.txt
@@ -148,12 +158,7 @@ def test_evaluate_under_another_scheme_bins_by_predicted_age(
     saved_model: Path, messy_folder: Path, isolated_dirs: Path
 ) -> None:
     out = isolated_dirs / "decades.parquet"
-    proc = run_evaluate(
-        "--model", str(saved_model), "--data", str(messy_folder), "--out", str(out), "--bins", "decades",
-        env_dirs=isolated_dirs,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    summary = json_line(proc.stdout)
+    _, summary = evaluate_messy(saved_model, messy_folder, out, "--bins", "decades", env_dirs=isolated_dirs)
     assert summary["bins"] == "decades" and summary["n"] == GOOD_IMAGES
     table = pd.read_parquet(out)
     decades = get_scheme("decades")

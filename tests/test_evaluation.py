@@ -318,3 +318,21 @@ def test_confident_mistakes_join_conflicting_duplicates(
     only = confident_mistakes(prepared, index, limit=10, only_conflicts=True)
     assert only["path"].map(lambda p: Path(p).name).tolist() == [pair[0]]
     assert confident_mistakes(prepared, None, only_conflicts=True).empty
+
+
+def test_sources_name_an_old_runs_scheme_by_its_current_name(isolated_dirs: Path) -> None:
+    from agelab import atomic, runs
+    from agelab.bins import BUILTIN_SCHEMES
+    from agelab.evaluation.sources import evaluations_dir, list_sources
+
+    # A run and an evaluation saved before groups10 was renamed from seed10; and a scheme of edges.
+    old = runs.create_run({"name": "old", "bins": "seed10"})
+    atomic.write_parquet(old / "predictions.parquet", hand_table())
+    edges = runs.create_run({"name": "edges", "bins": " 0,10,20,30"})
+    atomic.write_parquet(edges / "predictions.parquet", hand_table())
+    atomic.write_parquet(evaluations_dir() / "m-on-x.parquet", hand_table())
+    atomic.write_json(evaluations_dir() / "m-on-x.json", {"bins": "seed10"})
+    bins = {source.name: source.bins for source in list_sources()}
+    assert bins == {"old-1": "groups10", "edges-1": "0,10,20,30", "evaluation: m-on-x": "groups10"}
+    # The Review page's scheme picker: the model's scheme, then the built-in ones, each once.
+    assert list(dict.fromkeys([bins["old-1"], *BUILTIN_SCHEMES])) == list(BUILTIN_SCHEMES)

@@ -291,7 +291,8 @@ def test_the_train_page_shows_a_damaged_run_and_its_reason(isolated_dirs):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from agelab.models import create_model, save_model
+    from agelab.model_files import save_model
+    from agelab.models import create_model
 
     scheme = get_scheme("groups10")
     built = create_model("small_cnn", 64, scheme.num_bins, weights="none", age_head="dex")

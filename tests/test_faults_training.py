@@ -18,7 +18,7 @@ import pytest
 from agelab import runs
 from agelab.training import stages
 from agelab.training import verb as training
-from tests.real_data import copy_real_images
+from tests.real_data import copy_real_images, real_images_fixture
 
 TINY = {
     "model": "small_cnn",
@@ -30,11 +30,7 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def small_data(utkface_dir, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("utk60")
-    copy_real_images(utkface_dir, folder, 60, step=300)
-    return folder
+small_data = real_images_fixture(60, step=300)
 
 
 def test_a_run_whose_loss_becomes_nan_fails_saying_so(small_data, isolated_dirs, monkeypatch):
@@ -152,7 +148,8 @@ def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
 ):
     from agelab.bins import get_scheme
     from agelab.evaluation import evaluate
-    from agelab.models import create_model, save_model
+    from agelab.model_files import save_model
+    from agelab.models import create_model
 
     scheme = get_scheme("groups10")
     built = create_model("small_cnn", 64, scheme.num_bins, weights="none", age_head="dex")

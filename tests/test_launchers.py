@@ -115,7 +115,7 @@ def test_mirrored_strategy_on_two_logical_devices_scales_the_batch(utkface_dir, 
         capture_output=True,
         text=True,
         timeout=600,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", AGELAB_LOG_REDIRECTED="1"),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

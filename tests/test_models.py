@@ -7,6 +7,7 @@ import pytest
 
 from agelab import models, pipeline
 from agelab.bins import GROUPS10
+from agelab.model_files import load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,8 @@ def test_imagenet_weights_change_the_features(real_batch):
 
 def test_saved_model_loads_and_predicts_the_same(tmp_path, real_batch):
     built = models.create_model("mobilenet_v2", 112, 10, alpha=0.35, weights="imagenet")
-    path = models.save_model(built.model, tmp_path / "model.keras", {"bins": "groups10", "image_size": 112})
-    loaded, sidecar = models.load_model(path)
+    path = save_model(built.model, tmp_path / "model.keras", {"bins": "groups10", "image_size": 112})
+    loaded, sidecar = load_model(path)
     assert sidecar == {"bins": "groups10", "image_size": 112}
     before, after = built.model.predict(real_batch, verbose=0), loaded.predict(real_batch, verbose=0)
     for key in before:

@@ -13,16 +13,12 @@ import pytest
 
 from agelab import runs
 from agelab.config import ConfigError, build_config
-from tests.real_data import copy_real_images
+from tests.real_data import real_images_fixture
 
 SLOW_RUN = {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8}
 
 
-@pytest.fixture(scope="module")
-def small_data(utkface_dir, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("utk200")
-    copy_real_images(utkface_dir, folder, 200, step=90)
-    return folder
+small_data = real_images_fixture(200, step=90)
 
 
 def wait_for(predicate, timeout: float = 240.0, every: float = 0.5):
@@ -64,6 +60,8 @@ def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
     assert run.metrics["stopped"] is True
     assert (run_dir / "model.keras").exists() and (run_dir / "predictions.parquet").exists()
     assert "stop requested" in run.log()
+    # Launched with --log-redirected: its output reaches log.txt once, not copied there again.
+    assert (run_dir / "log.txt").read_text().count(f"run {run_dir} on ") == 1
     assert runs.stop(run_dir) == "not running"
 
 

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from agelab import atomic, runs, sweeps
 from agelab.config import ConfigError
 from agelab.paths import PROJECT_ROOT
-from tests.real_data import copy_real_images
+from tests.real_data import real_images_fixture
 
 TINY = {
     "model": "baseline_cnn",
@@ -29,11 +29,7 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def data(utkface_dir, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("utk")
-    copy_real_images(utkface_dir, folder, 80, step=200)
-    return folder
+data = real_images_fixture(80, step=200)
 
 
 def test_the_grid_splits_lists_and_keeps_single_values_fixed():

@@ -13,33 +13,45 @@ from agelab.evaluation import evaluate
 from agelab.evaluation.metrics import RUN_METRICS, run_metrics
 from agelab.training import run
 from agelab.training.verb import train
-from tests.real_data import copy_real_images
+from tests.real_data import real_images_fixture
+
+small_data = real_images_fixture(160, step=130)
 
 
-@pytest.fixture(scope="module")
-def small_data(utkface_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("utk160")
-    copy_real_images(utkface_dir, folder, 160, step=130)
-    return folder
-
-
-def test_a_runs_test_predictions_are_what_evaluate_gives(small_data, isolated_dirs, monkeypatch, capsys):
-    # Whole 200 px UTKFace files resized to 64 px: where a second resize would show.
-    config = {"data": str(small_data), "model": "small_cnn", "weights": "none", "image_size": 64,
-              "epochs": 1, "batch_size": 16, "crop": "none", "name": "scores"}  # fmt: skip
-    # Without the LiteRT twin, evaluate serves the very Keras model the run scored with.
+@pytest.mark.parametrize(
+    "config",
+    [
+        # Whole 200 px UTKFace files resized to 64 px: where a second resize would show.
+        {"model": "small_cnn", "weights": "none", "image_size": 64, "crop": "none", "name": "scores"},
+        # Fast mode trains the heads on cached backbone features; the test split is still scored by
+        # the saved model, on the detector's aligned crops as evaluate makes them.
+        {
+            "model": "mobilenet_v2",
+            "alpha": 0.35,
+            "image_size": 112,
+            "fast": True,
+            "crop": "aligned",
+            "name": "fast",
+        },
+    ],
+    ids=["images", "fast"],
+)
+def test_a_runs_test_predictions_are_what_evaluate_gives(
+    config, small_data, isolated_dirs, monkeypatch, capsys
+):
+    # Without the LiteRT twin (an export that costs more than this test), both serve the Keras model.
     monkeypatch.setattr(run.Trainer, "_export_litert", lambda self: None)
-    run_dir = train(config)
+    run_dir = train({**config, "data": str(small_data), "epochs": 1, "batch_size": 16})
     own = pd.read_parquet(run_dir / "predictions.parquet")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    folder = isolated_dirs / "test_images"
+    assert ("feature_cache_hit" in metrics) == config.get("fast", False)  # fast mode's features were used
+    folder = isolated_dirs / f"test_images_{config['name']}"
     folder.mkdir()
     for path in own["path"]:
         shutil.copy2(path, folder / Path(path).name)
-    out = isolated_dirs / "evaluated.parquet"
+    out = isolated_dirs / f"evaluated_{config['name']}.parquet"
     capsys.readouterr()
-    argv = ["--model", str(run_dir), "--data", str(folder), "--out", str(out), "--batch-size", "16"]
-    assert evaluate.cli(argv) == 0
+    assert evaluate.cli(["--model", str(run_dir), "--data", str(folder), "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     evaluated = pd.read_parquet(out)
 
@@ -49,6 +61,7 @@ def test_a_runs_test_predictions_are_what_evaluate_gives(small_data, isolated_di
 
     # Every image: the same bins, probabilities, ages and genders, to the bit.
     pd.testing.assert_frame_equal(by_file(own), by_file(evaluated), check_exact=True)
+    assert ("face_found" in own) == (config["crop"] == "aligned")
     scheme = json.loads((run_dir / "model.json").read_text())["bins"]
     assert run_metrics(evaluated, scheme) == {key: metrics[key] for key, _ in RUN_METRICS.values()}
     for name, (key, places) in RUN_METRICS.items():

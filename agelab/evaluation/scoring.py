@@ -100,3 +100,17 @@ def predict_files(
 def uses_aligned_crops(predictor: Any) -> bool:
     """Whether the model was trained on the face detector's aligned crops (its sidecar's ``crop``)."""
     return getattr(predictor, "meta", {}).get("crop") == "aligned"
+
+
+def predict_frame(
+    predictor: Any, frame: pd.DataFrame, batch_size: int = 64
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """The labelled images of a dataset frame (``path``, ``age``, ``gender``, ``race``; a split of
+    :func:`agelab.data.load_dataset`) through :func:`predict_files` in the model's own scheme, as
+    ``evaluate`` scores a folder of them: aligned crops for a model trained on them."""
+    from agelab.bins import get_scheme
+    from agelab.data import Labels
+
+    scheme = get_scheme(predictor.scheme)
+    items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in frame.itertuples()]
+    return predict_files(predictor, items, scheme, scheme, batch_size, detect=uses_aligned_crops(predictor))

@@ -9,7 +9,7 @@ from typing import Any
 
 from agelab import atomic
 from agelab.bins import get_scheme
-from agelab.evaluation.scoring import predict_files, uses_aligned_crops
+from agelab.evaluation.scoring import predict_frame, uses_aligned_crops
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,15 @@ class PredictionSource:
     bins: str
     kind: str  # "run" or "evaluation"
     info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def scheme_spec(bins: Any) -> str:
+    """A saved ``bins`` under its current name (an old run's ``seed10`` is ``groups10``); one that
+    does not parse is kept as it was written."""
+    try:
+        return get_scheme(str(bins)).spec
+    except ValueError:
+        return str(bins)
 
 
 def evaluations_dir() -> Path:
@@ -38,7 +47,7 @@ def list_sources() -> list[PredictionSource]:
         PredictionSource(
             run.name,
             run.path / "predictions.parquet",
-            str(run.config.get("bins", "groups10")),
+            scheme_spec(run.config.get("bins", "groups10")),
             "run",
             run.config,
         )
@@ -55,7 +64,7 @@ def list_sources() -> list[PredictionSource]:
                 PredictionSource(
                     f"evaluation: {predictions.stem}",
                     predictions,
-                    str(info.get("bins", "groups10")),
+                    scheme_spec(info.get("bins", "groups10")),
                     "evaluation",
                     info,
                 )
@@ -69,7 +78,7 @@ def default_model_source() -> PredictionSource | None:
     This is what lets a fresh clone review a model before training anything. The table is redone
     when the model file changes.
     """
-    from agelab.data import Labels, load_dataset
+    from agelab.data import load_dataset
     from agelab.model_files import DEFAULT_MODEL_NAME, default_model
     from agelab.paths import models_dir
     from agelab.predictor import load_predictor
@@ -88,13 +97,11 @@ def default_model_source() -> PredictionSource | None:
     info = atomic.read_cache_json(out.with_suffix(".json"), {})
     info = info if isinstance(info, dict) else {}
     if not out.is_file() or info.get("model_stamp") != stamp:
-        scheme = get_scheme(predictor.scheme)
-        test = load_dataset().query("split == 'test'")
-        items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in test.itertuples()]
-        frame, skipped = predict_files(predictor, items, scheme, scheme, detect=detect)
+        frame, skipped = predict_frame(predictor, load_dataset().query("split == 'test'"))
         atomic.write_parquet(out, frame)
-        info = {"model": str(model), "model_stamp": stamp, "data": "test split", "bins": scheme.spec}
+        bins = get_scheme(predictor.scheme).spec
+        info = {"model": str(model), "model_stamp": stamp, "data": "test split", "bins": bins}
         info["default_model"] = model.name == DEFAULT_MODEL_NAME
         info["skipped"] = len(skipped)
         atomic.write_json(out.with_suffix(".json"), info)
-    return PredictionSource(f"evaluation: {out.stem}", out, str(info["bins"]), "evaluation", info)
+    return PredictionSource(f"evaluation: {out.stem}", out, scheme_spec(info["bins"]), "evaluation", info)

@@ -23,11 +23,11 @@ EXTRACT_BATCH = 128
 
 @dataclass
 class Features:
-    """The backbone's features of each split's rows, in order (train: the rebalanced train split)."""
+    """The backbone's features of the train and val splits' rows, in order (train: the rebalanced
+    train split). The test split is scored by the saved model, as ``evaluate`` scores it."""
 
     train: np.ndarray
     val: np.ndarray
-    test: np.ndarray
     from_cache: bool
     seconds: float
 
@@ -46,6 +46,7 @@ def extract_features(
     c = config
     if c["augment"]:
         log("fast mode: the cached features are unaugmented; augment applies to fine-tuning only")
+    # Every split, test too: the cache is keyed by the image set (the one earlier runs wrote).
     everything = pd.concat([data.source(split) for split in SPLITS])
     key = {
         "model": c["model"],
@@ -74,7 +75,6 @@ def extract_features(
     return Features(
         features[:n_train],
         features[n_train : n_train + n_val],
-        features[n_train + n_val :],
         from_cache,
         seconds,
     )

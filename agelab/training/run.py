@@ -9,10 +9,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agelab import atomic, models, pipeline
 from agelab.bins import BinScheme, get_scheme
+from agelab.model_files import save_model
 from agelab.training import scoring
 from agelab.training.callbacks import stage_callbacks
 from agelab.training.datasets import ImageDatasets
@@ -51,20 +50,17 @@ class Trainer:
         strategy, built, batch = self.build_model(scheme)
 
         with ImageDatasets(data, scheme, c, batch, pipeline.Augmentation.from_config(c)) as images:
-            # Fast mode runs the frozen backbone once, here; its test features serve the test predictions.
+            # Fast mode runs the frozen backbone once, here.
             features = self.cache_features(built, data) if c["fast"] else None
             # The plan: every stage and its size, fixed before the first one starts.
             stages = self.plan_stages(built, data, scheme, features, images, batch, strategy)
             recorder = RunRecorder(self.run_dir, Plan.of(stages), batch)
             try:
-                trained = self.fit_stages(stages, recorder, built.model)
+                self.fit_stages(stages, recorder, built.model)
                 kept_epoch = recorder.keep_weights(built.model, c["keep"])
-                calibration = self.save(built, data, scheme, batch, recorder.best_epoch, kept_epoch)
+                self.save(built, data, scheme, batch, recorder.best_epoch, kept_epoch)
                 self._export_litert()
-                # The heads on cached features give the full model's outputs while the backbone is unchanged.
-                backbone_unchanged = not any(isinstance(stage, FineTune) for stage in trained)
-                test_features = features.test if features is not None and backbone_unchanged else None
-                test_metrics = self.score_test(built, data, scheme, batch, calibration, test_features)
+                test_metrics = self.score_test(data)
             finally:
                 recorder.events.close()
         self.write_metrics(test_metrics, recorder, scheme, started)
@@ -108,9 +104,8 @@ class Trainer:
         self.metrics.update(feature_cache_hit=features.from_cache, feature_seconds=round(features.seconds, 1))
         return features
 
-    def fit_stages(self, stages: list[Stage], recorder: RunRecorder, full_model: Any) -> list[Stage]:
-        """Each stage in turn until a stop request; the stages that ran. Epochs count on across stages."""
-        trained = []
+    def fit_stages(self, stages: list[Stage], recorder: RunRecorder, full_model: Any) -> None:
+        """Each stage in turn until a stop request. Epochs count on across stages."""
         for stage in stages:
             if self.stopper.requested:
                 break
@@ -118,26 +113,15 @@ class Trainer:
                 recorder, stage.name, stage.steps, full_model, self.stopper, self.config["early_stopping"]
             )
             stage.fit(callbacks, initial_epoch=len(recorder.history))
-            trained.append(stage)
-        return trained
 
-    def score_test(
-        self,
-        built: models.BuiltModel,
-        data: RunData,
-        scheme: BinScheme,
-        batch: int,
-        calibration: dict[str, Any],
-        test_features: np.ndarray | None,
-    ) -> dict[str, float]:
-        """``predictions.parquet`` of the test split, scored as ``evaluate`` scores it; its metrics."""
-        test, size = data.splits["test"], self.config["image_size"]
-        if test_features is not None:
-            raw = scoring.heads_outputs(built, test_features, test, scheme, size, batch)
-        else:
-            raw = scoring.raw_outputs(built.model, test, scheme, size, batch)
-        predictions, metrics = scoring.scored(test, raw, scheme, calibration)
+    def score_test(self, data: RunData) -> dict[str, float]:
+        """``predictions.parquet`` of the test split, made from the saved model by ``evaluate``'s path
+        (in every mode: fast mode's cached features are not the model evaluate loads); its metrics."""
+        predictions, metrics, served = scoring.scored_test_split(
+            self.run_dir / "model.keras", data.splits["test"]
+        )
         atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
+        self.log(f"test split scored as evaluate scores it, {served}")
         return metrics
 
     def write_metrics(
@@ -235,9 +219,9 @@ class Trainer:
         batch: int,
         best_epoch: int,
         kept_epoch: int,
-    ) -> dict[str, Any]:
+    ) -> None:
         """``model.keras`` and its sidecar, with temperatures fitted on the validation split (so that
-        its confidence means something); returns that calibration."""
+        its confidence means something)."""
         from agelab import calibration
 
         c = self.config
@@ -262,9 +246,8 @@ class Trainer:
             val["gender"].to_numpy() == 1,
         )
         self.log("calibration on validation: " + json.dumps(sidecar["calibration"]))
-        models.save_model(built.model, self.run_dir / "model.keras", sidecar)
+        save_model(built.model, self.run_dir / "model.keras", sidecar)
         self.log(f"saved {self.run_dir / 'model.keras'} (best epoch {best_epoch})")
-        return sidecar["calibration"]
 
     def _export_litert(self) -> None:
         """``model.tflite`` beside ``model.keras`` (recorded in ``model.json``): predictions serve from it."""
