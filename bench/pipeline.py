@@ -38,7 +38,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 def fresh_model(args, config):
     keras.utils.set_random_seed(0)
-    built = models.create_model(args.model, args.size, GROUPS10.num_bins, alpha=args.alpha, weights="imagenet")
+    built = models.create_model(
+        args.model, args.size, GROUPS10.num_bins, alpha=args.alpha, weights="imagenet"
+    )
     if built.backbone is not None and args.fine_tune_layers:
         models.unfreeze_top(built.backbone, args.fine_tune_layers)
     compile_model(built.model, 1e-4, config)

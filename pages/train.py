@@ -70,7 +70,10 @@ with st.form("config", enter_to_submit=False):
         help="MobileNet only: 0.35/0.5 (v2), 0.25 (v1)",
     )
     weights = c1.selectbox(
-        "Weights", WEIGHTS, index=index_of(WEIGHTS, base["weights"]), help="baseline_cnn and small_cnn need none"
+        "Weights",
+        WEIGHTS,
+        index=index_of(WEIGHTS, base["weights"]),
+        help="baseline_cnn and small_cnn need none",
     )
     image_size = c2.selectbox("Image size", SIZES, index=index_of(SIZES, base["image_size"], 1))
     epochs = c2.number_input("Epochs", 1, 1000, base["epochs"])

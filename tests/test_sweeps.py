@@ -34,9 +34,19 @@ data = real_images_fixture(80, step=200)
 
 def test_the_grid_splits_lists_and_keeps_single_values_fixed():
     grid, fixed = sweeps.parse_grid(
-        ["epochs=1,2", "bins=groups10,decades", "model=baseline_cnn", "learning_rate=0.001|0.0003", "seed=3,3"]
+        [
+            "epochs=1,2",
+            "bins=groups10,decades",
+            "model=baseline_cnn",
+            "learning_rate=0.001|0.0003",
+            "seed=3,3",
+        ]
     )
-    assert grid == {"epochs": ["1", "2"], "bins": ["groups10", "decades"], "learning_rate": ["0.001", "0.0003"]}
+    assert grid == {
+        "epochs": ["1", "2"],
+        "bins": ["groups10", "decades"],
+        "learning_rate": ["0.001", "0.0003"],
+    }
     assert fixed == {"model": "baseline_cnn", "seed": "3"}
     # Custom edges are one scheme; | lists several.
     assert sweeps.parse_grid(["bins=0,3,13,20"]) == ({}, {"bins": "0,3,13,20"})
@@ -48,7 +58,9 @@ def test_the_grid_splits_lists_and_keeps_single_values_fixed():
 
 
 def test_a_combination_that_cannot_run_rejects_the_whole_sweep(isolated_dirs, data):
-    with pytest.raises(ConfigError, match=r"sweep run 2 \(weights=imagenet\): .*baseline_cnn has no pretrained"):
+    with pytest.raises(
+        ConfigError, match=r"sweep run 2 \(weights=imagenet\): .*baseline_cnn has no pretrained"
+    ):
         sweeps.create_sweep({"weights": ["none", "imagenet"]}, {**TINY, "data": str(data)})
     assert sweeps.list_sweeps() == [] and runs.list_runs() == []
 

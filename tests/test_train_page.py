@@ -112,7 +112,13 @@ def select_rows(app: AppTest, rows: list[int]) -> None:
 def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
     from agelab.training import verb as training
 
-    config = {"model": "baseline_cnn", "image_size": 64, "epochs": 2, "batch_size": 32, "data": str(small_data)}
+    config = {
+        "model": "baseline_cnn",
+        "image_size": 64,
+        "epochs": 2,
+        "batch_size": 32,
+        "data": str(small_data),
+    }
     first = training.train({**config, "name": "a"})
     second = training.train({**config, "name": "b", "learning_rate": 3e-4})
     app = AppTest.from_file(PAGE, default_timeout=30).run()
