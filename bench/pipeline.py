@@ -13,17 +13,20 @@ Each is timed over whole epochs after a warm-up epoch (which, for ours, fills th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-import agelab  # noqa: F401  (KERAS_HOME)
-from agelab import models, pipeline
-from agelab.bins import GROUPS10
-from agelab.data import load_dataset
-from agelab.paths import data_dir
-from agelab.training.stages import compile_model
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import agelab  # noqa: E402, F401  (KERAS_HOME)
+from agelab import models, pipeline  # noqa: E402
+from agelab.bins import GROUPS10  # noqa: E402
+from agelab.data import load_dataset  # noqa: E402
+from agelab.paths import data_dir  # noqa: E402
+from agelab.training.stages import compile_model  # noqa: E402
 
 import keras  # noqa: E402  isort: skip
 
