@@ -355,6 +355,31 @@ def build_config(
     return config
 
 
+def resolve_data(config: dict[str, Any]) -> dict[str, Any]:
+    """Pin ``data`` to an absolute folder, so the saved config reproduces the run elsewhere."""
+    from agelab.paths import data_dir
+
+    config = dict(config)
+    config["data"] = str(Path(config.get("data") or data_dir()).expanduser().resolve())
+    return config
+
+
+def checked_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` validated, with ``data`` an absolute folder of UTKFace images; else ConfigError.
+    What a launch checks before it makes a run folder, so a bad config never makes one."""
+    from agelab.data import has_images
+
+    config = resolve_data(build_config(base=config))
+    if not Path(config["data"]).is_dir():
+        raise ConfigError(f"bad value data={config['data']!r}: no such folder of UTKFace images")
+    if not has_images(config["data"]):
+        raise ConfigError(
+            f"bad value data={config['data']!r}: the folder holds no well-named UTKFace image"
+            " (age_gender_race_datetime.jpg.chip.jpg); point it at the UTKFace images"
+        )
+    return config
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     """``["epochs=3", "model=baseline_cnn"]`` -> ``{"epochs": "3", "model": "baseline_cnn"}``."""
     out: dict[str, str] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 import time
 import uuid
@@ -21,7 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agelab import runs, settings
+from agelab.config import checked_config
 from agelab.paths import PROJECT_ROOT, runs_dir
+from agelab.processes import spawn
+from agelab.run_display import progress_text
 
 RAY_ADDRESS_ENV = "AGELAB_RAY_ADDRESS"
 INSTALL_RAY = ".venv/bin/pip install -r requirements-cluster.txt"
@@ -63,13 +67,23 @@ class Launcher(Protocol):
 
 
 class LocalLauncher:
-    """A detached ``python -m agelab train`` process on this machine (``runs.launch``)."""
+    """A detached ``python -m agelab train`` process on this machine."""
 
     name = "local"
 
     def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path:
-        run_dir = runs.launch(config, root)
-        runs.write_status(run_dir, launcher="local", **fields)
+        """Start ``python -m agelab train`` for ``config`` as a detached process; return its folder.
+
+        The config is validated here first, so a bad one never makes a folder.
+        """
+        run_dir = runs.create_run(checked_config(config), root)
+        # TF_CPP_MIN_LOG_LEVEL=2: the log starts with the run, not TensorFlow's C++ notices (oneDNN, CPU).
+        env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+        if root is not None:
+            env["AGELAB_RUNS_DIR"] = str(Path(root))
+        # --log-redirected: spawn already sends its output to log.txt, which the run must not copy again.
+        pid = spawn(["train", "--run-dir", str(run_dir), "--log-redirected"], run_dir / "log.txt", env)
+        runs.write_status(run_dir, pid=pid, launcher="local", **fields)
         return run_dir
 
     def status(self, run_dir: Path) -> dict[str, Any]:
@@ -79,7 +93,31 @@ class LocalLauncher:
         return runs.log_tail(run_dir, lines)
 
     def stop(self, run_dir: Path) -> str:
-        return runs.stop(run_dir)
+        """Ask a run to stop: the first call is graceful (it finishes the batch, saves, and is marked
+        stopped); a second call kills it. Returns ``"stopping"``, ``"killed"`` or ``"not running"``."""
+        run_dir = Path(run_dir)
+        status = runs.effective_status(run_dir)
+        pid = status.get("pid")
+        if status.get("status") not in runs.ACTIVE or not pid:
+            return "not running"
+        if status.get("stop_requested"):
+            try:
+                os.killpg(pid, signal.SIGKILL)  # launched runs lead their own process group
+            except ProcessLookupError:
+                try:
+                    os.kill(pid, signal.SIGKILL)  # a run started by hand from a terminal
+                except ProcessLookupError:
+                    pass
+            runs.write_status(
+                run_dir, status="stopped", killed=True, ended=runs.now(), note="killed by a second Stop"
+            )
+            return "killed"
+        runs.write_status(run_dir, stop_requested=runs.now())
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return "not running"
+        return "stopping"
 
 
 def ray_address(explicit: str | None = None) -> str:
@@ -147,7 +185,7 @@ class RayLauncher:
         return {"working_dir": str(PROJECT_ROOT), "excludes": RAY_EXCLUDES, "env_vars": env}
 
     def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path:
-        config = runs.checked_config(config)
+        config = checked_config(config)
         client = self.client  # before making a folder: a missing ray or a dead cluster makes none
         root = Path(root or runs_dir())
         run_dir = runs.create_run(config, root)
@@ -320,7 +358,7 @@ def watch(run_dir: Path, every: float = 5.0, say=print) -> dict[str, Any]:
         status = launcher.status(run_dir)
         line = f"{run_dir.name}: {status.get('status')}"
         if status.get("status") in runs.ACTIVE:
-            line += " · " + runs.progress_text(runs.read_run_file(run_dir / "progress.json", []))
+            line += " · " + progress_text(runs.read_run_file(run_dir / "progress.json", []))
         if line != last:
             say(line)
             last = line

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 from agelab import atomic
 from agelab.bins import BinScheme
 from agelab.paths import cache_dir
+from agelab.processes import pid_alive
 
 import keras  # noqa: E402  isort: skip
 import tensorflow as tf  # noqa: E402  isort: skip
@@ -238,6 +240,21 @@ class DiskCache:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_orphan_caches(root: Path | None = None) -> list[Path]:
+    """Delete tf.data cache folders (``<cache>/tfdata/run<pid>-*``) whose run process is gone.
+
+    A run killed with ``cache=disk`` cannot clean its own (:class:`DiskCache`); the next run does.
+    """
+    root = Path(root or cache_dir() / "tfdata")
+    removed = []
+    for folder in root.glob("run*-*") if root.is_dir() else ():
+        match = re.match(r"run(\d+)-", folder.name)
+        if match and int(match[1]) != os.getpid() and not pid_alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def choose_cache(mode: str, images: int, image_size: int) -> str:

@@ -1,8 +1,9 @@
-"""Run folders: ``runs/<name>-<n>/``, their status and heartbeat, and launching and stopping runs.
+"""Run folders: ``runs/<name>-<n>/``, their files (config, status, heartbeat, metrics, progress,
+history, log), and listing, reading and deleting them.
 
-A run is a separate process (``python -m agelab train``), so it goes on when the browser closes.
-Its folder is the only channel between it and the dashboard; every file there is written
-atomically, except the ever-growing ``log.txt``.
+A run is a separate process (``python -m agelab train``; :mod:`agelab.launchers` starts and stops it),
+so it goes on when the browser closes. Its folder is the only channel between it and the dashboard;
+every file there is written atomically, except the ever-growing ``log.txt``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,7 +25,8 @@ from typing import Any
 import pandas as pd
 
 from agelab import atomic
-from agelab.paths import PROJECT_ROOT, runs_dir
+from agelab.paths import runs_dir
+from agelab.processes import pid_alive
 
 # A run is queued, running, finished, failed, stopped, or "damaged": a run file cannot be read; the
 # run is listed with the reason and can be deleted.
@@ -129,22 +128,6 @@ def write_status_from_signal(run_dir: Path, **fields: Any) -> dict[str, Any]:
     return _write_status(run_dir, fields, wait=1.0)
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child that its parent has not reaped yet is a zombie, not a live run
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status with dead runs marked: a queued or running run whose process is gone, or whose
     heartbeat went stale, reads as ``failed`` with the tail of its log."""
@@ -160,7 +143,7 @@ def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dic
     reason = None
     # A Ray run waits in the cluster's queue as long as it must; agelab.launchers asks Ray about it.
     queued_on_ray = state == "queued" and status.get("launcher") == "ray"
-    if same_host and pid and not _pid_alive(pid):
+    if same_host and pid and not pid_alive(pid):
         reason = f"its process {pid} ended without finishing"
     elif not queued_on_ray and now() - beat > (HEARTBEAT_STALE_S if state == "running" else QUEUED_TIMEOUT_S):
         reason = f"no heartbeat for {now() - beat:.0f} s"
@@ -352,116 +335,6 @@ def delete_run(path: str | Path) -> None:
     shutil.rmtree(path)
 
 
-# ---------------------------------------------------------------- processes
-
-
-def launch(config: dict[str, Any], root: Path | None = None) -> Path:
-    """Start ``python -m agelab train`` for ``config`` as a detached process; return its folder.
-
-    The config is validated here first, so a bad one never makes a folder.
-    """
-    run_dir = create_run(checked_config(config), root)
-    # TF_CPP_MIN_LOG_LEVEL=2: the log starts with the run, not TensorFlow's C++ notices (oneDNN, CPU).
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    if root is not None:
-        env["AGELAB_RUNS_DIR"] = str(Path(root))
-    # --log-redirected: spawn already sends its output to log.txt, which the run must not copy again.
-    pid = spawn(["train", "--run-dir", str(run_dir), "--log-redirected"], run_dir / "log.txt", env)
-    write_status(run_dir, pid=pid)
-    return run_dir
-
-
-def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
-    """``python -m agelab ARGS`` as a detached process, its output appended to ``log_path``; its pid."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agelab", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=PROJECT_ROOT,
-            env=env,
-            start_new_session=True,  # its own session: closing the dashboard does not end it
-        )
-    _reap_later(process)
-    return process.pid
-
-
-def checked_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` validated, with ``data`` an absolute folder of UTKFace images; else ConfigError."""
-    from agelab.config import ConfigError, build_config
-    from agelab.data import has_images
-
-    config = resolve_data(build_config(base=config))
-    if not Path(config["data"]).is_dir():
-        raise ConfigError(f"bad value data={config['data']!r}: no such folder of UTKFace images")
-    if not has_images(config["data"]):
-        raise ConfigError(
-            f"bad value data={config['data']!r}: the folder holds no well-named UTKFace image"
-            " (age_gender_race_datetime.jpg.chip.jpg); point it at the UTKFace images"
-        )
-    return config
-
-
-def remove_orphan_caches(root: Path | None = None) -> list[Path]:
-    """Delete tf.data cache folders (``<cache>/tfdata/run<pid>-*``) whose run process is gone.
-
-    A run killed with ``cache=disk`` cannot clean its own; the next run does.
-    """
-    from agelab.paths import cache_dir
-
-    root = Path(root or cache_dir() / "tfdata")
-    removed = []
-    for folder in root.glob("run*-*") if root.is_dir() else ():
-        match = re.match(r"run(\d+)-", folder.name)
-        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
-
-
-def _reap_later(process: subprocess.Popen) -> None:
-    # Collect the exit status when it ends, so no zombie stays behind in a long-lived dashboard.
-    threading.Thread(target=process.wait, daemon=True).start()
-
-
-def resolve_data(config: dict[str, Any]) -> dict[str, Any]:
-    """Pin ``data`` to an absolute folder, so the saved config reproduces the run elsewhere."""
-    from agelab.paths import data_dir
-
-    config = dict(config)
-    config["data"] = str(Path(config.get("data") or data_dir()).expanduser().resolve())
-    return config
-
-
-def stop(path: str | Path) -> str:
-    """Ask a run to stop: the first call is graceful (it finishes the batch, saves, and is marked
-    stopped); a second call kills it. Returns ``"stopping"``, ``"killed"`` or ``"not running"``."""
-    path = Path(path)
-    status = effective_status(path)
-    pid = status.get("pid")
-    if status.get("status") not in ACTIVE or not pid:
-        return "not running"
-    if status.get("stop_requested"):
-        try:
-            os.killpg(pid, signal.SIGKILL)  # launched runs lead their own process group
-        except ProcessLookupError:
-            try:
-                os.kill(pid, signal.SIGKILL)  # a run started by hand from a terminal
-            except ProcessLookupError:
-                pass
-        write_status(path, status="stopped", killed=True, ended=now(), note="killed by a second Stop")
-        return "killed"
-    write_status(path, stop_requested=now())
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return "not running"
-    return "stopping"
-
-
 class Heartbeat:
     """Refreshes ``status.json``'s heartbeat from a background thread while the run lives."""
 
@@ -486,84 +359,3 @@ class Heartbeat:
                 write_status(self.run_dir, heartbeat=now())
             except OSError:
                 pass  # the folder was deleted under us; the run will notice when it saves
-
-
-def progress_text(progress: dict[str, Any]) -> str:
-    """``"fine_tune: epoch 4/6, batch 120/242, ETA 3m 10s"``; the fast mode's one-time feature
-    extraction reads ``"extracting features: batch 40/174, ETA 1m 05s"``. Until a few batches have
-    set the pace, the ETA says it is being estimated (the first batch includes graph tracing)."""
-    if not progress:
-        return "waiting for the first batch"
-    eta = progress.get("eta_s")
-    eta_text = ", ETA estimating..." if eta is None else f", ETA {format_seconds(eta)}"
-    batches = f"batch {progress.get('batch', 0)}/{progress.get('steps', '?')}{eta_text}"
-    if progress.get("stage") == "features" or not progress.get("epochs_total"):
-        return f"extracting features: {batches}"
-    return (
-        f"{progress.get('stage', '')}: epoch {progress.get('epoch', 0)}/{progress.get('epochs_total', '?')}, "
-        + batches
-    )
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
-def overlay_frame(selected: list[Run], metric: str) -> pd.DataFrame:
-    """Long-form per-epoch values of ``metric`` for several runs, for one overlaid chart."""
-    parts = []
-    for run in selected:
-        history = run.history
-        if metric in history:
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "run": run.name,
-                        "epoch": history["epoch"],
-                        "stage": history["stage"],
-                        metric: history[metric],
-                    }
-                )
-            )
-    return (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["run", "epoch", "stage", metric])
-    )
-
-
-def curve_metrics(selected: list[Run]) -> list[str]:
-    """Metrics that can be overlaid: the numeric history columns, validation first."""
-    names: set[str] = set()
-    for run in selected:
-        names.update(c for c in run.history.columns if c not in ("epoch", "stage", "seconds"))
-    return sorted(names, key=lambda n: (not n.startswith("val_"), n))
-
-
-def gpu_status() -> tuple[bool, str]:
-    """Whether a GPU is usable for training, in words. Cheap: it never imports TensorFlow."""
-    import importlib.metadata
-
-    gpus: list[str] = []
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5).stdout
-            gpus = [line.split(" (UUID")[0] for line in out.splitlines() if line.startswith("GPU")]
-        except (OSError, subprocess.SubprocessError):
-            gpus = []
-    if not gpus:
-        return False, f"No GPU found: runs train on the CPU ({os.cpu_count()} cores)."
-    try:
-        importlib.metadata.version("tensorflow-cpu")
-        cpu_only = True
-    except importlib.metadata.PackageNotFoundError:
-        cpu_only = False
-    if cpu_only:
-        return False, f"{', '.join(gpus)} found, but tensorflow-cpu is installed, so runs use the CPU."
-    return True, f"{', '.join(gpus)}: runs use the GPU (several GPUs: MirroredStrategy)."

@@ -26,8 +26,9 @@ from typing import Any
 import pandas as pd
 
 from agelab import atomic, runs
-from agelab.config import ConfigError, build_config, load_config_file, parse_overrides
+from agelab.config import ConfigError, build_config, checked_config, load_config_file, parse_overrides
 from agelab.paths import runs_dir
+from agelab.processes import pid_alive, spawn
 
 ENTRY_STATES = ("pending", "launched", "cancelled", "not_launched")
 # The validation metrics a sweep is compared on (at each run's best epoch), lower-is-better first.
@@ -87,7 +88,7 @@ def expand(
     for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
         swept = dict(zip(keys, combo))
         try:
-            config = runs.checked_config(build_config({**fixed, **swept}, base=base))
+            config = checked_config(build_config({**fixed, **swept}, base=base))
         except ConfigError as err:
             where = ", ".join(f"{k}={v}" for k, v in swept.items()) or "the fixed keys"
             raise ConfigError(f"sweep run {len(entries) + 1} ({where}): {err}") from None
@@ -241,7 +242,7 @@ def run_queue(
 def start_detached(sweep_dir: Path) -> int:
     """The scheduler as its own process (``python -m agelab sweep --resume DIR``), as the Train page
     starts it: it goes on when the browser closes. Returns its pid."""
-    return runs.spawn(["sweep", "--resume", str(sweep_dir)], Path(sweep_dir) / "log.txt")
+    return spawn(["sweep", "--resume", str(sweep_dir)], Path(sweep_dir) / "log.txt")
 
 
 def stop_sweep(sweep_dir: Path) -> dict[str, int]:
@@ -271,7 +272,7 @@ def sweep_state(sweep: dict[str, Any]) -> str:
     state = sweep.get("status", "pending")
     if state == "running" and any(e["state"] == "pending" for e in sweep["runs"]):
         sched = sweep.get("scheduler") or {}
-        if sched.get("host") == socket.gethostname() and not runs._pid_alive(sched.get("pid")):
+        if sched.get("host") == socket.gethostname() and not pid_alive(sched.get("pid")):
             return "interrupted"
     return state
 

@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import launchers, palette, runs, sweeps
+from agelab import launchers, palette, run_display, runs, sweeps
 from agelab.bins import BUILTIN_SCHEMES
 from agelab.config import (
     ALPHAS,
@@ -21,6 +21,7 @@ from agelab.config import (
 )
 from agelab.launchers import LaunchError
 from agelab.paths import data_dir, runs_dir
+from agelab.training import devices
 from streamlit_setup import through_app
 
 through_app()
@@ -31,7 +32,7 @@ ALL_ALPHAS = sorted({a for values in ALPHAS.values() for a in values})
 
 @st.cache_data(ttl=300, show_spinner=False)
 def gpu_status() -> tuple[bool, str]:
-    return runs.gpu_status()
+    return devices.gpu_status()
 
 
 st.title("Train")
@@ -231,7 +232,7 @@ def live_view() -> None:
     launcher = launchers.launcher_for(run.path, run.status)
     if run.state in runs.ACTIVE:
         done, total = progress.get("steps_done", 0), progress.get("steps_total") or 0
-        st.progress(min(done / total, 1.0) if total else 0.0, text=runs.progress_text(progress))
+        st.progress(min(done / total, 1.0) if total else 0.0, text=run_display.progress_text(progress))
         left, right = st.columns([1, 5])
         stop_label = "Kill" if run.status.get("stop_requested") else "Stop"
         if left.button(stop_label, icon=":material/stop_circle:", key=f"stop-{run.name}"):
@@ -245,7 +246,7 @@ def live_view() -> None:
         st.error(run.status.get("error", "failed"))
     else:
         st.caption(
-            f"{run.state} in {runs.format_seconds(run.duration_s or 0)}; "
+            f"{run.state} in {run_display.format_seconds(run.duration_s or 0)}; "
             + ", ".join(f"{k}={v}" for k, v in run.metrics.items() if k.startswith("test_"))
         )
     history = run.history
@@ -315,10 +316,10 @@ def runs_section() -> None:
         )
         return
 
-    metrics = runs.curve_metrics(selected)
+    metrics = run_display.curve_metrics(selected)
     if metrics:
         metric = st.selectbox("Compare", metrics, format_func=palette.title)
-        overlay = runs.overlay_frame(selected, metric)
+        overlay = run_display.overlay_frame(selected, metric)
         fig = epoch_figure(overlay, [metric], palette.title(metric), color="run")
         st.plotly_chart(fig, width="stretch")
 

@@ -22,6 +22,7 @@ from agelab.bins import get_scheme
 from agelab.config import ConfigError, build_config, load_config_file
 from agelab.data import index_cache_dir, load_dataset, load_index
 from agelab.evaluation import evaluate
+from agelab.launchers import LocalLauncher
 from agelab.paths import PROJECT_ROOT
 from agelab.training import verb as training
 from tests.real_data import copy_real_images
@@ -174,7 +175,7 @@ def test_dataset_page_explains_bad_folders(tmp_path, isolated_dirs, monkeypatch,
 def test_an_empty_folder_is_refused_at_launch_with_the_reason(tmp_path, isolated_dirs):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no well-named UTKFace image"):
-        runs.launch({"data": str(tmp_path / "empty")})
+        LocalLauncher().submit({"data": str(tmp_path / "empty")})
     assert runs.list_runs() == []
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from agelab import runs
+from agelab.config import resolve_data
+from agelab.pipeline import remove_orphan_caches
 from agelab.training import stages
 from agelab.training import verb as training
 from tests.real_data import copy_real_images, real_images_fixture
@@ -52,7 +54,7 @@ def test_a_stop_during_feature_extraction_is_recorded_as_stopped(utkface_dir, is
     data = tmp_path / "utk"
     copy_real_images(utkface_dir, data, 700, step=30)  # 6 batches of 128: progress at the 5th, then a stop
     config = {"data": str(data), "fast": True, "crop": "none", "name": "stopfeat", "epochs": 1}
-    run_dir = runs.create_run(training.runs.resolve_data(training.build_config(config)))
+    run_dir = runs.create_run(resolve_data(training.build_config(config)))
 
     def stop_when_extracting() -> None:
         deadline = time.time() + 300
@@ -101,7 +103,7 @@ def fill(folder: Path) -> None:
 
 def test_a_full_disk_fails_the_run_naming_the_cause(small_data, isolated_dirs, full_disk, monkeypatch):
     monkeypatch.setenv("AGELAB_RUNS_DIR", str(full_disk))
-    config = training.runs.resolve_data(training.build_config({**TINY, "data": str(small_data)}))
+    config = resolve_data(training.build_config({**TINY, "data": str(small_data)}))
     run_dir = runs.create_run(config)
     fill(full_disk)
     # A launched run's output goes to its log, on the same full disk.
@@ -139,7 +141,7 @@ def test_orphan_disk_caches_of_dead_runs_are_removed_on_the_next_start(isolated_
     for folder in (orphan, alive):
         folder.mkdir(parents=True)
         (folder / "train.data-00000-of-00001").write_bytes(b"\0" * 1000)
-    assert runs.remove_orphan_caches() == [orphan]
+    assert remove_orphan_caches() == [orphan]
     assert not orphan.exists() and alive.exists()
 
 

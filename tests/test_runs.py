@@ -13,6 +13,8 @@ import pytest
 
 from agelab import runs
 from agelab.config import ConfigError, build_config
+from agelab.launchers import LocalLauncher
+from agelab.processes import pid_alive
 from tests.real_data import real_images_fixture
 
 SLOW_RUN = {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8}
@@ -45,16 +47,16 @@ def test_runs_number_themselves(isolated_dirs):
 
 def test_launch_rejects_a_bad_config_without_a_folder(isolated_dirs, small_data):
     with pytest.raises(ConfigError, match="Did you mean 'epochs'"):
-        runs.launch({"epoch": 2, "data": str(small_data)})
+        LocalLauncher().submit({"epoch": 2, "data": str(small_data)})
     with pytest.raises(ConfigError, match="no such folder"):
-        runs.launch({"data": str(isolated_dirs / "nowhere")})
+        LocalLauncher().submit({"data": str(isolated_dirs / "nowhere")})
     assert runs.list_runs() == []
 
 
 def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
-    run_dir = runs.launch({**SLOW_RUN, "data": str(small_data), "name": "stop"})
+    run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "stop"})
     wait_for(lambda: batches_done(run_dir))
-    assert runs.stop(run_dir) == "stopping"
+    assert LocalLauncher().stop(run_dir) == "stopping"
     run = wait_for(lambda: (r := runs.load_run(run_dir)).state not in runs.ACTIVE and r, timeout=120)
     assert run.state == "stopped", run.log()
     assert run.metrics["stopped"] is True
@@ -62,22 +64,22 @@ def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
     assert "stop requested" in run.log()
     # Launched with --log-redirected: its output reaches log.txt once, not copied there again.
     assert (run_dir / "log.txt").read_text().count(f"run {run_dir} on ") == 1
-    assert runs.stop(run_dir) == "not running"
+    assert LocalLauncher().stop(run_dir) == "not running"
 
 
 def test_second_stop_kills(isolated_dirs, small_data):
-    run_dir = runs.launch({**SLOW_RUN, "data": str(small_data), "name": "kill"})
+    run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "kill"})
     wait_for(lambda: batches_done(run_dir))
     pid = runs.load_run(run_dir).status["pid"]
-    assert runs.stop(run_dir) == "stopping"
-    assert runs.stop(run_dir) == "killed"
-    wait_for(lambda: not runs._pid_alive(pid), timeout=30)
+    assert LocalLauncher().stop(run_dir) == "stopping"
+    assert LocalLauncher().stop(run_dir) == "killed"
+    wait_for(lambda: not pid_alive(pid), timeout=30)
     run = runs.load_run(run_dir)
     assert run.state == "stopped" and run.status["killed"] is True
 
 
 def test_a_killed_process_shows_as_failed_with_its_log(isolated_dirs, small_data):
-    run_dir = runs.launch({**SLOW_RUN, "data": str(small_data), "name": "dead"})
+    run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "dead"})
     wait_for(lambda: batches_done(run_dir))
     pid = runs.load_run(run_dir).status["pid"]
     os.killpg(pid, signal.SIGKILL)

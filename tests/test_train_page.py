@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import runs
+from agelab import run_display, runs
+from agelab.launchers import LocalLauncher
 from agelab.paths import PROJECT_ROOT
+from agelab.training.devices import gpu_status
 from tests.real_data import copy_real_images
 
 PAGE = str(PROJECT_ROOT / "pages" / "train.py")
@@ -44,7 +46,7 @@ def test_page_without_runs_shows_the_device_and_an_empty_state(isolated_dirs):
     app = AppTest.from_file(PAGE, default_timeout=30).run()
     assert not app.exception
     texts = [e.value for e in app.info] + [e.value for e in app.success]
-    assert runs.gpu_status()[1] in texts  # the device line itself, GPU or CPU
+    assert gpu_status()[1] in texts  # the device line itself, GPU or CPU
     assert any("No runs yet" in t for t in texts)
 
 
@@ -78,7 +80,7 @@ def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
 
 
 def test_live_view_shows_progress_and_stops_a_run(isolated_dirs, small_data):
-    run_dir = runs.launch(
+    run_dir = LocalLauncher().submit(
         {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8,
          "data": str(small_data), "name": "live"}
     )  # fmt: skip
@@ -161,9 +163,9 @@ def test_a_recipe_fills_the_form_with_what_it_will_run(isolated_dirs, small_data
 
 def test_progress_text_and_log_read_cleanly(tmp_path):
     features = {"stage": "features", "epoch": 0, "epochs_total": 0, "batch": 5, "steps": 20, "eta_s": 12.0}
-    assert runs.progress_text(features) == "extracting features: batch 5/20, ETA 12s"
+    assert run_display.progress_text(features) == "extracting features: batch 5/20, ETA 12s"
     first = {"stage": "heads", "epoch": 1, "epochs_total": 3, "batch": 1, "steps": 9, "eta_s": None}
-    assert runs.progress_text(first) == "heads: epoch 1/3, batch 1/9, ETA estimating..."
+    assert run_display.progress_text(first) == "heads: epoch 1/3, batch 1/9, ETA estimating..."
     (tmp_path / "log.txt").write_text(
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
         "I0000 00:00:1796215790.135733   16465 port.cc:153] oneDNN custom operations are on.\n"

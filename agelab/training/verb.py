@@ -1,7 +1,8 @@
 """The ``train`` verb: :func:`train` runs one in this process, :func:`cli` is
 ``python -m agelab train key=value ... [--config run.yaml]``, which prints the run folder as its last
-line. The dashboard starts the same command detached (``runs.launch``), its output already going to
-the run's log (``--log-redirected``); started by hand, the command copies its output there itself.
+line. The dashboard starts the same command detached (``launchers.LocalLauncher``), its output
+already going to the run's log (``--log-redirected``); started by hand, the command copies its output
+there itself.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agelab import atomic, runs
-from agelab.config import ConfigError, build_config, describe_options, load_config_file, parse_overrides
+from agelab.config import (
+    ConfigError,
+    build_config,
+    describe_options,
+    load_config_file,
+    parse_overrides,
+    resolve_data,
+)
 from agelab.training.devices import describe_device
 from agelab.training.errors import RunStopped, TrainingFailed, failure_reason
 from agelab.training.stop import StopRequest
 
-# What runs.launch passes when the process's stdout and stderr already go to the run's log.txt.
+# What the local launcher passes when the process's stdout and stderr already go to the run's log.txt.
 LOG_REDIRECTED = "--log-redirected"
 
 
@@ -29,14 +37,15 @@ def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
     """Train in this process; returns the run folder. Raises :class:`TrainingFailed` (after
     recording the traceback in ``status.json``) when the run crashes."""
     # TensorFlow loads here, not for --help or a bad argument.
+    from agelab.pipeline import remove_orphan_caches
     from agelab.training.run import Trainer
 
-    config = runs.resolve_data(build_config(base=config))
+    config = resolve_data(build_config(base=config))
     run_dir = Path(run_dir) if run_dir else runs.create_run(config)
     stopper = StopRequest(run_dir)
     stopper.install()
     try:
-        runs.remove_orphan_caches()
+        remove_orphan_caches()
         device, gpus = describe_device()
         runs.write_status(
             run_dir,
@@ -80,7 +89,7 @@ def _say(text: str, stream: TextIO | None = None) -> None:
 
 
 class _Tee:
-    """Copies a stream into log.txt when the run was started by hand (not by ``runs.launch``)."""
+    """Copies a stream into log.txt when the run was started by hand (not by the local launcher)."""
 
     def __init__(self, stream: TextIO, log: TextIO) -> None:
         self.stream, self.log = stream, log
@@ -112,8 +121,8 @@ def cli(argv: list[str]) -> int:
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     parser.add_argument("--config", help="a YAML or JSON file of key: value (overrides still apply on top)")
-    parser.add_argument("--run-dir", help=argparse.SUPPRESS)  # a queued run made by runs.launch
-    # Set by runs.launch, whose process writes straight into log.txt: copying it there again would
+    parser.add_argument("--run-dir", help=argparse.SUPPRESS)  # a queued run made by a launcher
+    # Set by the local launcher, whose process writes straight into log.txt: copying it there again would
     # double every line.
     parser.add_argument(LOG_REDIRECTED, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -123,7 +132,7 @@ def cli(argv: list[str]) -> int:
             config = build_config(base=atomic.read_json(run_dir / "config.json", {}))
         else:
             base = load_config_file(args.config) if args.config else {}
-            config = runs.resolve_data(build_config(parse_overrides(args.overrides), base=base))
+            config = resolve_data(build_config(parse_overrides(args.overrides), base=base))
             run_dir = None
     except ConfigError as err:
         print(f"agelab train: {err}", file=sys.stderr)
