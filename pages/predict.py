@@ -220,7 +220,7 @@ except (ModelError, RuntimeError, OSError) as exc:
     st.stop()
 st.caption(
     f"{choice}: {predictor.scheme.num_bins} age groups ({predictor.scheme.spec}), input {predictor.image_size} px; "
-    f"{predictor.backend_note}"
+    f"{predictor.backend_note}; faces found by MediaPipe's {kind}-range detector, run by {detector.runtime}"
 )
 if predictor.warning:
     st.warning(predictor.warning)
