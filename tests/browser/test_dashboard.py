@@ -284,6 +284,24 @@ def reviewed(runs_root: Path, monkeypatch) -> pd.DataFrame:
     return with_derived_columns(load_predictions(source.predictions), source.bins)
 
 
+def pick_option(page, select, name: str, tries: int = 3) -> None:
+    """Choose ``name`` in a multiselect. A click that lands while the page is still rerunning opens
+    the list only to have the rerun close it, so the list is opened again until the option shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    option = page.get_by_role("option", name=name)
+    for attempt in range(tries):
+        wait_idle(page)
+        select.locator("input").click()
+        try:
+            option.wait_for(state="visible", timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+    option.click()
+
+
 def open_review(page, app_url: str) -> None:
     page.goto(app_url + "/review")
     page.wait_for_selector("text=Bin distance", timeout=300_000)
@@ -368,8 +386,7 @@ def test_review_clear_drops_every_chip_for_good(page, app_url, runs_root, monkey
     open_review(page, app_url)
     frame = reviewed(runs_root, monkeypatch)
     gender = page.locator("[data-testid=stMultiSelect]", has_text="Gender")
-    gender.locator("input").click()
-    page.get_by_role("option", name="Female").click()
+    pick_option(page, gender, "Female")
     page.keyboard.press("Escape")
     wait_idle(page)
     assert matching_count(page) == int((frame["gender"] == 1).sum())
