@@ -18,6 +18,7 @@ from typing import Any
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 from agelab import atomic
+from agelab.bins import RENAMED_SCHEMES
 from agelab.paths import models_dir, runs_dir
 
 DEFAULT_MODEL_NAME = "agelab-default.keras"
@@ -105,6 +106,10 @@ def read_sidecar(spec: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise ModelError(f"{sidecar}: the sidecar lacks {', '.join(missing)}")
+    # A model saved before the bin schemes were renamed says "seed10": read it under today's name, so
+    # that it compares equal to new models (ensembles, the Review page's scheme list).
+    if isinstance(meta["bins"], str):
+        meta["bins"] = RENAMED_SCHEMES.get(meta["bins"].strip(), meta["bins"])
     return meta
 
 

@@ -101,3 +101,13 @@ def test_recording_in_a_sidecar_keeps_the_rest_and_moves_the_stamp(dirs: Path) -
     twin.write_bytes(b"")
     os.utime(twin, (old + 100, old + 100))
     assert model_stamp(model) == old + 100  # a re-exported twin reloads the model too
+
+
+def test_a_sidecar_from_before_the_renaming_reads_under_todays_scheme_name(dirs: Path) -> None:
+    # The shipped model and older runs were saved with bins "seed10"; an ensemble of an old and a new
+    # run must see the same scheme.
+    old = placeholder(dirs / "old.keras", {**SIDECAR, "bins": "seed10"})
+    new = placeholder(dirs / "new.keras")
+    assert read_sidecar(old)["bins"] == read_sidecar(new)["bins"] == "groups10"
+    edges = placeholder(dirs / "edges.keras", {**SIDECAR, "bins": "0,3,13,20,40,60"})
+    assert read_sidecar(edges)["bins"] == "0,3,13,20,40,60"
