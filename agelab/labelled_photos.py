@@ -76,11 +76,14 @@ def score_photos(
     """
     from agelab.crop import clip_box
     from agelab.crop_cache import labelled_crop, labelled_face
+    from agelab.evaluation.predictions import joined_outputs, predictions_frame
     from agelab.images import ImageError, load_image
     from agelab.uncertainty import framing_reasons
 
     scheme: BinScheme = predictor.scheme
-    rows: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    ranges: list[dict[str, Any]] = []
+    outputs: dict[str, list[np.ndarray]] = {"age_bin": [], "age": [], "prob_female": []}
     skipped: list[dict[str, str]] = []
     for label in labels.itertuples():
         path = Path(folder) / label.file
@@ -91,25 +94,22 @@ def score_photos(
             continue
         face = labelled_face(image, detector, min_score)
         height, width = image.shape[:2]
-        crop = labelled_crop(image, face, predictor.image_size)
+        result = predictor.predict_crops([labelled_crop(image, face, predictor.image_size)])
         framing = [] if face is None else framing_reasons(clip_box(face[0], width, height), face[2])
-        p = predictor.describe(predictor.predict_crops([crop]), 0, framing)
+        p = predictor.describe(result, 0, framing)
+        for key in outputs:
+            outputs[key].append(np.asarray(result[key], dtype=float).reshape(1, -1))
+        # The truth is the point of the labelled range nearest to the prediction.
         nearest = float(np.clip(p.age, label.age_low, label.age_high))
-        rows.append(
+        records.append(
             {
                 "path": str(path.resolve()),
                 "age": nearest,
-                "age_low": label.age_low,
-                "age_high": label.age_high,
                 "gender": label.gender,
                 "race": -1,
-                "true_bin": int(scheme.bin_of(nearest)),
-                "pred_bin": p.bin,
-                "pred_age": p.age,
-                "pred_gender": int(p.gender == "female"),
-                "prob_female": p.prob_female,
-                "uncertain": p.uncertain,
                 "face_found": face is not None,
             }
         )
-    return pd.DataFrame(rows), skipped
+        ranges.append({"age_low": label.age_low, "age_high": label.age_high, "uncertain": p.uncertain})
+    table = predictions_frame(records, joined_outputs(outputs, scheme), scheme)
+    return table.join(pd.DataFrame(ranges, columns=["age_low", "age_high", "uncertain"])), skipped

@@ -62,6 +62,17 @@ def rebin(predictions: pd.DataFrame, scheme: BinScheme) -> pd.DataFrame:
     return out
 
 
+def joined_outputs(parts: Mapping[str, Sequence[Any]], native: BinScheme) -> dict[str, np.ndarray]:
+    """Per-batch model outputs (``age_bin``, ``age``, ``prob_female``) joined in order into the
+    ``outputs`` of :func:`predictions_frame`; empty arrays of the right width when there were none."""
+    return {
+        key: np.concatenate(batches)
+        if len(batches)
+        else np.zeros((0, native.num_bins if key == "age_bin" else 1))
+        for key, batches in parts.items()
+    }
+
+
 def predictions_frame(
     records: pd.DataFrame | Sequence[Mapping[str, Any]],
     outputs: Mapping[str, Any],

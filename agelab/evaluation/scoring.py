@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
-from agelab.evaluation.predictions import predictions_frame
+from agelab.evaluation.predictions import joined_outputs, predictions_frame
 
 
 def predict_files(
@@ -90,11 +90,7 @@ def predict_files(
         flush()
     if progress:
         progress(total, total)
-    joined = {
-        key: np.concatenate(parts) if parts else np.zeros((0, native.num_bins if key == "age_bin" else 1))
-        for key, parts in outputs.items()
-    }
-    return predictions_frame(records, joined, native, scheme), skipped
+    return predictions_frame(records, joined_outputs(outputs, native), native, scheme), skipped
 
 
 def uses_aligned_crops(predictor: Any) -> bool:
