@@ -185,14 +185,14 @@ def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> d
 def cli(argv: list[str]) -> int:
     import argparse
 
+    from agelab.model_files import MODEL_SPEC_HELP
+
     parser = argparse.ArgumentParser(
         prog="python -m agelab calibrate",
         description="Fit a saved model's confidence (temperature scaling of the age-group and gender "
         "heads) on its dataset's validation split, and record it in the model's sidecar.",
     )
-    parser.add_argument(
-        "--model", required=True, help="a .keras file with its .json sidecar, or a run folder"
-    )
+    parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
     parser.add_argument(
         "--data", default=None, help="the UTKFace folder it was trained on (default: data/UTKFace)"
     )

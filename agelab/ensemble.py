@@ -83,12 +83,14 @@ def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) ->
 
 
 def cli(argv: list[str]) -> int:
+    from agelab.model_files import MODEL_SPEC_HELP
+
     parser = argparse.ArgumentParser(
         prog="python -m agelab ensemble",
         description="Average several trained models (and, with --flip, their mirror views) into one "
         "model; then calibrate it on the validation split and export its LiteRT twin.",
     )
-    parser.add_argument("--models", nargs="+", required=True, help="run folders or .keras files")
+    parser.add_argument("--models", nargs="+", required=True, help=f"the members, each {MODEL_SPEC_HELP}")
     parser.add_argument("--out", required=True, help="the .keras file to write (a sidecar goes beside it)")
     parser.add_argument("--flip", action="store_true", help="also average each model's mirror view")
     parser.add_argument(

@@ -33,6 +33,7 @@ import numpy as np
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 from agelab import atomic
 from agelab.model_files import (
+    MODEL_SPEC_HELP,
     ModelError,
     load_keras,
     model_and_sidecar,
@@ -280,7 +281,7 @@ def cli(argv: list[str] | None = None) -> int:
         description="Export a saved model to LiteRT: writes X.tflite beside X.keras and records both in X.json. "
         "The Predict page, predict and evaluate then serve it with LiteRT.",
     )
-    parser.add_argument("--model", required=True, help="a run folder or a .keras file")
+    parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:

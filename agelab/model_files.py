@@ -36,6 +36,10 @@ class ModelError(ValueError):
 # --------------------------------------------------------------------------- finding a model
 
 
+# What every verb's --model accepts: the specs find_model resolves, said once.
+MODEL_SPEC_HELP = 'a .keras file with its .json sidecar, a run folder, a run name, or "default"'
+
+
 def find_model(spec: str | Path) -> Path:
     """The ``.keras`` file that ``spec`` names.
 

@@ -20,7 +20,7 @@ from agelab import atomic
 from agelab.data import IMAGE_SUFFIXES
 from agelab.faces import FaceDetector
 from agelab.images import ImageError, load_image
-from agelab.model_files import DEFAULT_MODEL_NAME, ModelError, default_model
+from agelab.model_files import DEFAULT_MODEL_NAME, MODEL_SPEC_HELP, ModelError, default_model
 from agelab.paths import models_dir
 from agelab.predictor import Predictor, load_predictor, predict_image
 
@@ -106,8 +106,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="image files or folders of images")
     parser.add_argument(
         "--model",
-        help=f"a .keras file, a run folder or run name (default: models/{DEFAULT_MODEL_NAME}, "
-        "else the newest finished run)",
+        help=f"{MODEL_SPEC_HELP} (default: models/{DEFAULT_MODEL_NAME}, else the newest finished run)",
     )
     parser.add_argument("--no-detect", action="store_true", help="treat each image as one face crop")
     parser.add_argument(

@@ -20,7 +20,7 @@ from agelab.evaluation.metrics import headline
 from agelab.evaluation.predictions import with_derived_columns
 from agelab.evaluation.scoring import predict_files, uses_aligned_crops
 from agelab.evaluation.sources import evaluations_dir
-from agelab.model_files import find_model
+from agelab.model_files import MODEL_SPEC_HELP, find_model
 
 
 @dataclass
@@ -106,9 +106,7 @@ def cli(argv: list[str]) -> int:
         description="Evaluate a saved agelab model on a folder of UTKFace-named images. Prints one JSON "
         "line of headline metrics on stdout; unreadable or badly named files are skipped and counted.",
     )
-    parser.add_argument(
-        "--model", required=True, help="a .keras file with its .json sidecar, a run folder, or a run name"
-    )
+    parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
     parser.add_argument(
         "--data", required=True, help="folder of images named age_gender_race_datetime.jpg.chip.jpg"
     )
