@@ -57,11 +57,15 @@ def letterbox(image: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     height, width = image.shape[:2]
     side = float(max(height, width))
     left, top = width / 2 - side / 2, height / 2 - side / 2
-    zoom = INPUT_SIZE / side
-    to_input = np.array([[zoom, 0, -left * zoom], [0, zoom, -top * zoom]], np.float64)
-    pixels = cv2.warpAffine(
-        image, to_input, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
+    if height == width == INPUT_SIZE:
+        # Already the input (the close-ups of small faces are made at this size): the warp would copy it.
+        pixels = image
+    else:
+        zoom = INPUT_SIZE / side
+        to_input = np.array([[zoom, 0, -left * zoom], [0, zoom, -top * zoom]], np.float64)
+        pixels = cv2.warpAffine(
+            image, to_input, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
     tensor = pixels.astype(np.float32) * np.float32(2 / 255) - np.float32(1)
     return tensor[None], side, left, top
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from agelab import settings
 from agelab.assets import AssetError, download_face_model
-from agelab.blazeface import BlazeFace, UnsupportedDetectorModel
+from agelab.blazeface import INPUT_SIZE, BlazeFace, UnsupportedDetectorModel
 from agelab.crop import ALIGN_POINTS, DEFAULT_MARGIN, align_face, clip_box, crop_face
 from agelab.paths import mirror_dir, models_dir
 
@@ -35,7 +35,7 @@ REFINE_BELOW = 0.5
 REFINE_CONTEXT = 2.0
 # The detector's own input size: a larger close-up was only sampled down again (256 px gave the
 # same keypoints to the last digit on real photos, at the cost of a second resample).
-REFINE_SIZE = 128
+REFINE_SIZE = INPUT_SIZE
 # "litert" runs the short-range model directly (agelab.blazeface), "mediapipe" through MediaPipe
 # Tasks' own graph (the reference it is tested against, and the only runner of the full-range model).
 RUNTIMES = ("litert", "mediapipe")
