@@ -12,6 +12,7 @@ from agelab.crop import CROP_SIZE
 from agelab.faces import DetectorModelError, FaceDetector, detector_model_path
 from agelab.images import load_image
 from tests.predict_helpers import detector_models_dir, face_canvas, real_faces, rgb
+from tests.real_data import SHARED, require
 
 SKLEARN_PHOTOS = Path(__import__("sklearn").__file__).parent / "datasets" / "images"
 
@@ -115,15 +116,13 @@ def test_the_short_range_detector_finds_most_faces_of_group_pictures(detector, c
     assert found >= 0.85 * 4 * len(canvases), found
 
 
-AAF_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "aaf-dev"
-
-
 def test_litert_runs_the_short_range_model_as_mediapipe_tasks_does(detector, utkface_dir, canvases):
     """The direct LiteRT path (agelab.blazeface) finds the faces MediaPipe Tasks finds, with the same
     scores and keypoints, on real UTKFace crops, photos from outside UTKFace and group pictures."""
     assert detector.runtime == "LiteRT"
     images = [load_image(p) for p in real_faces(utkface_dir, 40, step=523)]
-    images += [load_image(p) for p in sorted(AAF_DEV.glob("*.jpg"))[:30]]
+    aaf_dev = require(SHARED / "data" / "aaf-dev", "aaf-dev photos (outside UTKFace)")
+    images += [load_image(p) for p in sorted(aaf_dev.glob("*.jpg"))[:30]]
     images += [load_image(data) for data, _ in canvases[:4]]
     offsets, faces = [], 0
     with FaceDetector("short", runtime="mediapipe") as tasks:
