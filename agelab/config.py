@@ -120,6 +120,14 @@ OPTIONS: dict[str, Option] = {
         "dex", "choice", "age in years: DEX expected value over 0-100, or regression", AGE_HEADS
     ),
     "loss_weight_age_bin": Option(1.0, "float", "loss weight of the age-bin head", (), 0.0, 100.0),
+    "soft_bins": Option(
+        0.0,
+        "float",
+        "spread of the age-bin targets over neighbouring bins, in bins (0: one-hot)",
+        (),
+        0.0,
+        3.0,
+    ),
     "loss_weight_age": Option(0.05, "float", "loss weight of the age-in-years head", (), 0.0, 100.0),
     "loss_weight_gender": Option(1.0, "float", "loss weight of the gender head", (), 0.0, 100.0),
     "dropout": Option(0.3, "float", "dropout before the heads", (), 0.0, 0.9),

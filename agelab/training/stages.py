@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agelab import models
+from agelab.bins import get_scheme
 from agelab.training.datasets import ImageDatasets
+from agelab.training.losses import age_bin_loss
 
 import keras  # noqa: E402  isort: skip  (after agelab, which sets KERAS_HOME)
 
@@ -38,7 +40,7 @@ def compile_model(model: Any, learning_rate: float, config: dict[str, Any], tota
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={
-            "age_bin": keras.losses.SparseCategoricalCrossentropy(),
+            "age_bin": age_bin_loss(get_scheme(config["bins"]).num_bins, config.get("soft_bins", 0.0)),
             "age": keras.losses.MeanAbsoluteError(),
             "gender": keras.losses.BinaryCrossentropy(),
         },
