@@ -227,16 +227,34 @@ class FaceDetector:
         wide gets keypoints from a ~25 px face, off by several pixels: enough to tilt the aligned
         crop. Training faces fill their frame; the close-up gives scene faces the same precision.
         """
-        import cv2
-
         (x, y, w, h), score, keypoints = item
         side = max(w, h)
         if side <= 0 or side / max(image.shape[:2]) >= REFINE_BELOW or len(keypoints) < ALIGN_POINTS:
             return item
+        again = self._close_up(image, item, 0.0)
+        if again is None or len(again[2]) < ALIGN_POINTS:
+            return item
+        return (x, y, w, h), score, again[2]
+
+    def follow(self, image: np.ndarray, item: Located, min_score: float) -> Located | None:
+        """The face of ``item`` (found in an earlier video frame) found again in ``image`` by the
+        close-up around its old box alone: box, score and keypoints, or None when it is gone. What
+        the live webcam runs between whole-frame detections; the close-up is the one ``locate``
+        takes for small faces anyway."""
+        return self._close_up(image, item, min_score)
+
+    def _close_up(self, image: np.ndarray, item: Located, min_score: float) -> Located | None:
+        """The detection nearest the centre of a close-up around ``item``'s box (REFINE_CONTEXT times
+        its side, resampled to REFINE_SIZE px, black outside the image), in ``image``'s pixels."""
+        import cv2
+
+        (x, y, w, h), _, _ = item
+        side = max(w, h)
+        if side <= 0:
+            return None
         region_side = side * REFINE_CONTEXT
         left, top = x + w / 2 - region_side / 2, y + h / 2 - region_side / 2
         zoom = REFINE_SIZE / region_side
-        # The close-up: the region around the face, resampled to REFINE_SIZE px, black outside the image.
         to_region = np.array([[zoom, 0, -left * zoom], [0, zoom, -top * zoom]])
         close_up = cv2.warpAffine(
             image,
@@ -245,17 +263,15 @@ class FaceDetector:
             flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )
-        again = self._detect_once(close_up, 0, 1.0, 0.0, None)
-        if not again:
-            return item
+        found = self._detect_once(close_up, 0, 1.0, min_score, None)
+        if not found:
+            return None
         centre = REFINE_SIZE / 2
-        _, _, points = min(
-            again, key=lambda a: np.hypot(a[0][0] + a[0][2] / 2 - centre, a[0][1] + a[0][3] / 2 - centre)
+        (bx, by, bw, bh), score, points = min(
+            found, key=lambda a: np.hypot(a[0][0] + a[0][2] / 2 - centre, a[0][1] + a[0][3] / 2 - centre)
         )
-        if len(points) < ALIGN_POINTS:
-            return item
-        refined = points / zoom + np.array([left, top])
-        return (x, y, w, h), score, refined
+        box = (bx / zoom + left, by / zoom + top, bw / zoom, bh / zoom)
+        return box, score, points / zoom + np.array([left, top])
 
     def _detect_once(
         self, pixels: np.ndarray, pad: int, scale: float, min_score: float, timestamp_ms: int | None

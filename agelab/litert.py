@@ -85,9 +85,13 @@ class LiteRTModel:
     """A ``.tflite`` model with the agelab contract: float32 RGB 0-255 in, raw ``age_bin``, ``age``,
     ``gender`` out (the same dict the Keras model returns). Thread-safe."""
 
-    def __init__(self, path: str | Path, threads: int = THREADS) -> None:
+    def __init__(self, path: str | Path, threads: int = THREADS, mirror_views: bool = False) -> None:
         self.path = Path(path)
         self.threads = threads
+        # The twin of a mirror-averaged model holds one view: a call averages it over the image and
+        # its mirror, sent as one batch of both (measured a little faster than the in-graph mirror),
+        # and :meth:`view` runs one view alone (the live webcam alternates them across frames).
+        self.mirror_views = mirror_views
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -150,7 +154,18 @@ class LiteRTModel:
         return self._runners[batch]
 
     def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw outputs for a float32 batch (N, S, S, 3): ``age_bin`` (N, K), ``age`` (N, 1), ``gender`` (N, 1)."""
+        """Raw outputs for a float32 batch (N, S, S, 3): ``age_bin`` (N, K), ``age`` (N, 1), ``gender`` (N, 1);
+        the mean of both views when the twin holds one view of a mirror-averaged model."""
+        if not self.mirror_views:
+            return self.view(batch)
+        both = self.view(np.concatenate([batch, batch[:, :, ::-1]]))
+        n = len(batch)
+        return {k: (v[:n] + v[n:]) / 2 for k, v in both.items()}
+
+    def view(self, batch: np.ndarray, mirrored: bool = False) -> dict[str, np.ndarray]:
+        """Raw outputs of the twin's own graph for ``batch``, or for its mirror image."""
+        if mirrored:
+            batch = batch[:, :, ::-1]
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         parts: list[dict[str, np.ndarray]] = []
         with self._lock:
@@ -179,10 +194,24 @@ def load_twin(model_path: str | Path, meta: dict[str, Any]) -> LiteRTModel:
         raise LiteRTError(f"{path.name} is not the file its sidecar records (corrupt or replaced)")
     if sha256(model_path) != record["keras_sha256"]:
         raise LiteRTError(f"{path.name} was exported from another version of {model_path.name}")
-    return LiteRTModel(path)
+    return LiteRTModel(path, mirror_views=bool(record.get("mirror_views", False)))
 
 
 # --------------------------------------------------------------------------- export
+
+
+def single_view(keras_model: Any) -> tuple[Any, bool]:
+    """The model without its in-graph mirror view (:func:`agelab.ensemble.create_ensemble` over the
+    same members, sharing their weights), and whether it had one. The twin of a mirror-averaged model
+    is this one view: serving sends the image and its mirror as one batch, or one view alone."""
+    from agelab.ensemble import MirrorImages, create_ensemble
+
+    if not any(isinstance(layer, MirrorImages) for layer in keras_model.layers):
+        return keras_model, False
+    import keras
+
+    members = [layer for layer in keras_model.layers if isinstance(layer, keras.Model)]
+    return create_ensemble(members, flip=False), True
 
 
 def convert(
@@ -248,12 +277,13 @@ def export(model_path: str | Path, tolerance: float = 1e-3) -> Path:
     read_sidecar(keras_path)  # a model without a valid sidecar is refused before the slow conversion
     keras_sha = sha256(keras_path)
     keras_model = load_keras(keras_path)
-    data = convert(keras_model)
+    one_view, mirror_views = single_view(keras_model)
+    data = convert(one_view)
     out = twin_path(keras_path)
     with tempfile.TemporaryDirectory(prefix="agelab-export-") as tmp:
         staged = Path(tmp) / out.name
         staged.write_bytes(data)
-        lite = LiteRTModel(staged)
+        lite = LiteRTModel(staged, mirror_views=mirror_views)
         gap = max_output_gap(keras_model, lite, probe_batch(lite.image_size))
     if gap > tolerance:
         raise LiteRTError(
@@ -268,6 +298,7 @@ def export(model_path: str | Path, tolerance: float = 1e-3) -> Path:
         "bytes": len(data),
         "keras_file": keras_path.name,
         "keras_sha256": keras_sha,
+        "mirror_views": mirror_views,
         "max_abs_gap": gap,
         "converter": f"tensorflow {tf.__version__}",
     }

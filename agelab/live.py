@@ -13,24 +13,35 @@ import numpy as np
 from agelab import settings
 from agelab.annotate import annotate
 from agelab.faces import FaceDetector
-from agelab.predictor import Predictor, predict_image
+from agelab.predictor import Predictor
+from agelab.tracking import FaceTracker
 
 
 class LiveAnnotator:
-    """Detects, predicts and draws on video frames, keeping the frame rate. Safe to call from the
-    video thread while the page thread reads :attr:`fps` or sets :attr:`min_score`."""
+    """Detects, predicts and draws on video frames, keeping the frame rate: faces are followed from
+    frame to frame (:class:`agelab.tracking.FaceTracker`). Safe to call from the video thread while
+    the page thread reads :attr:`fps` or sets :attr:`min_score`."""
 
     def __init__(self, detector: FaceDetector, predictor: Predictor, min_score: float = 0.5) -> None:
-        self.detector, self.predictor, self.min_score = detector, predictor, min_score
+        self.detector, self.predictor = detector, predictor
+        self.tracker = FaceTracker(detector, predictor, min_score)
         self._lock = threading.Lock()
         self._stamps: deque[float] = deque(maxlen=30)
         self._last_ms = 0.0
         self._last_faces = 0
 
+    @property
+    def min_score(self) -> float:
+        return self.tracker.min_score
+
+    @min_score.setter
+    def min_score(self, value: float) -> None:
+        self.tracker.min_score = value
+
     def process(self, frame: np.ndarray, timestamp_ms: int | None = None) -> np.ndarray:
         """The frame (RGB) with boxes, labels, and the frame rate drawn on it."""
         start = time.perf_counter()
-        results = predict_image(frame, self.detector, self.predictor, self.min_score, timestamp_ms)
+        results = self.tracker.step(frame, timestamp_ms)
         ms = (time.perf_counter() - start) * 1000
         with self._lock:
             self._stamps.append(time.monotonic())

@@ -154,6 +154,23 @@ class Predictor:
                 raise ValueError(f"crop {i}: {err}") from None
         return batch
 
+    @property
+    def single_views(self) -> bool:
+        """Whether :meth:`raw_view` can run one view of a mirror-averaged model alone (its LiteRT twin
+        holds one view; a Keras model averages both inside its graph)."""
+        return self._lite is not None and self._lite.mirror_views
+
+    def raw_view(self, batch: np.ndarray, mirrored: bool) -> dict[str, np.ndarray]:
+        """One view's raw outputs (:meth:`raw_outputs`' keys): the mean of this and the other view is
+        :meth:`raw_outputs`. Only when :attr:`single_views`."""
+        if not self.single_views:
+            raise ModelError(f"{self.model_path}: its backend averages the mirror view inside the model")
+        return raw_predictions({k: np.asarray(v) for k, v in self._lite.view(batch, mirrored).items()})
+
+    def calibrated(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`predict_batch`'s outputs from raw ones (the temperatures, the age inside its group)."""
+        return finalize(raw, self.scheme, self.meta.get("calibration"))
+
     def raw_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The model's own outputs for a batch from :meth:`to_batch`, before calibration: ``age_bin`` (N, K),
         ``age`` (N,), ``prob_female`` (N,)."""
@@ -172,7 +189,7 @@ class Predictor:
                 "age_raw": empty,
                 "prob_female": empty,
             }
-        return finalize(self.raw_outputs(batch), self.scheme, self.meta.get("calibration"))
+        return self.calibrated(self.raw_outputs(batch))
 
     def predict_crops(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Predict every crop (HxWx3 uint8 RGB, any size) in one batched call."""

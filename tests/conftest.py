@@ -51,3 +51,15 @@ def _skip_missing_assets() -> Generator[None, None, None]:
         if reason is None:
             raise
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def detector_env() -> Generator[None, None, None]:
+    """``AGELAB_FACE_MODEL`` set to the folder of the MediaPipe detector models for a whole module
+    (skipped without them)."""
+    from tests.predict_helpers import detector_models_dir
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
+    yield
+    patch.undo()

@@ -69,6 +69,27 @@ def test_the_shipped_model_is_served_by_its_committed_twin_and_matches_keras(cro
         assert_parity(lite.predict_batch(batch[i : i + 1]), keras.predict_batch(batch[i : i + 1]))
 
 
+def test_the_shipped_twin_holds_one_view_and_serving_averages_it_with_the_mirror(crops):
+    """The shipped model averages each face's mirror view inside its graph; its twin is the one
+    view, so serving can send both views as one batch (a photo) or one alone (the live webcam)."""
+    import keras
+
+    assert json.loads(SHIPPED.with_suffix(".json").read_text())["litert"]["mirror_views"] is True
+    lite = Predictor(SHIPPED)
+    assert lite.single_views and not Predictor(SHIPPED, backend="keras").single_views
+    batch = lite.to_batch(crops[:12])
+    image, mirror = lite.raw_view(batch, mirrored=False), lite.raw_view(batch, mirrored=True)
+    both = lite.raw_outputs(batch)
+    for key in both:
+        np.testing.assert_allclose((image[key] + mirror[key]) / 2, both[key], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(mirror["age_bin"], lite.raw_view(batch[:, :, ::-1], False)["age_bin"])
+    assert np.abs(image["prob_female"] - mirror["prob_female"]).max() > 1e-3  # two views, not one twice
+    one_view, had_mirror = litert.single_view(keras.saving.load_model(SHIPPED, compile=False))
+    assert had_mirror
+    reference = one_view(batch, training=False)
+    np.testing.assert_allclose(image["age_bin"], np.asarray(reference["age_bin"]), rtol=0, atol=1e-4)
+
+
 # --------------------------------------------------------------------------- export
 
 

@@ -19,7 +19,6 @@ from agelab.predict import cli
 from agelab.predictor import load_predictor, predict_image
 from tests.predict_helpers import (
     IMAGE_SIZE,
-    detector_models_dir,
     face_canvas,
     real_faces,
     rgb,
@@ -37,12 +36,7 @@ def predictor(model_path):
     return load_predictor(model_path)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def face_model_env():
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("detector_env")
 
 
 def test_predictor_reads_the_sidecar(predictor, model_path):
