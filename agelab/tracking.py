@@ -54,6 +54,20 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
     return inter / union if union > 0 else 0.0
 
 
+def live_note(predictor: Predictor, redetect_every: int = REDETECT_EVERY) -> str:
+    """What the live webcam does with each frame, in words, for the page."""
+    views = (
+        "each face gets one view a frame, the image and its mirror in turn, averaged with the other view "
+        "of the frame before"
+        if predictor.single_views
+        else "each face gets both views, the image and its mirror, every frame"
+    )
+    return (
+        f"Faces are followed from frame to frame: the whole frame is searched one frame in "
+        f"{redetect_every}, each face is found again by a close-up in between, and {views}."
+    )
+
+
 class FaceTracker:
     """Faces and predictions for consecutive frames of one video. Not thread-safe: one per stream,
     fed its frames in order."""

@@ -17,6 +17,7 @@ from agelab.live import LiveAnnotator, rtc_configuration  # noqa: E402
 from agelab.model_files import ModelError, available_models, default_model, model_stamp  # noqa: E402
 from agelab.paths import models_dir, runs_dir  # noqa: E402
 from agelab.predictor import FaceResult, Predictor, load_predictor, predict_image  # noqa: E402
+from agelab.tracking import live_note  # noqa: E402
 from streamlit_setup import keep_models_warm, through_app  # noqa: E402
 
 through_app()
@@ -165,8 +166,8 @@ def live_view(predictor: Predictor, kind: str, min_score: float) -> None:
         async_processing=True,
     )
     st.caption(
-        "ICE servers come from AGELAB_ICE_SERVERS (JSON); none are needed on this machine, a STUN/TURN "
-        "server is for use across networks."
+        live_note(predictor) + " ICE servers come from AGELAB_ICE_SERVERS (JSON); none are needed on "
+        "this machine, a STUN/TURN server is for use across networks."
     )
 
     @st.fragment(run_every=1.0)

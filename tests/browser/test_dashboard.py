@@ -254,6 +254,8 @@ def start_live_webcam(playwright, app_url: str, video: Path):
 
 def test_live_webcam_keeps_up_with_the_camera(playwright, app_url, group_photo, tmp_path):
     camera_browser, page = start_live_webcam(playwright, app_url, fake_camera(group_photo, tmp_path))
+    # The shipped model's twin holds one view: the page says each face gets one a frame.
+    page.wait_for_selector("text=one view a frame, the image and its mirror in turn", timeout=10_000)
     time.sleep(15)  # past the first frames' warm-up
     readings = []
     for _ in range(5):
