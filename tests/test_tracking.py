@@ -10,7 +10,7 @@ import pytest
 from agelab.faces import FaceDetector
 from agelab.paths import PROJECT_ROOT
 from agelab.predictor import Predictor, predict_image
-from agelab.tracking import REDETECT_EVERY, FaceTracker, box_iou
+from agelab.tracking import REDETECT_EVERY, FaceTracker, box_iou, live_note
 from tests.predict_helpers import real_faces, rgb
 
 SHIPPED = PROJECT_ROOT / "models" / "agelab-default.keras"
@@ -123,3 +123,9 @@ def test_redetect_every_must_be_at_least_one(predictor):
         pytest.raises(ValueError, match="at least every frame"),
     ):
         FaceTracker(detector, predictor, redetect_every=0)
+
+
+def test_the_page_note_says_which_views_each_frame_gets(predictor):
+    assert "one view a frame" in live_note(predictor)
+    assert "both views" in live_note(Predictor(SHIPPED, backend="keras"))
+    assert "one frame in 6" in live_note(predictor)
