@@ -37,13 +37,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agelab.annotate import annotate  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.images import load_image  # noqa: E402
 from agelab.import_order import load_srtp_first  # noqa: E402
 from agelab.live import LiveAnnotator  # noqa: E402
 from agelab.model_files import default_model  # noqa: E402
 from agelab.paths import data_dir  # noqa: E402
-from agelab.predictor import Predictor  # noqa: E402
+from agelab.predictor import Predictor, predict_image  # noqa: E402
 
 load_srtp_first()
 # Issue 15's goals.
@@ -136,10 +137,18 @@ def time_ours(blobs: list[bytes], detector: FaceDetector, predictor, min_score: 
 
 
 def time_live(
-    paths: list[Path], kind: str, runtime: str, predictor, min_score: float, frames: int = 120
+    paths: list[Path],
+    kind: str,
+    runtime: str,
+    predictor,
+    min_score: float,
+    frames: int = 120,
+    tracked: bool = True,
 ) -> tuple[float, int]:
     """Frames per second of the live webcam path (VIDEO mode, drawing included) on 640x480 frames of
-    four real faces, 190 px each, in a 2 x 2 grid (a family in front of a laptop camera)."""
+    four real faces, 190 px each, in a 2 x 2 grid (a family in front of a laptop camera); the faces
+    change every frame. ``tracked=False`` treats each frame as a photo (``predict_image``, both views
+    of every face, the whole frame searched every time): the live path before faces were followed."""
     video = []
     for i in range(frames):
         frame = np.full((480, 640, 3), 60, np.uint8)
@@ -148,14 +157,25 @@ def time_live(
             frame[y : y + 190, x : x + 190] = np.asarray(Image.open(face).convert("RGB").resize((190, 190)))
         video.append(frame)
     with FaceDetector(kind, mode="video", runtime=runtime) as detector:
-        live = LiveAnnotator(detector, predictor, min_score)
+        if tracked:
+            live = LiveAnnotator(detector, predictor, min_score)
+
+            def step(frame: np.ndarray) -> int:
+                live.process(frame)
+                return live.stats()["faces"]
+        else:
+
+            def step(frame: np.ndarray) -> int:
+                results = predict_image(frame, detector, predictor, min_score)
+                annotate(frame, results)
+                return len(results)
+
         for frame in video[:5]:
-            live.process(frame)
+            step(frame)
         faces = 0
         start = time.perf_counter()
         for frame in video:
-            live.process(frame)
-            faces += live.stats()["faces"]
+            faces += step(frame)
         seconds = time.perf_counter() - start
     return len(video) / seconds, faces
 
@@ -240,11 +260,13 @@ def measure(predictor, runtime: str, blobs, canvases, paths, args) -> dict:
     single = time_ours(blobs, detector, predictor, args.min_score)
     group = time_ours(canvases, detector, predictor, args.min_score)
     fps, live_faces = time_live(paths, args.detector, runtime, predictor, args.min_score)
+    photo_fps, _ = time_live(paths, args.detector, runtime, predictor, args.min_score, tracked=False)
     detector.close()
     return {
         "single": single,
         "group": group,
         "fps": fps,
+        "photo_fps": photo_fps,
         "live_faces": live_faces,
         "call_ms": time_predict_call(blobs, predictor),
     }
@@ -318,11 +340,10 @@ def main() -> int:
         for _ in range(args.rounds):
             for name, (predictor, runtime) in variants.items():
                 result = measure(predictor, runtime, blobs, canvases, paths, args)
+                best = {k: max(result[k], results.get(name, {}).get(k, 0.0)) for k in ("fps", "photo_fps")}
                 if name not in results or total_ms(result["single"]) < total_ms(results[name]["single"]):
-                    best_fps = max(result["fps"], results.get(name, {}).get("fps", 0.0))
-                    results[name] = {**result, "fps": best_fps}
-                else:
-                    results[name]["fps"] = max(results[name]["fps"], result["fps"])
+                    results[name] = result
+                results[name].update(best)
         predict_ms = time_model_predict(blobs, keras)
         strategies = time_batch_strategies(blobs, lite) if "litert" in variants else {}
     labels = {
@@ -338,16 +359,17 @@ def main() -> int:
         for name, result in results.items()
     }
     print(
-        "\n| model served by, detector run by | ms/face single | ms/face group | predict call, 1 face | live fps, 4 faces |"
+        "\n| model served by, detector run by | ms/face single | ms/face group | predict call, 1 face "
+        "| live fps, 4 faces | live fps, each frame as a photo |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name, result in results.items():
         single_ms, group_ms = per_face[name]
         print(
             f"| {labels[name]} | {single_ms:.2f} | {group_ms:.2f} | {result['call_ms']:.2f} ms | "
-            f"{result['fps']:.1f} |"
+            f"{result['fps']:.1f} | {result['photo_fps']:.1f} |"
         )
-    print(f"| Keras model.predict (baseline) | | | {predict_ms:.2f} ms | |")
+    print(f"| Keras model.predict (baseline) | | | {predict_ms:.2f} ms | | |")
     ours = "litert" if "litert" in results else "keras"
     if "litert" in results:
         ratio = results["keras"]["call_ms"] / results["litert"]["call_ms"]
@@ -370,7 +392,10 @@ def main() -> int:
     print("\nGoals (issue 15), agelab as served:")
     print(f"- predict call <= {GOAL_PREDICT_MS} ms per face: {results[ours]['call_ms']:.2f} ms")
     print(f"- end to end <= {GOAL_END_TO_END_MS} ms per single-face photo: {ours_single:.2f} ms")
-    print(f"- live webcam >= {GOAL_FPS} fps with four faces: {results[ours]['fps']:.1f} fps")
+    print(
+        f"- live webcam >= {GOAL_FPS} fps with four faces: {results[ours]['fps']:.1f} fps (faces followed; "
+        f"{results[ours]['fps'] / results[ours]['photo_fps']:.2f}x the fps of each frame as a photo)"
+    )
     if args.no_peer:
         return 0
     peer = run_peer(paths, canvases)
