@@ -38,23 +38,20 @@ DEFAULT_MARGIN = 0.04
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The 2x3 rotation + uniform scale + shift that best maps ``source`` points onto ``target``
-    (least squares, no reflection; Umeyama 1991)."""
-    src = np.asarray(source, np.float64)
-    dst = np.asarray(target, np.float64)
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    covariance = dst_c.T @ src_c / len(src)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rotation = u @ np.diag(sign) @ vt
-    variance = (src_c**2).sum() / len(src)
-    scale = float((singular * sign).sum() / max(variance, 1e-12))
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
+    (least squares, no reflection: Umeyama 1991 in the plane).
+
+    In the plane, rotation times scale is one complex number ``a``, and the least-squares ``a`` for
+    centred points is ``sum(conj(s) * t) / sum(|s|^2)``: the same transform as Umeyama's SVD. Done in
+    plain Python on the handful of keypoints, it takes a tenth of the SVD's time, and it runs for
+    every face of every live frame."""
+    src = [complex(x, y) for x, y in np.asarray(source, np.float64).tolist()]
+    dst = [complex(x, y) for x, y in np.asarray(target, np.float64).tolist()]
+    src_mean, dst_mean = sum(src) / len(src), sum(dst) / len(dst)
+    s = [z - src_mean for z in src]
+    t = [z - dst_mean for z in dst]
+    a = sum(p.conjugate() * q for p, q in zip(s, t)) / max(sum(abs(p) ** 2 for p in s), 1e-12)
+    shift = dst_mean - a * src_mean
+    return np.array([[a.real, -a.imag, shift.real], [a.imag, a.real, shift.imag]])
 
 
 def template_keypoints(width: int, height: int) -> np.ndarray:
