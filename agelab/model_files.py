@@ -132,8 +132,10 @@ def load_keras(path: str | Path) -> Any:
     """The Keras model in the ``.keras`` file ``path``, uncompiled; :class:`ModelError` says why not."""
     import keras
 
-    # Models built by agelab.models (ensembles among them) use layers that register themselves on import.
+    # Models built by agelab.models (ensembles among them) use layers, and runs trained with soft_bins
+    # a loss, that register themselves on import; Keras reads the loss even when not compiling.
     import agelab.models  # noqa: F401
+    import agelab.training.losses  # noqa: F401
 
     path = Path(path)
     if not zipfile.is_zipfile(path):

@@ -42,3 +42,26 @@ def test_soft_bins_is_a_checked_config_key():
     assert build_config()["soft_bins"] == 0.0
     with pytest.raises(ConfigError, match="soft_bins takes a number >= 0 and <= 3"):
         build_config({"soft_bins": "-1"})
+
+
+def test_a_model_compiled_with_the_soft_loss_loads_in_a_fresh_process(tmp_path):
+    """A run trained with soft_bins saves the loss in its .keras file: loading it (ensemble, evaluate
+    with Keras, the Review page) must not depend on whoever imported the losses module first."""
+    import subprocess
+    import sys
+
+    # As in a fast run: the heads are a model compiled with the loss (trained on cached features),
+    # then nested in the whole model, whose file keeps the heads' compile config.
+    features = keras.Input((4,))
+    heads = keras.Model(
+        features, {"age_bin": keras.layers.Dense(10, activation="softmax", name="age_bin")(features)}
+    )
+    heads.compile(optimizer="adam", loss={"age_bin": SoftOrdinalCrossentropy(10, 0.75)})
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, heads(inputs))
+    path = tmp_path / "soft.keras"
+    model.save(path)
+    code = f"from agelab.model_files import load_keras; print(load_keras({str(path)!r}).count_params())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(model.count_params())
