@@ -153,7 +153,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "image_size": 144,
         "fast": True,
         "epochs": 5,
-        "fine_tune_layers": 100,
+        # Every backbone layer (BatchNorm stays frozen): against the top 100, validation MAE -0.09 and
+        # aaf-dev MAE -0.32 for 1.4x the epoch time (docs/recipes.md).
+        "fine_tune_layers": 1000,
         "fine_tune_epochs": 30,
         "fine_tune_learning_rate": 4e-4,
         "lr_schedule": "cosine",

@@ -27,7 +27,7 @@ def detector():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known miss (issue 10's smoke test): the shipped model calls the astronaut a teenage man; "
+    reason="known miss (issue 10's smoke test): the shipped model calls the astronaut an adult (25) man, 82 %; "
     "strict, so this turns into a failure to update once a model gets her right",
 )
 def test_the_astronaut_is_an_adult_woman(shipped, detector):
