@@ -84,7 +84,12 @@ OPTIONS: dict[str, Option] = {
     "batch_size": Option(64, "int", "batch size", (), 1, 4096),
     "learning_rate": Option(1e-3, "float", "learning rate of the first stage", (), 1e-7, 1.0),
     "fine_tune_layers": Option(
-        0, "int", "top backbone layers unfrozen in stage 2 (0: no stage 2)", (), 0, 1000
+        0,
+        "int",
+        "top backbone layers unfrozen in stage 2 (0: no stage 2; the backbone's depth or more: all of it)",
+        (),
+        0,
+        1000,
     ),
     "fine_tune_epochs": Option(3, "int", "epochs of the fine-tuning stage", (), 0, 1000),
     "fine_tune_learning_rate": Option(1e-4, "float", "learning rate while fine-tuning", (), 1e-8, 1.0),
