@@ -61,6 +61,15 @@ def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) ->
     for path in model_paths:
         keras_file = find_model(path)
         model, sidecar = load_model(keras_file)
+        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if sidecar.get("ensemble") and inner:
+            # An ensemble given as a member contributes its own members (and this ensemble's
+            # --flip decides the mirror views), so no model is averaged with itself twice.
+            recorded = sidecar["ensemble"].get("members") or [{} for _ in inner]
+            for layer, record in zip(inner, recorded):
+                members.append(layer)
+                sidecars.append({**sidecar, **record, "path": record.get("path", str(keras_file))})
+            continue
         members.append(model)
         sidecars.append({**sidecar, "path": str(keras_file)})
     for key in SHARED_KEYS:
@@ -94,6 +103,11 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="the .keras file to write (a sidecar goes beside it)")
     parser.add_argument("--flip", action="store_true", help="also average each model's mirror view")
     parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also export the int8 LiteRT twin (python -m agelab export --int8)",
+    )
+    parser.add_argument(
         "--data", default=None, help="the UTKFace folder to calibrate on (default data/UTKFace)"
     )
     args = parser.parse_args(argv)
@@ -106,8 +120,12 @@ def cli(argv: list[str]) -> int:
         out = build(args.models, args.out, args.flip)
         result = calibration.calibrate_model(out, args.data)
         twin = litert.export(out)
-    except (ModelError, ValueError, FileNotFoundError) as err:
+        int8 = litert.export_int8(out, data=args.data) if args.int8 else None
+    except (ModelError, ValueError, FileNotFoundError, litert.LiteRTError) as err:
         print(f"agelab ensemble: {err}", file=sys.stderr)
         return 1
-    print(json.dumps({"model": str(out), "litert": str(twin), "calibration": result}))
+    report = {"model": str(out), "litert": str(twin), "calibration": result}
+    if int8 is not None:
+        report["litert_int8"] = str(int8)
+    print(json.dumps(report))
     return 0

@@ -69,6 +69,14 @@ def find_model(spec: str | Path) -> Path:
     )
 
 
+# What serves a model's predictions (:class:`agelab.predictor.Predictor`'s ``backend``).
+BACKENDS = ("auto", "litert", "litert-int8", "keras")
+BACKEND_HELP = (
+    "what serves the model: auto (its int8 LiteRT twin, else its float32 twin, else Keras), "
+    "litert (the float32 twin, equal to Keras within 1e-4), litert-int8, or keras"
+)
+
+
 def sidecar_path(model: str | Path) -> Path:
     """``X.json`` beside ``X.keras``."""
     return Path(model).with_suffix(".json")
@@ -77,6 +85,11 @@ def sidecar_path(model: str | Path) -> Path:
 def twin_path(model: str | Path) -> Path:
     """``X.tflite`` beside ``X.keras``: the model's LiteRT twin (:mod:`agelab.litert`)."""
     return Path(model).with_suffix(".tflite")
+
+
+def int8_twin_path(model: str | Path) -> Path:
+    """``X.int8.tflite`` beside ``X.keras``: the model's int8-quantized LiteRT twin (:mod:`agelab.litert`)."""
+    return Path(model).with_suffix(".int8.tflite")
 
 
 def model_and_sidecar(spec: str | Path) -> tuple[Path, Path]:
@@ -89,10 +102,11 @@ def model_and_sidecar(spec: str | Path) -> tuple[Path, Path]:
 
 
 def model_stamp(spec: str | Path) -> float:
-    """The latest change time of a model's files (``.keras``, sidecar, ``.tflite`` twin): a cache key
+    """The latest change time of a model's files (``.keras``, sidecar, ``.tflite`` twins): a cache key
     that changes when any of them is rewritten."""
     model, sidecar = model_and_sidecar(spec)
-    return max(p.stat().st_mtime for p in (model, sidecar, twin_path(model)) if p.is_file())
+    files = (model, sidecar, twin_path(model), int8_twin_path(model))
+    return max(p.stat().st_mtime for p in files if p.is_file())
 
 
 # --------------------------------------------------------------------------- the sidecar

@@ -20,7 +20,14 @@ from agelab import atomic
 from agelab.data import IMAGE_SUFFIXES
 from agelab.faces import FaceDetector
 from agelab.images import ImageError, load_image
-from agelab.model_files import DEFAULT_MODEL_NAME, MODEL_SPEC_HELP, ModelError, default_model
+from agelab.model_files import (
+    BACKEND_HELP,
+    BACKENDS,
+    DEFAULT_MODEL_NAME,
+    MODEL_SPEC_HELP,
+    ModelError,
+    default_model,
+)
 from agelab.paths import models_dir
 from agelab.predictor import Predictor, load_predictor, predict_image
 
@@ -115,6 +122,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector-model", help="a face detector .tflite file (else AGELAB_FACE_MODEL)")
     parser.add_argument("--min-score", type=float, default=0.5, help="minimum detection confidence (0-1)")
     parser.add_argument("--out", help="also write a flat CSV table, one row per face")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     args = parser.parse_args(argv)
     if not 0.0 <= args.min_score <= 1.0:
         parser.error(f"--min-score {args.min_score}: must be between 0 and 1")
@@ -127,7 +135,7 @@ def cli(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        predictor = load_predictor(model_path)
+        predictor = load_predictor(model_path, args.backend)
         detector = None if args.no_detect else FaceDetector(args.detector, args.detector_model)
     except (ModelError, RuntimeError, ValueError) as exc:
         print(f"agelab predict: {exc}", file=sys.stderr)

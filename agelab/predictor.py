@@ -23,13 +23,13 @@ from agelab.calibration import finalize, raw_predictions
 from agelab.crop import model_input
 from agelab.faces import FaceDetector
 from agelab.model_files import (
+    BACKENDS,
     ModelError,
     find_model,
     load_keras,
     model_stamp,
     read_sidecar,
     sidecar_path,
-    twin_path,
 )
 from agelab.uncertainty import framing_reasons, prediction_reasons
 
@@ -63,14 +63,16 @@ class FacePrediction:
 class Predictor:
     """A loaded model with its bin scheme and input size. Thread-safe.
 
-    ``backend="auto"`` serves from the model's LiteRT twin (``X.tflite``) when it exists and its
-    sidecar record matches, else from Keras; ``"keras"`` forces Keras. ``backend`` and
-    ``backend_note`` say which one serves; ``warning`` says why a twin was not used.
+    ``backend="auto"`` serves from the model's int8 LiteRT twin (``X.int8.tflite``) when it exists and
+    its sidecar record matches, else from its float32 twin (``X.tflite``), else from Keras;
+    ``"litert"`` skips the int8 twin, ``"litert-int8"`` asks for it, ``"keras"`` forces Keras. A twin
+    that cannot serve falls back to the next one with a warning. ``backend`` and ``backend_note`` say
+    which one serves; ``warning`` says why a twin was not used.
     """
 
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
-        if backend not in ("auto", "keras"):
-            raise ValueError(f"backend={backend!r}: choose auto or keras")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: choose from {', '.join(BACKENDS)}")
         self.model_path = find_model(path)
         self.path = Path(path)
         self.meta: dict[str, Any] = read_sidecar(self.model_path)
@@ -91,27 +93,46 @@ class Predictor:
     def _load_backend(self, backend: str) -> None:
         from agelab import litert
 
-        twin = twin_path(self.model_path)
         self.backend, self.backend_note, self.warning = "keras", "served by Keras (no LiteRT twin)", None
         if backend == "keras":
             self.backend_note = "served by Keras"
-        elif twin.is_file():
+            self._load_keras()
+            return
+        # int8 first where allowed: the faster twin, then float32, then Keras.
+        precisions = {"auto": ("int8", "float32"), "litert": ("float32",), "litert-int8": ("int8", "float32")}
+        problems = []
+        for precision in precisions[backend]:
+            twin = litert.PRECISIONS[precision][1](self.model_path)
+            if not twin.is_file():
+                if backend == "litert-int8" and precision == "int8":
+                    problems.append(f"{twin.name} was not used (it does not exist)")
+                continue
             try:
-                lite = litert.load_twin(self.model_path, self.meta)
+                lite = litert.load_twin(self.model_path, self.meta, precision)
                 if lite.image_size != self.image_size:
                     raise ModelError(_size_mismatch(self.model_path, self.image_size, lite.image_size))
-                self._lite = lite
-                self.backend = "litert"
-                self.backend_note = f"served by LiteRT ({twin.name}, XNNPACK, {lite.threads} threads)"
-                return
             except litert.LiteRTError as exc:
-                self.warning = (
-                    f"{twin}: {exc}; serving with Keras instead. "
-                    f"Re-export it: python -m agelab export --model {self.model_path}"
-                )
-                self.backend_note = f"served by Keras: {twin.name} was not used ({exc})"
-                logging.getLogger(__name__).warning("agelab: %s", self.warning)
-        self._load_keras()
+                problems.append(f"{twin.name} was not used ({exc})")
+                continue
+            self._lite = lite
+            self.backend = "litert-int8" if precision == "int8" else "litert"
+            kind = "int8" if precision == "int8" else "float32"
+            self.backend_note = f"served by LiteRT ({twin.name}, {kind}, XNNPACK, {lite.threads} threads)"
+            break
+        if problems:
+            fallback = f"the float32 twin {self._lite.path.name}" if self._lite is not None else "Keras"
+            export = "--int8 " if any(".int8." in p for p in problems) else ""
+            self.warning = (
+                f"{'; '.join(problems)}; serving with {fallback} instead. "
+                f"Re-export it: python -m agelab export {export}--model {self.model_path}"
+            )
+            if self._lite is None:
+                self.backend_note = f"served by Keras: {'; '.join(problems)}"
+            else:
+                self.backend_note += f": {'; '.join(problems)}"
+            logging.getLogger(__name__).warning("agelab: %s", self.warning)
+        if self._lite is None:
+            self._load_keras()
 
     def _load_keras(self) -> None:
         self._model = load_keras(self.model_path)
@@ -245,20 +266,21 @@ def _compile(model: Any, image_size: int) -> Any:
     return call
 
 
-_CACHE: dict[tuple[str, float], Predictor] = {}
+_CACHE: dict[tuple[str, float, str], Predictor] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """The model that ``path`` names (:func:`agelab.model_files.find_model`), loaded once and cached.
+def load_predictor(path: str | Path, backend: str = "auto") -> Predictor:
+    """The model that ``path`` names (:func:`agelab.model_files.find_model`) served by ``backend``
+    (:class:`Predictor`), loaded once and cached.
 
-    A model rewritten since it was loaded (its ``.keras``, sidecar or ``.tflite``) is loaded again.
+    A model rewritten since it was loaded (its ``.keras``, sidecar or ``.tflite`` twins) is loaded again.
     """
     model = find_model(path)
-    key = (str(model.resolve()), model_stamp(model))
+    key = (str(model.resolve()), model_stamp(model), backend)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = Predictor(path)
+            _CACHE[key] = Predictor(path, backend)
         return _CACHE[key]
 
 

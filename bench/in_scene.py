@@ -26,7 +26,11 @@ from agelab.bins import GROUPS10  # noqa: E402
 from agelab.data import load_dataset  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.images import load_image  # noqa: E402
-from agelab.model_files import default_model  # noqa: E402
+from agelab.model_files import (  # noqa: E402
+    BACKEND_HELP,
+    BACKENDS,
+    default_model,  # noqa: E402
+)
 from agelab.predictor import load_predictor, predict_image  # noqa: E402
 
 SCENE = 600
@@ -72,12 +76,13 @@ def main() -> int:
     )
     parser.add_argument("--n", type=int, default=300, help="test-split faces (default 300)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     args = parser.parse_args()
     model = args.model or default_model()
     if model is None:
         print("no model: pass --model or train one (python -m agelab train recipe=default)")
         return 1
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, args.backend)
     frame = load_dataset()
     test = frame[frame["split"] == "test"].sample(n=args.n, random_state=args.seed)
     rng = np.random.default_rng(args.seed)

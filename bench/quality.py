@@ -40,7 +40,11 @@ from agelab.evaluation.metrics import group_metrics, headline  # noqa: E402
 from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.labelled_photos import read_labels, score_photos  # noqa: E402
-from agelab.model_files import default_model  # noqa: E402
+from agelab.model_files import (  # noqa: E402
+    BACKEND_HELP,
+    BACKENDS,
+    default_model,  # noqa: E402
+)
 from agelab.predictor import load_predictor  # noqa: E402
 
 PEER_VENV = Path(__file__).resolve().parent / ".venv-peer"
@@ -150,13 +154,14 @@ def main() -> int:
         help="a CSV file,age_low,age_high,gender scoring photos from outside UTKFace",
     )
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     args = parser.parse_args()
     model = args.model or default_model()
     if model is None:
         print("no model: pass --model or train one (python -m agelab train recipe=default)")
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        predictor = load_predictor(model)
+        predictor = load_predictor(model, args.backend)
         start = time.perf_counter()
         if args.labels:
             labels = read_labels(args.labels)

@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/quantize.py [--model models/agelab-default.keras] [--calibration 300]
 
-Converts the model four ways (float32, dynamic-range, float16 weights, int8 calibrated on real
-training-split images), runs each with the LiteRT interpreter (XNNPACK, 2 threads) on every test-split
-image, and prints a markdown table: file size, ms per face (batch 1 and batch 64), exact / within-1
+Converts the model four ways (float32, dynamic-range, float16 weights, int8 calibrated on the 300
+training-split faces that ``export --int8`` uses), runs each with the LiteRT interpreter (XNNPACK,
+2 threads) on every test-split face as ``evaluate`` crops it (aligned by the detector for a model
+trained so), and prints a markdown table: file size, ms per face (batch 1 and batch 64), exact / within-1
 bin accuracy, age MAE and gender accuracy with 95 % intervals, and each variant's change against
 float32 beside the float32 interval's half-width (a quantization is worth shipping only when its
-change is smaller than that).
+change is smaller than that). The scores are of the raw outputs (no temperature; the age is the
+years head's), which is what quantization changes.
 """
 
 from __future__ import annotations
@@ -24,23 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab import litert  # noqa: E402
 from agelab.bins import get_scheme  # noqa: E402
-from agelab.data import load_dataset  # noqa: E402
 from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval  # noqa: E402
-from agelab.images import load_image  # noqa: E402
 from agelab.model_files import default_model, load_keras  # noqa: E402
 from agelab.predictor import Predictor  # noqa: E402
 
 VARIANTS = ("none", "dynamic", "float16", "int8")
 NAMES = {"none": "float32", "dynamic": "dynamic-range int8 weights", "float16": "float16 weights"}
 NAMES["int8"] = "int8 weights and activations"
-
-
-def prepared(predictor: Predictor, paths: list[str], batch: int = 64) -> np.ndarray:
-    """The model inputs of ``paths``, exactly as ``evaluate`` prepares them."""
-    parts = []
-    for start in range(0, len(paths), batch):
-        parts.append(predictor.to_batch([load_image(p) for p in paths[start : start + batch]]))
-    return np.concatenate(parts)
 
 
 def run(model: litert.LiteRTModel, images: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
@@ -94,13 +86,12 @@ def main() -> int:
     model_path = Path(args.model or default_model())
     predictor = Predictor(model_path, backend="keras")
     scheme = get_scheme(predictor.scheme)
-    frame = load_dataset()
-    test = frame[frame["split"] == "test"].reset_index(drop=True)
-    train = frame[frame["split"] == "train"].sample(args.calibration, random_state=0)
-    images = prepared(predictor, list(test["path"]))
-    calibration = prepared(predictor, list(train["path"]))
+    # The faces as evaluate and predict crop them (aligned by the detector for this model), and the
+    # same training-split faces that ``export --int8`` calibrates on.
+    test, images = litert.prepared_faces(predictor.meta, "test")
+    _, calibration = litert.prepared_faces(predictor.meta, "train", args.calibration)
     ages, genders = test["age"].to_numpy(), test["gender"].to_numpy().astype(int)
-    keras_model = load_keras(predictor.model_path)
+    keras_model, mirror_views = litert.single_view(load_keras(predictor.model_path))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:
@@ -113,7 +104,7 @@ def main() -> int:
             convert_s = time.perf_counter() - start
             path = Path(tmp) / f"{variant}.tflite"
             path.write_bytes(data)
-            lite = litert.LiteRTModel(path)
+            lite = litert.LiteRTModel(path, mirror_views=mirror_views)
             out = run(lite, images)
             rows.append(
                 {

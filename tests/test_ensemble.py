@@ -38,3 +38,18 @@ def test_models_that_take_different_inputs_are_not_combined(tmp_path):
     other = save_contract_model(tmp_path / "b", bins="decades")
     with pytest.raises(ModelError, match="disagree on bins"):
         build([first, other], tmp_path / "ens.keras")
+
+
+def test_an_ensemble_given_as_a_member_adds_its_own_members(tmp_path, utkface_dir):
+    """How the shipped model grew: (seed 1 + its mirror) and a new run -> both runs, both views, once each."""
+    first = save_contract_model(tmp_path / "a", seed=0)
+    second = save_contract_model(tmp_path / "b", seed=1)
+    inner = build([first], tmp_path / "inner.keras", flip=True)
+    grown = build([inner, second], tmp_path / "grown.keras", flip=True)
+    direct = build([first, second], tmp_path / "direct.keras", flip=True)
+    members = json.loads(grown.with_suffix(".json").read_text())["ensemble"]["members"]
+    assert [m["path"] for m in members] == [str(first), str(second)]
+    batch = Predictor(direct).to_batch([rgb(p) for p in real_faces(utkface_dir, 3, step=4001)])
+    got, want = Predictor(grown).raw_outputs(batch), Predictor(direct).raw_outputs(batch)
+    for key in ("age_bin", "age", "prob_female"):
+        np.testing.assert_allclose(got[key], want[key], atol=1e-5)

@@ -58,7 +58,7 @@ def exported(tmp_path_factory) -> Path:
 
 
 def test_the_shipped_model_is_served_by_its_committed_twin_and_matches_keras(crops):
-    lite = Predictor(SHIPPED)
+    lite = Predictor(SHIPPED, backend="litert")
     assert lite.backend == "litert", f"{lite.backend_note}; re-export the twin: {REEXPORT}"
     assert lite.warning is None and "served by LiteRT" in lite.backend_note
     keras = Predictor(SHIPPED, backend="keras")
@@ -75,7 +75,7 @@ def test_the_shipped_twin_holds_one_view_and_serving_averages_it_with_the_mirror
     import keras
 
     assert json.loads(SHIPPED.with_suffix(".json").read_text())["litert"]["mirror_views"] is True
-    lite = Predictor(SHIPPED)
+    lite = Predictor(SHIPPED, backend="litert")
     assert lite.single_views and not Predictor(SHIPPED, backend="keras").single_views
     batch = lite.to_batch(crops[:12])
     image, mirror = lite.raw_view(batch, mirrored=False), lite.raw_view(batch, mirrored=True)
@@ -229,9 +229,124 @@ def test_the_predict_page_says_which_backend_serves_and_why(exported, isolated_d
     assert not at.exception, at.exception
     assert any("served by LiteRT (model.tflite" in c.value for c in at.caption), [c.value for c in at.caption]
     assert not at.warning
+    runtime = next(s for s in at.selectbox if s.label == "Runtime")
+    assert runtime.value == "auto"
+    runtime.set_value("keras").run()
+    assert not at.exception, at.exception
+    assert any("served by Keras" in c.value for c in at.caption), [c.value for c in at.caption]
 
     break_truncate(model)
     at = AppTest.from_file(page, default_timeout=120).run()
     assert not at.exception, at.exception
     assert any("served by Keras: model.tflite was not used" in c.value for c in at.caption)
     assert any("python -m agelab export --model" in w.value for w in at.warning)
+
+
+# --------------------------------------------------------------------------- the int8 twin
+
+
+def test_the_shipped_model_is_served_by_its_int8_twin_first(crops):
+    served = Predictor(SHIPPED)
+    assert served.backend == "litert-int8" and served.warning is None, served.backend_note
+    assert "agelab-default.int8.tflite, int8" in served.backend_note
+    assert Predictor(SHIPPED, backend="litert").backend == "litert"  # float32 on request
+    record = json.loads(SHIPPED.with_suffix(".json").read_text())["litert_int8"]
+    assert record["sha256"] == litert.sha256(SHIPPED.with_suffix(".int8.tflite"))
+    assert record["keras_sha256"] == litert.sha256(SHIPPED), f"re-export: {REEXPORT} --int8"
+
+
+def test_the_int8_twin_costs_less_than_the_float32_intervals_on_real_test_faces():
+    """Held to accuracy, not to parity: on 400 test-split faces cropped as predict crops them, int8's
+    exact and within-one accuracy, age MAE and gender accuracy each stay within float32's 95 %
+    interval half-width of float32 (what bench/quantize.py measures on the whole split)."""
+    from agelab.bins import get_scheme
+    from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval
+
+    int8, float32 = Predictor(SHIPPED, backend="litert-int8"), Predictor(SHIPPED, backend="litert")
+    assert int8.backend == "litert-int8"
+    frame, batch = litert.prepared_faces(int8.meta, "test", 400, seed=3)
+    true_bin = get_scheme(int8.scheme).bin_of(frame["age"].to_numpy())
+    ages, female = frame["age"].to_numpy(), frame["gender"].to_numpy() == 1
+
+    def scores(out: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+        n = len(ages)
+        pred = out["age_bin"].argmax(1)
+        counts = {
+            "exact": int((pred == true_bin).sum()),
+            "within1": int((np.abs(pred - true_bin) <= 1).sum()),
+            "gender": int(((out["prob_female"] >= 0.5) == female).sum()),
+        }
+        result = {}
+        for key, k in counts.items():
+            lo, hi = wilson_interval(k, n)
+            result[key] = (k / n, (hi - lo) / 2)
+        errors = np.abs(out["age"] - ages)
+        lo, hi = bootstrap_mean_interval(errors)
+        result["mae"] = (float(errors.mean()), (hi - lo) / 2)
+        return result
+
+    ours, ref = scores(int8.predict_batch(batch)), scores(float32.predict_batch(batch))
+    assert ref["within1"][0] > 0.9 and ref["mae"][0] < 6  # the faces are the model's own kind
+    for key in ("exact", "within1", "gender"):
+        assert ours[key][0] >= ref[key][0] - ref[key][1], (key, ours[key], ref[key])
+    assert ours["mae"][0] <= ref["mae"][0] + ref["mae"][1], (ours["mae"], ref["mae"])
+
+
+@pytest.fixture(scope="module")
+def int8_exported(tmp_path_factory) -> Path:
+    """A copy of the shipped model with both twins exported by ``export --int8`` (64 calibration faces)."""
+    model = copy_model(SHIPPED, tmp_path_factory.mktemp("int8"), (".keras", ".json"))
+    assert litert.cli(["--model", str(model), "--int8", "--calibration", "64"]) == 0
+    return model
+
+
+def test_export_int8_writes_a_recorded_twin_checked_against_keras(int8_exported, crops):
+    twin = int8_exported.with_suffix(".int8.tflite")
+    meta = json.loads(int8_exported.with_suffix(".json").read_text())
+    record = meta["litert_int8"]
+    assert record["file"] == twin.name and record["sha256"] == litert.sha256(twin)
+    assert record["keras_sha256"] == litert.sha256(int8_exported) and record["calibration_faces"] == 64
+    assert twin.stat().st_size < 0.5 * int8_exported.with_suffix(".tflite").stat().st_size
+    agreement = record["agreement_with_keras"]
+    assert agreement["n"] == 300 and agreement["same_bin"] >= litert.INT8_MIN_SAME_BIN
+    served = Predictor(int8_exported)
+    assert served.backend == "litert-int8" and served.single_views
+    batch = served.to_batch(crops[:16])
+    out, ref = served.predict_batch(batch), Predictor(int8_exported, backend="keras").predict_batch(batch)
+    assert np.abs(out["age_bin"] - ref["age_bin"]).max() > 1e-4  # quantized, not a float32 copy
+    assert np.abs(out["age"] - ref["age"]).mean() < litert.INT8_MAX_AGE_GAP
+
+
+@pytest.mark.parametrize("breaker", ["truncate", "stale"])
+def test_a_broken_int8_twin_falls_back_to_the_float32_twin_with_one_warning(
+    int8_exported, tmp_path, caplog, breaker
+):
+    model = copy_model(int8_exported, tmp_path, (".keras", ".json", ".tflite", ".int8.tflite"))
+    twin = model.with_suffix(".int8.tflite")
+    if breaker == "truncate":
+        twin.write_bytes(twin.read_bytes()[:1000])
+        reason = "not the file its sidecar records"
+    else:
+        meta = json.loads(model.with_suffix(".json").read_text())
+        meta["litert_int8"]["keras_sha256"] = "0" * 64
+        model.with_suffix(".json").write_text(json.dumps(meta))
+        reason = "exported from another version"
+    with caplog.at_level(logging.WARNING):
+        predictor = Predictor(model)
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("agelab")
+    ]
+    assert len(warnings) == 1, warnings
+    assert reason in warnings[0] and "serving with the float32 twin" in warnings[0]
+    assert "python -m agelab export --int8 --model" in warnings[0]
+    assert predictor.backend == "litert" and "int8.tflite was not used" in predictor.backend_note
+
+
+def test_asking_for_int8_where_there_is_none_says_so_and_serves_float32(exported, caplog):
+    with caplog.at_level(logging.WARNING):
+        predictor = Predictor(exported, backend="litert-int8")
+    assert (
+        predictor.backend == "litert"
+        and "model.int8.tflite was not used (it does not exist)" in predictor.warning
+    )
+    assert Predictor(exported).backend == "litert" and Predictor(exported).warning is None  # auto: silent

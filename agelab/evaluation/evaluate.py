@@ -20,7 +20,7 @@ from agelab.evaluation.metrics import headline
 from agelab.evaluation.predictions import with_derived_columns
 from agelab.evaluation.scoring import predict_files, uses_aligned_crops
 from agelab.evaluation.sources import evaluations_dir
-from agelab.model_files import MODEL_SPEC_HELP, find_model
+from agelab.model_files import BACKEND_HELP, BACKENDS, MODEL_SPEC_HELP, find_model
 
 
 @dataclass
@@ -122,6 +122,7 @@ def cli(argv: list[str]) -> int:
         "Another scheme derives the bins from the predicted age.",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default 64)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     crop = parser.add_mutually_exclusive_group()
     crop.add_argument(
         "--detect",
@@ -152,7 +153,7 @@ def cli(argv: list[str]) -> int:
     from agelab.predictor import load_predictor
 
     try:
-        predictor = load_predictor(model_path)
+        predictor = load_predictor(model_path, args.backend)
     except Exception as err:  # noqa: BLE001  any load failure is reported in one line, naming the file
         print(f"agelab evaluate: cannot load the model {model_path}: {err}", file=sys.stderr)
         return 1
