@@ -33,6 +33,11 @@ from agelab.model_files import (
 )
 from agelab.uncertainty import framing_reasons, prediction_reasons
 
+# The LiteRT twins each backend tries, in order (the faster int8 first), before Keras; and the
+# backend name of each twin.
+TWIN_ORDER = {"auto": ("int8", "float32"), "litert": ("float32",), "litert-int8": ("int8", "float32")}
+TWIN_BACKENDS = {"int8": "litert-int8", "float32": "litert"}
+
 
 @dataclass
 class FacePrediction:
@@ -98,13 +103,13 @@ class Predictor:
             self.backend_note = "served by Keras"
             self._load_keras()
             return
-        # int8 first where allowed: the faster twin, then float32, then Keras.
-        precisions = {"auto": ("int8", "float32"), "litert": ("float32",), "litert-int8": ("int8", "float32")}
-        problems = []
-        for precision in precisions[backend]:
+        failed: list[str] = []  # the precisions whose twin could not serve
+        problems: list[str] = []
+        for precision in TWIN_ORDER[backend]:
             twin = litert.PRECISIONS[precision][1](self.model_path)
             if not twin.is_file():
                 if backend == "litert-int8" and precision == "int8":
+                    failed.append(precision)
                     problems.append(f"{twin.name} was not used (it does not exist)")
                 continue
             try:
@@ -112,16 +117,18 @@ class Predictor:
                 if lite.image_size != self.image_size:
                     raise ModelError(_size_mismatch(self.model_path, self.image_size, lite.image_size))
             except litert.LiteRTError as exc:
+                failed.append(precision)
                 problems.append(f"{twin.name} was not used ({exc})")
                 continue
             self._lite = lite
-            self.backend = "litert-int8" if precision == "int8" else "litert"
-            kind = "int8" if precision == "int8" else "float32"
-            self.backend_note = f"served by LiteRT ({twin.name}, {kind}, XNNPACK, {lite.threads} threads)"
+            self.backend = TWIN_BACKENDS[precision]
+            self.backend_note = (
+                f"served by LiteRT ({twin.name}, {precision}, XNNPACK, {lite.threads} threads)"
+            )
             break
         if problems:
             fallback = f"the float32 twin {self._lite.path.name}" if self._lite is not None else "Keras"
-            export = "--int8 " if any(".int8." in p for p in problems) else ""
+            export = "--int8 " if "int8" in failed else ""
             self.warning = (
                 f"{'; '.join(problems)}; serving with {fallback} instead. "
                 f"Re-export it: python -m agelab export {export}--model {self.model_path}"

@@ -29,7 +29,7 @@ from agelab.images import load_image  # noqa: E402
 from agelab.model_files import (  # noqa: E402
     BACKEND_HELP,
     BACKENDS,
-    default_model,  # noqa: E402
+    default_model,
 )
 from agelab.predictor import load_predictor, predict_image  # noqa: E402
 

@@ -30,7 +30,7 @@ from agelab.labelled_photos import read_labels, score_photos  # noqa: E402
 from agelab.model_files import (  # noqa: E402
     BACKEND_HELP,
     BACKENDS,
-    default_model,  # noqa: E402
+    default_model,
 )
 from agelab.predictor import load_predictor  # noqa: E402
 
