@@ -21,8 +21,9 @@ import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 
 import keras  # noqa: E402  isort: skip
 
-# Sidecar keys every member must share: what the model takes and what its outputs mean.
-SHARED_KEYS = ("bins", "image_size", "crop", "age_head")
+# Sidecar keys every member must share: what the model takes and what its outputs mean. The input
+# size may differ: the ensemble takes the largest, and shrinks it in the graph for smaller members.
+SHARED_KEYS = ("bins", "crop", "age_head")
 
 
 @keras.saving.register_keras_serializable(package="agelab")
@@ -35,15 +36,24 @@ class MirrorImages(keras.layers.Layer):
 
 def create_ensemble(members: list[keras.Model], flip: bool = False, name: str = "ensemble") -> keras.Model:
     """One model whose outputs (``age_bin``, ``age``, ``gender``) are the mean over ``members`` and,
-    with ``flip``, over each member's view of the mirrored image."""
+    with ``flip``, over each member's view of the mirrored image.
+
+    It takes the largest member's input size; a smaller member sees the image shrunk to its own size
+    (bilinear, in the graph), so members trained at different sizes can be averaged."""
     if not members:
         raise ValueError("an ensemble needs at least one model")
-    images = keras.Input(shape=members[0].input_shape[1:], name="images")
+    size = max(int(member.input_shape[1]) for member in members)
+    images = keras.Input(shape=(size, size, members[0].input_shape[3]), name="images")
     views = [images, MirrorImages(name="mirror")(images)] if flip else [images]
+    resized: dict[int, list[Any]] = {size: views}
     outputs: dict[str, list[Any]] = {}
     for i, member in enumerate(members):
         member.name = f"member_{i}"  # nested models need distinct names
-        for view in views:
+        side = int(member.input_shape[1])
+        if side not in resized:
+            shrink = keras.layers.Resizing(side, side, interpolation="bilinear", name=f"to_{side}px")
+            resized[side] = [shrink(view) for view in views]
+        for view in resized[side]:
             for key, value in member(view, training=False).items():
                 outputs.setdefault(key, []).append(value)
     averaged = {
@@ -81,11 +91,14 @@ def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) ->
     first = sidecars[0]
     sidecar = {
         key: first[key]
-        for key in ("bins", "bin_labels", "image_size", "model", "alpha", "age_head", "crop")
+        for key in ("bins", "bin_labels", "model", "alpha", "age_head", "crop")
         if key in first
     }
+    sidecar["image_size"] = max(int(s["image_size"]) for s in sidecars)
     sidecar["ensemble"] = {
-        "members": [{k: s.get(k) for k in ("path", "run", "kept_epoch", "best_epoch")} for s in sidecars],
+        "members": [
+            {k: s.get(k) for k in ("path", "run", "image_size", "kept_epoch", "best_epoch")} for s in sidecars
+        ],
         "flip": flip,
     }
     return save_model(create_ensemble(members, flip), out, sidecar)

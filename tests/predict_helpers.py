@@ -20,7 +20,9 @@ def detector_models_dir() -> Path:
     return require(find_detector_models(), "MediaPipe face detector model (models/, ../shared/mediapipe)")
 
 
-def save_contract_model(folder: Path, stem: str = "model", bins: str = "groups10", seed: int = 0) -> Path:
+def save_contract_model(
+    folder: Path, stem: str = "model", bins: str = "groups10", seed: int = 0, image_size: int = IMAGE_SIZE
+) -> Path:
     """Build and save a small functional model that follows the model contract; return the .keras path.
 
     RGB float32 0-255 in, a dict of ``age_bin`` (softmax), ``age`` and ``gender`` (sigmoid) out.
@@ -32,7 +34,7 @@ def save_contract_model(folder: Path, stem: str = "model", bins: str = "groups10
 
     keras.utils.set_random_seed(seed)
     k = get_scheme(bins).num_bins
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    inputs = keras.Input((image_size, image_size, 3), name="image")
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
@@ -46,7 +48,7 @@ def save_contract_model(folder: Path, stem: str = "model", bins: str = "groups10
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}.keras"
     model.save(path)
-    sidecar = {"bins": bins, "image_size": IMAGE_SIZE, "model": "tiny_test_cnn", "age_head": "regression"}
+    sidecar = {"bins": bins, "image_size": image_size, "model": "tiny_test_cnn", "age_head": "regression"}
     (folder / f"{stem}.json").write_text(json.dumps(sidecar))
     return path
 

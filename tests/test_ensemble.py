@@ -10,7 +10,7 @@ import pytest
 from agelab.ensemble import build
 from agelab.model_files import ModelError
 from agelab.predictor import Predictor
-from tests.predict_helpers import real_faces, rgb, save_contract_model
+from tests.predict_helpers import IMAGE_SIZE, real_faces, rgb, save_contract_model
 
 
 def test_the_ensemble_averages_its_members_and_their_mirror_views(tmp_path, utkface_dir):
@@ -53,3 +53,23 @@ def test_an_ensemble_given_as_a_member_adds_its_own_members(tmp_path, utkface_di
     got, want = Predictor(grown).raw_outputs(batch), Predictor(direct).raw_outputs(batch)
     for key in ("age_bin", "age", "prob_female"):
         np.testing.assert_allclose(got[key], want[key], atol=1e-5)
+
+
+def test_members_trained_at_different_sizes_each_see_the_image_at_their_own(tmp_path, utkface_dir):
+    """A 176 px run beside 144 px runs: the ensemble takes the larger input and shrinks it in the graph."""
+    import tensorflow as tf
+
+    large = save_contract_model(tmp_path / "a", seed=0)
+    small = save_contract_model(tmp_path / "b", seed=1, image_size=IMAGE_SIZE - 16)
+    out = build([small, large], tmp_path / "ens.keras")
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["image_size"] == IMAGE_SIZE
+    assert [m["image_size"] for m in sidecar["ensemble"]["members"]] == [IMAGE_SIZE - 16, IMAGE_SIZE]
+
+    ensemble = Predictor(out)
+    batch = ensemble.to_batch([rgb(p) for p in real_faces(utkface_dir, 3, step=3001)])
+    shrunk = tf.image.resize(batch, (IMAGE_SIZE - 16, IMAGE_SIZE - 16), method="bilinear").numpy()
+    want = [Predictor(small).raw_outputs(shrunk), Predictor(large).raw_outputs(batch)]
+    got = ensemble.raw_outputs(batch)
+    for key in ("age_bin", "age", "prob_female"):
+        np.testing.assert_allclose(got[key], np.mean([w[key] for w in want], axis=0), atol=1e-5)
