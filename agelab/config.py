@@ -133,6 +133,14 @@ OPTIONS: dict[str, Option] = {
         0.0,
         3.0,
     ),
+    "teacher": Option(
+        "",
+        "str",
+        "a trained model whose predictions the run learns beside the labels (distillation; empty: none)",
+    ),
+    "teacher_weight": Option(
+        0.5, "float", "share of the teacher's predictions in each head's target", (), 0.0, 1.0
+    ),
     "loss_weight_age": Option(0.05, "float", "loss weight of the age-in-years head", (), 0.0, 100.0),
     "loss_weight_gender": Option(1.0, "float", "loss weight of the gender head", (), 0.0, 100.0),
     "dropout": Option(0.3, "float", "dropout before the heads", (), 0.0, 0.9),

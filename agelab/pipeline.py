@@ -277,16 +277,22 @@ def image_dataset(
     seed: int = 0,
     repeat: bool = True,
     with_labels: bool = True,
+    labels: Callable[[pd.DataFrame], dict[str, np.ndarray]] | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """A batched dataset of ``(image float32 0-255, labels[, sample_weight])`` and its steps per pass.
 
     ``cache`` is ``"memory"``, ``"none"`` or a file path prefix for a disk cache. Augmentation and
-    shuffling apply only when ``training``.
+    shuffling apply only when ``training``. ``labels`` makes a frame's label arrays (default
+    :func:`labels_of`; a distilled run packs the teacher's targets in).
     """
     if training:
         # Shuffle the order once before caching, so the bounded shuffle buffer below mixes
         # an already random order (the frame is sorted by file name, i.e. by age).
-        frame = frame.sample(frac=1.0, random_state=seed)
+        rows = frame.assign(_row=np.arange(len(frame))).sample(frac=1.0, random_state=seed)
+        order = rows["_row"].to_numpy()
+        frame = frame.iloc[order]
+        if weights is not None:  # in the frame's new order, so each image keeps its own weight
+            weights = np.asarray(weights)[order]
     ds = tf.data.Dataset.from_tensor_slices(input_paths(frame))
     ds = ds.map(lambda p: decode_image(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
     if cache == "memory":
@@ -294,8 +300,8 @@ def image_dataset(
     elif cache not in ("none", "", None):
         ds = ds.cache(str(cache))
     if with_labels:
-        labels = tf.data.Dataset.from_tensor_slices(labels_of(frame, scheme))
-        parts: tuple[tf.data.Dataset, ...] = (ds, labels)
+        arrays = labels(frame) if labels is not None else labels_of(frame, scheme)
+        parts: tuple[tf.data.Dataset, ...] = (ds, tf.data.Dataset.from_tensor_slices(arrays))
         if weights is not None:
             parts += (tf.data.Dataset.from_tensor_slices(np.asarray(weights, dtype="float32")),)
         ds = tf.data.Dataset.zip(parts)

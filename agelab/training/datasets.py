@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agelab.bins import BinScheme
+from agelab.training.distill import training_labels
 from agelab.training.splits import RunData
 
 
@@ -45,6 +46,7 @@ class ImageDatasets:
                 cache=cache,
                 weights=self.data.weights if training else None,
                 seed=c["seed"],
+                labels=lambda frame: training_labels(frame, self.scheme, c),
             )
         return self._made[split]
 

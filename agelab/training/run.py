@@ -12,7 +12,7 @@ from typing import Any
 from agelab import atomic, models, pipeline
 from agelab.bins import BinScheme, get_scheme
 from agelab.model_files import save_model
-from agelab.training import scoring
+from agelab.training import distill, scoring
 from agelab.training.callbacks import stage_callbacks
 from agelab.training.datasets import ImageDatasets
 from agelab.training.devices import make_strategy
@@ -80,6 +80,8 @@ class Trainer:
     def load_data(self, scheme: BinScheme) -> RunData:
         """The run's splits, counted in its metrics."""
         data = prepare_data(self.config, scheme, self.log)
+        if self.config["teacher"]:
+            data.train = distill.teacher_predictions(self.config["teacher"], data.train, scheme, self.log)
         if data.n_excluded is not None:
             self.metrics["n_excluded"] = data.n_excluded
         self.metrics.update(n_train=len(data.train), n_val=len(data.splits["val"]), n_images=len(data.frame))
@@ -166,14 +168,17 @@ class Trainer:
         if features is not None:
             train, _ = pipeline.feature_dataset(
                 features.train,
-                pipeline.labels_of(data.train, scheme),
+                distill.training_labels(data.train, scheme, c),
                 batch,
                 training=True,
                 weights=data.weights,
                 seed=c["seed"],
             )
             val, val_steps = pipeline.feature_dataset(
-                features.val, pipeline.labels_of(data.splits["val"], scheme), batch, training=False
+                features.val,
+                distill.training_labels(data.splits["val"], scheme, c),
+                batch,
+                training=False,
             )
             first = HeadsOnFeatures(
                 name="heads_fast",
