@@ -147,8 +147,10 @@ def load_keras(path: str | Path) -> Any:
     import keras
 
     # Models built by agelab.models (ensembles among them) use layers, and runs trained with soft_bins
-    # a loss, that register themselves on import; Keras reads the loss even when not compiling.
+    # or a teacher losses, that register themselves on import; Keras reads the loss even when not
+    # compiling.
     import agelab.models  # noqa: F401
+    import agelab.training.distill  # noqa: F401
     import agelab.training.losses  # noqa: F401
 
     path = Path(path)

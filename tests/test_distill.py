@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -120,5 +122,9 @@ def test_a_distilled_run_learns_beside_the_teacher(faces, isolated_dirs, capsys)
     assert history["val_age_bin_acc"].between(0, 1).all() and np.isfinite(history["loss"]).all()
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["teacher"] == str(SHIPPED) and saved["teacher_weight"] == 0.7
+    # A fresh process loads the saved model, whose compile config names the distillation losses.
+    load = f"from agelab.model_files import load_keras; load_keras({str(run_dir / 'model.keras')!r})"
+    result = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
     first_face = load_image(load_dataset(faces)["path"].iloc[0])
     assert Predictor(run_dir).predict_crops([first_face])["age"].shape == (1,)
