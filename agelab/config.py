@@ -97,6 +97,14 @@ OPTIONS: dict[str, Option] = {
     "bins": Option("groups10", "bins", "age-bin scheme"),
     "rebalance": Option("none", "choice", "class balance of the training split", REBALANCE),
     "rebalance_by_race": Option(False, "bool", "balance bin x ethnicity cells instead of bins"),
+    "rebalance_power": Option(
+        1.0,
+        "float",
+        "class_weights only: how far toward balance (1: every group weighs the same; 0.5: the square root)",
+        (),
+        0.0,
+        1.0,
+    ),
     "augment": Option(True, "bool", "augment training images (never val/test)"),
     "aug_flip": Option(True, "bool", "random horizontal flip"),
     "aug_rotation": Option(0.05, "float", "max rotation, fraction of a full turn", (), 0.0, 0.5),
@@ -307,6 +315,11 @@ def check_combination(config: Mapping[str, Any]) -> None:
         )
     if config.get("exclude"):
         check_exclude(config["exclude"])
+    if config["rebalance_power"] != 1 and config["rebalance"] != "class_weights":
+        raise ConfigError(
+            f"bad value rebalance_power={config['rebalance_power']:g}: it scales class weights, and"
+            f" rebalance={config['rebalance']!r} has none; use rebalance=class_weights or rebalance_power=1"
+        )
     model = config["model"]
     alpha = config["alpha"]
     if model in ALPHAS:

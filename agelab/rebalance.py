@@ -34,25 +34,31 @@ def rebalance(
     target: int | None = None,
     by_race: bool = False,
     seed: int = 0,
+    power: float = 1.0,
 ) -> pd.DataFrame:
     """Return ``frame`` rebalanced, with a ``weight`` column (1.0 unless ``class_weights``).
 
     - ``undersample``: at most ``target`` rows per group (default: the median group size);
     - ``oversample``: at least ``target`` rows per group, drawn with replacement;
-    - ``class_weights``: every row kept, weighted by ``n / (groups * group size)``;
+    - ``class_weights``: every row kept, weighted by ``(n / (groups * group size)) ** power``, scaled
+      to a mean of 1: ``power=1`` gives every group the same total weight, a smaller power moves part
+      of the way, so that a small cell (Black babies: 29 faces) does not weigh 20 times a face;
     - ``none``: unchanged.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"rebalance={strategy!r}: allowed values are {', '.join(STRATEGIES)}")
     if target is not None and target < 1:
         raise ValueError(f"rebalance target={target}: must be a positive number of images per group")
+    if not 0 <= power <= 1:
+        raise ValueError(f"rebalance power={power}: must be between 0 (no change) and 1 (fully balanced)")
     keys = group_keys(frame, scheme, by_race)
     out = frame.assign(weight=1.0)
     if strategy == "none" or frame.empty:
         return out
     if strategy == "class_weights":
         sizes = keys.map(keys.value_counts())
-        out["weight"] = len(frame) / (keys.nunique() * sizes.to_numpy())
+        weight = (len(frame) / (keys.nunique() * sizes.to_numpy())) ** power
+        out["weight"] = weight / weight.mean()
         return out
     target = target or default_target(frame, scheme, by_race)
     rng = np.random.default_rng(seed)

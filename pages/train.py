@@ -93,6 +93,14 @@ with st.form("config", enter_to_submit=False):
     )
     rebalance = c3.selectbox("Rebalance", REBALANCE, index=index_of(REBALANCE, base["rebalance"]))
     by_race = c3.toggle("Balance bin x ethnicity", value=base["rebalance_by_race"])
+    balance_power = c3.slider(
+        "Balance strength",
+        0.0,
+        1.0,
+        float(base["rebalance_power"]),
+        0.25,
+        help=OPTIONS["rebalance_power"].help,
+    )
     fine_tune_layers = c4.number_input(
         "Fine-tune depth (layers)",
         0,
@@ -152,6 +160,7 @@ if launched or sweep_launched:
         "bins": custom_edges if bins == "custom" else bins,
         "rebalance": rebalance,
         "rebalance_by_race": by_race,
+        "rebalance_power": balance_power,
         "fine_tune_layers": fine_tune_layers,
         "fine_tune_epochs": fine_tune_epochs,
         "augment": augment,

@@ -64,6 +64,7 @@ def test_bad_key_or_value_names_it_and_the_allowed_values(argument, expected):
         ({"model": "mobilenet", "alpha": "0.35"}, "mobilenet takes alpha in 0.25"),
         ({"model": "vgg16", "alpha": "0.5"}, "only mobilenet and mobilenet_v2 take alpha"),
         ({"fast": "true", "weights": "none"}, "frozen random features"),
+        ({"rebalance_power": "0.5"}, "rebalance='none' has none; use rebalance=class_weights"),
     ],
 )
 def test_conflicting_keys_are_rejected(overrides, fragment):

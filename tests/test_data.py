@@ -3,6 +3,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -138,6 +139,18 @@ def test_rebalancing_strategies(index):
     weighted = rebalance(data, "class_weights", GROUPS10)
     per_bin = weighted.groupby(GROUPS10.bin_of(weighted["age"]))["weight"].sum()
     assert per_bin.max() == pytest.approx(per_bin.min())  # every bin weighs the same
+    # Half-way in log terms: each cell's total weight goes as the square root of its size.
+    cells = [GROUPS10.bin_of(data["age"]), data["race"]]
+    tempered = rebalance(data, "class_weights", GROUPS10, by_race=True, power=0.5)
+    assert tempered["weight"].mean() == pytest.approx(1.0)
+    per_cell = tempered.groupby(cells)["weight"].agg(["sum", "size"])
+    assert np.allclose(
+        per_cell["sum"] / np.sqrt(per_cell["size"]), (per_cell["sum"] / np.sqrt(per_cell["size"])).iloc[0]
+    )
+    full = rebalance(data, "class_weights", GROUPS10, by_race=True)["weight"]
+    assert tempered["weight"].max() < full.max() / 3 and tempered["weight"].min() > full.min()
+    with pytest.raises(ValueError, match="power=1.5: must be between 0"):
+        rebalance(data, "class_weights", GROUPS10, power=1.5)
     with pytest.raises(ValueError, match="allowed values are none, undersample"):
         rebalance(data, "smote", GROUPS10)
 

@@ -58,6 +58,15 @@ def test_a_bad_config_is_rejected_on_the_page(isolated_dirs, small_data):
     assert runs.list_runs() == []
 
 
+def test_balance_strength_without_class_weights_is_rejected_on_the_page(isolated_dirs, small_data):
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    fill_form(app, small_data)
+    widgets(app, "slider")["Balance strength"].set_value(0.5)
+    app.button[0].click().run()
+    assert any("rebalance_power=0.5" in e.value and "rebalance=class_weights" in e.value for e in app.error)
+    assert runs.list_runs() == []
+
+
 def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
     app = AppTest.from_file(PAGE, default_timeout=30).run()
     fill_form(app, small_data)

@@ -61,7 +61,14 @@ def prepare_data(config: dict[str, Any], scheme: BinScheme, log: Callable[[str],
         if part.empty:
             advice = "raise max_images" if c["max_images"] else "the data folder needs more images"
             raise RunError(f"the {name} split is empty ({len(frame)} images in all): {advice}")
-    train = rebalance(splits["train"], c["rebalance"], scheme, by_race=c["rebalance_by_race"], seed=c["seed"])
+    train = rebalance(
+        splits["train"],
+        c["rebalance"],
+        scheme,
+        by_race=c["rebalance_by_race"],
+        seed=c["seed"],
+        power=c["rebalance_power"],
+    )
     weights = train["weight"].to_numpy() if c["rebalance"] == "class_weights" else None
     log(
         f"data {c['data']}: {len(frame)} images; train {len(splits['train'])} "
