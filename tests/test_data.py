@@ -144,9 +144,8 @@ def test_rebalancing_strategies(index):
     tempered = rebalance(data, "class_weights", GROUPS10, by_race=True, power=0.5)
     assert tempered["weight"].mean() == pytest.approx(1.0)
     per_cell = tempered.groupby(cells)["weight"].agg(["sum", "size"])
-    assert np.allclose(
-        per_cell["sum"] / np.sqrt(per_cell["size"]), (per_cell["sum"] / np.sqrt(per_cell["size"])).iloc[0]
-    )
+    ratio = per_cell["sum"] / np.sqrt(per_cell["size"])
+    assert np.allclose(ratio, ratio.iloc[0])
     full = rebalance(data, "class_weights", GROUPS10, by_race=True)["weight"]
     assert tempered["weight"].max() < full.max() / 3 and tempered["weight"].min() > full.min()
     with pytest.raises(ValueError, match="power=1.5: must be between 0"):
