@@ -114,6 +114,14 @@ OPTIONS: dict[str, Option] = {
     "aug_shift": Option(0.0, "float", "max shift, fraction of the side", (), 0.0, 0.5),
     "aug_color": Option(0.0, "float", "max per-channel gain change (white balance)", (), 0.0, 1.0),
     "aug_blur": Option(0.0, "float", "fraction of images softened by down-and-up scaling", (), 0.0, 1.0),
+    "mixup": Option(
+        0.0,
+        "float",
+        "mixup: blend each training face and its targets with another face's, share ~ Beta(a, a) (0: off)",
+        (),
+        0.0,
+        2.0,
+    ),
     "keep": Option(
         "best",
         "choice",

@@ -278,12 +278,14 @@ def image_dataset(
     repeat: bool = True,
     with_labels: bool = True,
     labels: Callable[[pd.DataFrame], dict[str, np.ndarray]] | None = None,
+    mix: Callable[..., Any] | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """A batched dataset of ``(image float32 0-255, labels[, sample_weight])`` and its steps per pass.
 
     ``cache`` is ``"memory"``, ``"none"`` or a file path prefix for a disk cache. Augmentation and
     shuffling apply only when ``training``. ``labels`` makes a frame's label arrays (default
-    :func:`labels_of`; a distilled run packs the teacher's targets in).
+    :func:`labels_of`; a distilled run packs the teacher's targets in). ``mix`` blends each augmented
+    training batch (:func:`agelab.training.mixup.mixer`); it needs packed labels.
     """
     if training:
         # Shuffle the order once before caching, so the bounded shuffle buffer below mixes
@@ -309,6 +311,8 @@ def image_dataset(
         ds = ds.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
     ds = ds.map(_to_float(augmentation.layers(seed) if training and augmentation else None), AUTOTUNE)
+    if training and mix is not None:
+        ds = ds.map(mix, AUTOTUNE)
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(AUTOTUNE), max(1, math.ceil(len(frame) / batch_size))

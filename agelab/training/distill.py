@@ -118,11 +118,17 @@ def packed_labels(
     }
 
 
+def uses_packed_targets(config: dict[str, Any]) -> bool:
+    """Whether a run's heads learn packed targets: a teacher's blend, or mixup's
+    (:mod:`agelab.training.mixup`)."""
+    return bool(config.get("teacher")) or config.get("mixup", 0.0) > 0
+
+
 def training_labels(frame: pd.DataFrame, scheme: BinScheme, config: dict[str, Any]) -> dict[str, np.ndarray]:
-    """A split's labels as the run's losses take them: packed when the run has a teacher."""
+    """A split's labels as the run's losses take them: packed when the run has a teacher or mixup."""
     from agelab.pipeline import labels_of
 
-    if not config.get("teacher"):
+    if not uses_packed_targets(config):
         return labels_of(frame, scheme)
     return packed_labels(frame, scheme, config.get("soft_bins", 0.0), config["teacher_weight"])
 

@@ -38,7 +38,7 @@ def compile_model(model: Any, learning_rate: float, config: dict[str, Any], tota
             warmup_target=learning_rate,
             warmup_steps=warmup,
         )
-    if config.get("teacher"):
+    if distill.uses_packed_targets(config):
         loss, metrics = distill.losses_and_metrics()
     else:
         loss = {
