@@ -8,6 +8,7 @@ import streamlit as st
 
 from agelab import eda, palette, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
+from agelab.config import OPTIONS
 from agelab.data import GENDERS, RACES, dedupe, load_index
 from agelab.paths import data_dir
 from agelab.rebalance import STRATEGIES, default_target, rebalance
@@ -198,7 +199,7 @@ else:
     st.image(sample["path"].tolist(), caption=[eda.caption(r) for _, r in sample.iterrows()], width=120)
 
 st.header("Rebalancing preview")
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 strategy = c1.selectbox("Strategy", STRATEGIES, index=1)
 by_race = c2.toggle("By bin x ethnicity", value=False)
 target = c3.number_input(
@@ -208,7 +209,16 @@ target = c3.number_input(
     default_target(data, scheme, by_race),
     disabled=strategy in {"none", "class_weights"},
 )
-balanced = eda.labelled(rebalance(data, strategy, scheme, int(target), by_race), scheme)
+power = c4.slider(
+    "Balance strength",
+    0.0,
+    1.0,
+    OPTIONS["rebalance_power"].default,
+    0.25,
+    help=OPTIONS["rebalance_power"].help,
+    disabled=strategy != "class_weights",
+)
+balanced = eda.labelled(rebalance(data, strategy, scheme, int(target), by_race, power=power), scheme)
 group_col = "race_name" if by_race else None
 before = (
     data.groupby(["bin_label", *([group_col] if group_col else [])], observed=False).size().rename("before")
@@ -234,7 +244,12 @@ st.plotly_chart(
         barmode="group",
         facet_col=group_col,
         facet_col_wrap=3,
-        title=f"{strategy}: {len(balanced):,} images kept of {len(data):,} (weighted total {balanced['weight'].sum():,.0f})",
+        title=f"{strategy}: {len(balanced):,} images kept of {len(data):,} (weighted total {balanced['weight'].sum():,.0f})"
+        + (
+            f"; a face weighs {balanced['weight'].min():.2f}x to {balanced['weight'].max():.2f}x the mean"
+            if strategy == "class_weights"
+            else ""
+        ),
     ),
     width="stretch",
 )

@@ -110,6 +110,7 @@ with st.form("config", enter_to_submit=False):
     )
     fine_tune_epochs = c4.number_input("Fine-tune epochs", 0, 1000, base["fine_tune_epochs"])
     augment = c4.toggle("Augment", value=base["augment"], help="flip, rotation, zoom, contrast, brightness")
+    mixup = c4.number_input("Mixup (alpha)", 0.0, 2.0, float(base["mixup"]), 0.1, help=OPTIONS["mixup"].help)
     fast = c4.toggle("Fast mode", value=base["fast"] if recipe != "none" else True, help=OPTIONS["fast"].help)
     c1, c2, c3 = st.columns([1, 2, 1])
     name = c1.text_input("Run name", "", help="empty: the model name")
@@ -164,6 +165,7 @@ if launched or sweep_launched:
         "fine_tune_layers": fine_tune_layers,
         "fine_tune_epochs": fine_tune_epochs,
         "augment": augment,
+        "mixup": mixup,
         "fast": fast,
         "alpha": 0.0 if alpha == "model default" else alpha,
     }

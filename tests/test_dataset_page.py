@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from agelab import palette
@@ -72,3 +73,25 @@ def test_the_dataset_folder_is_kept_when_the_page_changes(utkface_dir, isolated_
     at.switch_page("pages/dataset.py").run()
     assert at.sidebar.text_input(key="dataset_folder_input").value == str(small)
     assert {m.label: m.value for m in at.metric}["Files"] == "40"
+
+
+def test_rebalancing_preview_takes_the_balance_strength(utkface_dir, isolated_dirs, monkeypatch):
+    monkeypatch.setenv("AGELAB_DATA", str(utkface_dir))
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "dataset.py"), default_timeout=120).run()
+    strength = next(s for s in at.slider if s.label == "Balance strength")
+    assert strength.disabled  # only class weights take it
+    next(s for s in at.selectbox if s.label == "Strategy").set_value("class_weights").run()
+
+    def spread() -> float:
+        """The heaviest face's weight over the lightest's, from the chart's title."""
+        title = chart_specs(at)[-1]["layout"]["title"]["text"]
+        assert "class_weights" in title, title
+        lightest, heaviest = title.split("weighs ")[1].split(" the mean")[0].split(" to ")
+        return float(heaviest.rstrip("x")) / float(lightest.rstrip("x"))
+
+    full = spread()
+    assert full > 5  # UTKFace's bins are far from balanced
+    next(s for s in at.slider if s.label == "Balance strength").set_value(0.5).run()
+    assert not at.exception
+    # weight = share ** -power: half the power is the square root of the spread of weights.
+    assert spread() == pytest.approx(full**0.5, rel=0.05)

@@ -70,10 +70,12 @@ def test_balance_strength_without_class_weights_is_rejected_on_the_page(isolated
 def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
     app = AppTest.from_file(PAGE, default_timeout=30).run()
     fill_form(app, small_data)
+    widgets(app, "number_input")["Mixup (alpha)"].set_value(0.3)
     app.button[0].click().run()
     assert not app.exception
     assert any("Launched" in s.value for s in app.success), [e.value for e in app.error]
     run_dir = isolated_dirs / "runs" / "page-1"
+    assert json.loads((run_dir / "config.json").read_text())["mixup"] == 0.3  # the form's value, sent
     deadline = time.time() + 300
     while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
         time.sleep(1)
