@@ -212,10 +212,7 @@ def test_predict_upload_boxes_every_face_and_refuses_a_non_image(page, app_url, 
     # A fresh clone serves the shipped model through its int8 LiteRT twin, and the page says so.
     assert "served by LiteRT (agelab-default.int8.tflite, int8" in text
     assert page.locator("[data-testid=stDataFrame]").count() >= 1
-    page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)
-    shutil.copy(
-        tmp_path / "predict.png", Path(os.environ.get("AGELAB_SCREENSHOTS", tmp_path)) / "predict.png"
-    )
+    shot(page, "predict")
     no_exceptions(page)
 
 
