@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from agelab.bins import BinScheme
+from agelab.training import mixup
 from agelab.training.distill import training_labels
-from agelab.training.mixup import mixer
 from agelab.training.splits import RunData
 
 
@@ -48,7 +48,7 @@ class ImageDatasets:
                 weights=self.data.weights if training else None,
                 seed=c["seed"],
                 labels=lambda frame: training_labels(frame, self.scheme, c),
-                mix=mixer(c["mixup"], c["seed"] + 11) if training and c.get("mixup", 0.0) > 0 else None,
+                mix=mixup.mixer(c["mixup"], c["seed"] + 11) if training and mixup.enabled(c) else None,
             )
         return self._made[split]
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
+from agelab.training import mixup
 from agelab.training.errors import RunError
 from agelab.training.losses import soft_bin_targets
 
@@ -121,7 +122,7 @@ def packed_labels(
 def uses_packed_targets(config: dict[str, Any]) -> bool:
     """Whether a run's heads learn packed targets: a teacher's blend, or mixup's
     (:mod:`agelab.training.mixup`)."""
-    return bool(config.get("teacher")) or config.get("mixup", 0.0) > 0
+    return bool(config.get("teacher")) or mixup.enabled(config)
 
 
 def training_labels(frame: pd.DataFrame, scheme: BinScheme, config: dict[str, Any]) -> dict[str, np.ndarray]:

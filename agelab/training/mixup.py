@@ -20,6 +20,11 @@ from typing import Any
 import tensorflow as tf
 
 
+def enabled(config: dict[str, Any]) -> bool:
+    """Whether a run mixes its training batches (``mixup`` > 0; configs saved before the key: no)."""
+    return config.get("mixup", 0.0) > 0
+
+
 def blend_shares(count: tf.Tensor, alpha: float, seed: int = 0) -> tf.Tensor:
     """``count`` shares in [0.5, 1], each ``max(l, 1 - l)`` for ``l ~ Beta(alpha, alpha)``."""
     a = tf.random.gamma([count], alpha, seed=seed)
