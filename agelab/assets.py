@@ -36,6 +36,10 @@ FACE_MODELS = {
     "face_detection_full_range_sparse.tflite": "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
 }
 KAGGLE_DATASET = "jangedoo/utkface-new"
+# The face-pretrained MobileNet (alpha 1.0) for model=face_mobilenet: identity on VGGFace2, then age and
+# gender (HSE, Savchenko 2019), converted to Keras 3 weights (../shared/keras/face/SOURCE.md).
+FACE_WEIGHTS = "hse_mobilenet_face_224_no_top.weights.h5"
+FACE_WEIGHTS_SHA256 = "6d2af7a796754312af61d4d953a9defdb65ac30ec6913f2b451ab53914e36bd4"
 
 
 class AssetError(RuntimeError):
@@ -165,7 +169,35 @@ def setup_face_models(mirror: Path | None) -> AssetResult:
     return AssetResult("MediaPipe face detectors", target, how)
 
 
-STEPS: list[Callable[[Path | None], AssetResult]] = [setup_utkface, setup_keras_weights, setup_face_models]
+def setup_face_backbone(mirror: Path | None) -> AssetResult:
+    """The face-pretrained MobileNet's weights (``model=face_mobilenet``), sha256-checked."""
+    target = keras_home() / "models"
+    target.mkdir(parents=True, exist_ok=True)
+    dest = target / FACE_WEIGHTS
+    if dest.is_file() and _sha256(dest) == FACE_WEIGHTS_SHA256:
+        return AssetResult("Face-pretrained MobileNet", dest, "present")
+    source = mirror / "keras" / "face" / FACE_WEIGHTS if mirror else None
+    if source is None or not source.is_file():
+        raise AssetError(
+            f"The face-pretrained MobileNet weights {FACE_WEIGHTS} are missing from {target}: set "
+            f"AGELAB_MIRROR to a folder with keras/face/{FACE_WEIGHTS}, or copy the file into {target} "
+            "(model=face_mobilenet needs it; every other model works without it)."
+        )
+    if _sha256(source) != FACE_WEIGHTS_SHA256:
+        raise AssetError(
+            f"{source} does not match its sha256 checksum ({FACE_WEIGHTS_SHA256[:12]}...); replace it with "
+            "the published file"
+        )
+    _copy_if_changed(source, dest)
+    return AssetResult("Face-pretrained MobileNet", dest, "mirror")
+
+
+STEPS: list[Callable[[Path | None], AssetResult]] = [
+    setup_utkface,
+    setup_keras_weights,
+    setup_face_models,
+    setup_face_backbone,
+]
 
 
 def setup(mirror: Path | None = None) -> list[AssetResult]:

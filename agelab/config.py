@@ -17,9 +17,19 @@ from typing import Any
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 
 # baseline_cnn: the original project's CNN (64x64 grayscale), kept as the baseline to beat.
-MODELS = ("baseline_cnn", "small_cnn", "mobilenet_v2", "mobilenet", "vgg16", "resnet50", "efficientnetb0")
-# Models with an ImageNet backbone; these can be frozen, fine-tuned and used in fast mode.
-PRETRAINED_MODELS = ("mobilenet_v2", "mobilenet", "vgg16", "resnet50", "efficientnetb0")
+MODELS = (
+    "baseline_cnn",
+    "small_cnn",
+    "mobilenet_v2",
+    "mobilenet",
+    "face_mobilenet",
+    "vgg16",
+    "resnet50",
+    "efficientnetb0",
+)
+# Models with a pretrained backbone (ImageNet; faces for face_mobilenet): these can be frozen,
+# fine-tuned and used in fast mode.
+PRETRAINED_MODELS = ("mobilenet_v2", "mobilenet", "face_mobilenet", "vgg16", "resnet50", "efficientnetb0")
 ALPHAS = {"mobilenet_v2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), "mobilenet": (0.25, 0.5, 0.75, 1.0)}
 DEFAULT_ALPHA = {"mobilenet_v2": 0.35, "mobilenet": 0.25}
 # Keras downloads a separate weights file for these MobileNet input sizes; other sizes reuse the
@@ -71,14 +81,29 @@ class Option:
 
 OPTIONS: dict[str, Option] = {
     "recipe": Option("none", "choice", "named preset applied before other keys", ()),
-    "data": Option("", "str", "UTKFace folder (empty: AGELAB_DATA or data/UTKFace)"),
+    "data": Option(
+        "",
+        "str",
+        "training data: a UTKFace folder or a folder with labels.csv, or several comma-separated "
+        "(empty: AGELAB_DATA or data/UTKFace)",
+    ),
+    "source_weights": Option(
+        "",
+        "str",
+        "loss weight of each data= folder's faces, comma-separated in data='s order (empty: 1 each)",
+    ),
     "name": Option("", "str", "run name; the folder is runs/<name>-<n> (empty: the model name)"),
     "exclude": Option(
         "", "str", "a marks CSV (Review's 'label looks wrong' export): its files are left out (empty: none)"
     ),
     "model": Option("mobilenet_v2", "choice", "architecture", MODELS),
     "alpha": Option(0.0, "alpha", "MobileNet width multiplier (0: the model's default)"),
-    "weights": Option("imagenet", "choice", "backbone initial weights", WEIGHTS),
+    "weights": Option(
+        "imagenet",
+        "choice",
+        "backbone initial weights (imagenet: pretrained; faces for face_mobilenet)",
+        WEIGHTS,
+    ),
     "image_size": Option(112, "int", "input side in pixels", (), 32, 512),
     "epochs": Option(8, "int", "epochs of the first stage (heads, or the whole net)", (), 1, 1000),
     "batch_size": Option(64, "int", "batch size", (), 1, 4096),
@@ -187,6 +212,26 @@ RECIPES: dict[str, dict[str, Any]] = {
         "fine_tune_layers": 1000,
         "fine_tune_epochs": 30,
         "fine_tune_learning_rate": 4e-4,
+        "lr_schedule": "cosine",
+        "crop": "aligned",
+        "keep": "last",
+        "loss_weight_gender": 1.5,
+        "aug_rotation": 0.03,
+        "aug_shift": 0.04,
+        "aug_color": 0.1,
+        "aug_blur": 0.3,
+    },
+    # The face-pretrained MobileNet fine-tuned on UTKFace plus All-Age-Faces (docs/recipes.md): its
+    # frozen features train the heads first, then every layer (BatchNorm frozen) at a gentler rate than
+    # an ImageNet backbone needs, since it already knows faces.
+    "face": {
+        "model": "face_mobilenet",
+        "image_size": 128,
+        "fast": True,
+        "epochs": 5,
+        "fine_tune_layers": 1000,
+        "fine_tune_epochs": 12,
+        "fine_tune_learning_rate": 2e-4,
         "lr_schedule": "cosine",
         "crop": "aligned",
         "keep": "last",
@@ -400,28 +445,55 @@ def build_config(
 
 
 def resolve_data(config: dict[str, Any]) -> dict[str, Any]:
-    """Pin ``data`` to an absolute folder, so the saved config reproduces the run elsewhere."""
+    """Pin each ``data`` folder to an absolute path, so the saved config reproduces the run elsewhere."""
     from agelab.paths import data_dir
 
     config = dict(config)
-    config["data"] = str(Path(config.get("data") or data_dir()).expanduser().resolve())
+    folders = [part.strip() for part in str(config.get("data") or "").split(",") if part.strip()]
+    config["data"] = ",".join(
+        str(Path(folder).expanduser().resolve()) for folder in folders or [str(data_dir())]
+    )
     return config
 
 
 def checked_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` validated, with ``data`` an absolute folder of UTKFace images; else ConfigError.
-    What a launch checks before it makes a run folder, so a bad config never makes one."""
-    from agelab.data import has_images
-
+    """``config`` validated, with ``data`` absolute folders of UTKFace images or labels.csv folders; else
+    ConfigError. What a launch checks before it makes a run folder, so a bad config never makes one."""
     config = resolve_data(build_config(base=config))
-    if not Path(config["data"]).is_dir():
-        raise ConfigError(f"bad value data={config['data']!r}: no such folder of UTKFace images")
-    if not has_images(config["data"]):
-        raise ConfigError(
-            f"bad value data={config['data']!r}: the folder holds no well-named UTKFace image"
-            " (age_gender_race_datetime.jpg.chip.jpg); point it at the UTKFace images"
-        )
+    check_data(config)
     return config
+
+
+def check_data(config: Mapping[str, Any]) -> None:
+    """Each ``data`` folder exists and holds UTKFace images or a readable ``labels.csv``; the weights fit."""
+    from agelab.data import has_images
+    from agelab.data_sources import SourceError, parse_sources
+    from agelab.labels_csv import LabelsError, is_labelled_folder, read_table
+
+    try:
+        sources = parse_sources(config["data"], config["source_weights"])
+    except SourceError as err:
+        raise ConfigError(f"bad value {err}") from None
+    for source in sources:
+        folder = str(source.folder)
+        if source.folder.is_file():
+            raise ConfigError(
+                f"bad value data={folder!r}: that is a file; give the folder that holds the images "
+                "(and its labels.csv, if any)"
+            )
+        if not source.folder.is_dir():
+            raise ConfigError(f"bad value data={folder!r}: no such folder")
+        if is_labelled_folder(source.folder):
+            try:
+                read_table(source.folder / "labels.csv")
+            except LabelsError as err:
+                raise ConfigError(f"bad value data={folder!r}: {err}") from None
+        elif not has_images(source.folder):
+            raise ConfigError(
+                f"bad value data={folder!r}: the folder has no labels.csv and no well-named UTKFace image"
+                " (age_gender_race_datetime.jpg.chip.jpg); add a labels.csv with file,age_low,age_high,gender"
+                " or point it at the UTKFace images"
+            )
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:

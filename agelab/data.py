@@ -27,7 +27,8 @@ from agelab.bins import GROUPS10, MAX_AGE, BinScheme
 from agelab.paths import cache_dir, data_dir
 
 GENDERS = {0: "Male", 1: "Female"}
-RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others"}
+# -1: not labelled (a labelled folder without an ethnicity column, or an empty cell).
+RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Others", -1: "Unknown"}
 SUFFIX = ".jpg.chip.jpg"
 STRICT_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d{17})\.jpg\.chip\.jpg$")
 # The endings of the photo files agelab reads: what cameras, phones and scanners write and Pillow
@@ -121,7 +122,7 @@ class Index:
         }
 
 
-def _listing(folder: Path) -> list[os.DirEntry]:
+def listing(folder: Path) -> list[os.DirEntry]:
     """The image files of ``folder``, by name. An entry that cannot even be looked at (a symlink
     loop, a dangling link) is kept when its name looks like an image, so the index reports it."""
     if not folder.exists():
@@ -162,7 +163,7 @@ def is_file_entry(entry: os.DirEntry) -> bool:
         return True
 
 
-def _signature(entries: list[os.DirEntry]) -> str:
+def signature_of(entries: list[os.DirEntry]) -> str:
     """Changes whenever a file is added, removed, renamed or rewritten."""
     digest = hashlib.sha1(str(INDEX_VERSION).encode())
     for entry in entries:
@@ -181,18 +182,18 @@ def index_cache_dir(folder: str | Path) -> Path:
     return cache_dir() / f"{folder.name}-{key}"
 
 
-def _md5(path: str) -> str:
+def md5_of(path: str) -> str:
     with open(path, "rb") as handle:
         return hashlib.md5(handle.read()).hexdigest()
 
 
-def _unreadable_reason(err: OSError) -> str:
+def unreadable_reason(err: OSError) -> str:
     if err.errno == errno.ELOOP:
         return "cannot be read: a symbolic link that loops (too many levels of symbolic links)"
     return f"cannot be read ({err.strerror or err}): fix its permissions or remove it"
 
 
-def _mark_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
+def mark_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     """Number the groups of byte-identical files and flag those whose labels disagree.
 
     A group with a malformed name counts as conflicting: that copy's labels cannot be trusted.
@@ -217,8 +218,8 @@ def load_index(
     folder changed since the cache was written, or when ``use_cache`` is false."""
     start = time.perf_counter()
     folder = Path(folder or data_dir()).resolve()
-    entries = _listing(folder)
-    signature = _signature(entries)
+    entries = listing(folder)
+    signature = signature_of(entries)
     cache = index_cache_dir(folder)
     meta = atomic.read_cache_json(cache / "meta.json", {}) if use_cache else {}
     if isinstance(meta, dict) and meta.get("signature") == signature:
@@ -233,27 +234,27 @@ def load_index(
     for i, entry in enumerate(entries):
         row = {"path": entry.path, "file": entry.name}
         try:
-            row["md5"] = _md5(entry.path)
+            row["md5"] = md5_of(entry.path)
             labels = parse_name(entry.name)
             row.update(age=labels.age, gender=labels.gender, race=labels.race)
         except MalformedName as err:
             row["reason"] = str(err)
         except OSError as err:  # left out and reported, like a malformed name; the rest goes on
-            row.update(md5=f"unreadable:{entry.name}", reason=_unreadable_reason(err))
+            row.update(md5=f"unreadable:{entry.name}", reason=unreadable_reason(err))
         rows.append(row)
         if progress and (i % 500 == 0 or i == len(entries) - 1):
             progress(i + 1, len(entries))
     columns = ["path", "file", "age", "gender", "race", "md5", "reason"]
-    everything = _mark_duplicates(pd.DataFrame(rows, columns=columns))
+    everything = mark_duplicates(pd.DataFrame(rows, columns=columns))
     is_malformed = everything["reason"].notna()
     frame = everything[~is_malformed].drop(columns="reason").reset_index(drop=True)
     frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
     malformed = everything.loc[
         is_malformed, ["file", "reason", "path", "md5", "dup_group", "dup_conflict"]
     ].reset_index(drop=True)
-    _save_cache(cache / "index.parquet", lambda p: atomic.write_parquet(p, frame))
-    _save_cache(cache / "malformed.parquet", lambda p: atomic.write_parquet(p, malformed))
-    _save_cache(
+    save_cache(cache / "index.parquet", lambda p: atomic.write_parquet(p, frame))
+    save_cache(cache / "malformed.parquet", lambda p: atomic.write_parquet(p, malformed))
+    save_cache(
         cache / "meta.json", lambda p: atomic.write_json(p, {"signature": signature, "folder": str(folder)})
     )
     return Index(folder, frame, malformed, False, time.perf_counter() - start)
@@ -318,11 +319,11 @@ def load_split(index: Index, seed: int = 0) -> pd.Series:
         split = pd.concat([saved, extra])
     else:
         split = make_split(index.frame, seed)
-    _save_cache(path, lambda p: atomic.write_parquet(p, split.reset_index()))
+    save_cache(path, lambda p: atomic.write_parquet(p, split.reset_index()))
     return split
 
 
-def _save_cache(path: Path, write: Callable[[Path], object]) -> None:
+def save_cache(path: Path, write: Callable[[Path], object]) -> None:
     """Write a cache file; when that fails (a full disk, a read-only cache folder) say so and go on,
     since the result in hand is complete and the cache is only a time saver."""
     try:

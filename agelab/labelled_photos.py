@@ -18,47 +18,9 @@ import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
+from agelab.labels_csv import LabelsError, read_labels
 
-REQUIRED = ("file", "age_low", "age_high", "gender")
-_GENDER = {"female": 1, "f": 1, "1": 1, "male": 0, "m": 0, "0": 0}
-
-
-class LabelsError(ValueError):
-    """A labels CSV that cannot be used; the message names the file, the row and the column."""
-
-
-def read_labels(path: str | Path) -> pd.DataFrame:
-    """The labels table with ``gender`` as 0 (male) / 1 (female); raises :class:`LabelsError`."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype=str)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise LabelsError(f"{path}: cannot be read as CSV ({err})") from None
-    missing = [c for c in REQUIRED if c not in table.columns]
-    if missing:
-        raise LabelsError(f"{path}: missing column(s) {', '.join(missing)}; need {','.join(REQUIRED)}")
-    out = pd.DataFrame({"file": table["file"].str.strip()})
-    for column in ("age_low", "age_high"):
-        values = pd.to_numeric(table[column], errors="coerce")
-        bad = values.isna() | ~np.isfinite(values.fillna(0)) | (values < 0)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise LabelsError(
-                f"{path}: row {row + 2}: {column}={table[column][row]!r} is not an age in years"
-            )
-        out[column] = values.astype(float)
-    flipped = out["age_low"] > out["age_high"]
-    if flipped.any():
-        row = int(np.flatnonzero(flipped)[0])
-        raise LabelsError(f"{path}: row {row + 2}: age_low is above age_high")
-    genders = table["gender"].str.strip().str.lower().map(_GENDER)
-    if genders.isna().any():
-        row = int(np.flatnonzero(genders.isna())[0])
-        raise LabelsError(
-            f"{path}: row {row + 2}: gender={table['gender'][row]!r}; use female or male (or 1 or 0)"
-        )
-    out["gender"] = genders.astype(int)
-    return out
+__all__ = ["LabelsError", "read_labels", "score_photos"]
 
 
 def score_photos(

@@ -151,6 +151,7 @@ def load_keras(path: str | Path) -> Any:
     # compiling.
     import agelab.models  # noqa: F401
     import agelab.training.distill  # noqa: F401
+    import agelab.training.intervals  # noqa: F401
     import agelab.training.losses  # noqa: F401
 
     path = Path(path)

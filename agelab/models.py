@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
+from agelab.assets import FACE_WEIGHTS
 from agelab.paths import keras_home
 
 import keras  # noqa: E402  isort: skip
@@ -36,6 +37,11 @@ APPLICATIONS: dict[str, tuple[str, str]] = {
 }
 
 
+# The face-pretrained MobileNet (alpha 1.0); ``python -m agelab setup`` puts its weights file under
+# KERAS_HOME/models (agelab.assets).
+FACE_MODEL = "face_mobilenet"
+
+
 class WeightsUnavailable(RuntimeError):
     """ImageNet weights that are neither cached nor downloadable."""
 
@@ -51,7 +57,9 @@ class BuiltModel:
 
 
 def weights_file(model_name: str, alpha: float) -> Path | None:
-    """Where Keras caches the ImageNet weights of ``model_name``; None for models without any."""
+    """Where Keras caches the pretrained weights of ``model_name``; None for models without any."""
+    if model_name == FACE_MODEL:
+        return keras_home() / "models" / FACE_WEIGHTS
     if model_name not in APPLICATIONS:
         return None
     template = APPLICATIONS[model_name][1]
@@ -94,7 +102,7 @@ def _walk(model: keras.Model):
 def _preprocess(model_name: str, x):
     if model_name in ("mobilenet_v2", "mobilenet"):
         return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="to_unit_range")(x)
-    if model_name in ("vgg16", "resnet50"):
+    if model_name in ("vgg16", "resnet50", FACE_MODEL):
         # "caffe" preprocessing: RGB -> BGR, then subtract the ImageNet mean.
         flip = np.eye(3)[::-1].copy()
         return _fixed_dense(3, flip, -np.array(IMAGENET_BGR_MEAN), "caffe_preprocess")(x)
@@ -133,6 +141,22 @@ def _application(model_name: str, image_size: int, alpha: float, weights: str) -
     return constructor(**kwargs)
 
 
+def _face_backbone(image_size: int, weights: str) -> keras.Model:
+    backbone = keras.applications.MobileNet(
+        alpha=1.0, include_top=False, weights=None, input_shape=(image_size, image_size, 3)
+    )
+    if weights != "none":
+        path = weights_file(FACE_MODEL, 1.0)
+        if path is None or not path.is_file():
+            raise WeightsUnavailable(
+                f"the face-pretrained weights {FACE_WEIGHTS} are not in {keras_home() / 'models'}: run "
+                "`python -m agelab setup` (with AGELAB_MIRROR set to a folder holding keras/face/), "
+                "or pass weights=none to start from random weights"
+            )
+        backbone.load_weights(str(path))
+    return backbone
+
+
 def _baseline_trunk(x):
     x = keras.layers.Conv2D(32, 3, activation="relu", padding="same", name="conv32")(x)
     x = keras.layers.Conv2D(64, 3, activation="relu", padding="same", name="conv64")(x)
@@ -159,8 +183,11 @@ def build_features(
     inputs = keras.Input((image_size, image_size, 3), name="image", dtype="float32")
     x = _preprocess(model_name, inputs)
     backbone = None
-    if model_name in APPLICATIONS:
-        backbone = _application(model_name, image_size, alpha, weights)
+    if model_name in APPLICATIONS or model_name == FACE_MODEL:
+        if model_name == FACE_MODEL:
+            backbone = _face_backbone(image_size, weights)
+        else:
+            backbone = _application(model_name, image_size, alpha, weights)
         backbone.trainable = False
         # training=False keeps BatchNormalization in inference mode even after unfreezing,
         # which fine-tuning on a small dataset needs.

@@ -47,7 +47,7 @@ class ImageDatasets:
                 cache=cache,
                 weights=self.data.weights if training else None,
                 seed=c["seed"],
-                labels=lambda frame: training_labels(frame, self.scheme, c),
+                labels=lambda frame: training_labels(frame, self.scheme, c, self.data.ranges),
                 mix=mixup.mixer(c["mixup"], c["seed"] + 11) if training and mixup.enabled(c) else None,
             )
         return self._made[split]

@@ -125,10 +125,16 @@ def uses_packed_targets(config: dict[str, Any]) -> bool:
     return bool(config.get("teacher")) or mixup.enabled(config)
 
 
-def training_labels(frame: pd.DataFrame, scheme: BinScheme, config: dict[str, Any]) -> dict[str, np.ndarray]:
-    """A split's labels as the run's losses take them: packed when the run has a teacher or mixup."""
+def training_labels(
+    frame: pd.DataFrame, scheme: BinScheme, config: dict[str, Any], ranges: bool = False
+) -> dict[str, np.ndarray]:
+    """A split's labels as the run's losses take them: packed when the run has a teacher or mixup, as
+    intervals when its data has age ranges (:mod:`agelab.training.intervals`)."""
     from agelab.pipeline import labels_of
+    from agelab.training.intervals import interval_labels
 
+    if ranges:
+        return interval_labels(frame, scheme)
     if not uses_packed_targets(config):
         return labels_of(frame, scheme)
     return packed_labels(frame, scheme, config.get("soft_bins", 0.0), config["teacher_weight"])

@@ -163,12 +163,12 @@ class Trainer:
         c = self.config
         # What image_dataset and feature_dataset count per epoch: the plan's steps are the stages' own.
         steps = -(-len(data.train) // batch)
-        common = {"steps": steps, "config": c, "strategy": strategy}
+        common = {"steps": steps, "config": c, "strategy": strategy, "ranges": data.ranges}
         first: Stage
         if features is not None:
             train, _ = pipeline.feature_dataset(
                 features.train,
-                distill.training_labels(data.train, scheme, c),
+                distill.training_labels(data.train, scheme, c, data.ranges),
                 batch,
                 training=True,
                 weights=data.weights,
@@ -176,7 +176,7 @@ class Trainer:
             )
             val, val_steps = pipeline.feature_dataset(
                 features.val,
-                distill.training_labels(data.splits["val"], scheme, c),
+                distill.training_labels(data.splits["val"], scheme, c, data.ranges),
                 batch,
                 training=False,
             )

@@ -26,6 +26,8 @@ class RunData:
     train: pd.DataFrame
     weights: np.ndarray | None
     n_excluded: int | None = None
+    # Some ages are ranges (agelab.training.intervals): every split trains on interval targets.
+    ranges: bool = False
 
     def source(self, split: str) -> pd.DataFrame:
         """The rows a split's dataset is made of (the rebalanced train split for ``train``)."""
@@ -34,13 +36,20 @@ class RunData:
 
 def prepare_data(config: dict[str, Any], scheme: BinScheme, log: Callable[[str], None]) -> RunData:
     from agelab import pipeline
-    from agelab.data import load_dataset
+    from agelab.data_sources import SourceError, load_data
+    from agelab.labels_csv import LabelsError
     from agelab.rebalance import rebalance
 
     c = config
-    frame = load_dataset(c["data"])
+    try:
+        frame = load_data(c["data"], c.get("source_weights", ""))
+    except (SourceError, LabelsError) as err:
+        raise RunError(str(err)) from None
     if frame.empty:
-        raise RunError(f"no well-named UTKFace image in {c['data']}: point data= at the UTKFace images")
+        raise RunError(
+            f"no usable labelled image in {c['data']}: point data= at UTKFace images or at a folder "
+            "with a labels.csv (file,age_low,age_high,gender)"
+        )
     n_excluded = None
     if c.get("exclude"):
         from agelab.marks import excluded_files
@@ -70,9 +79,34 @@ def prepare_data(config: dict[str, Any], scheme: BinScheme, log: Callable[[str],
         power=c["rebalance_power"],
     )
     weights = train["weight"].to_numpy() if c["rebalance"] == "class_weights" else None
+    if (train["source_weight"] != 1).any():
+        # A source's weight scales each of its faces in the loss, on top of any class weight.
+        weights = (weights if weights is not None else 1.0) * train["source_weight"].to_numpy()
+    sources = frame.groupby("source", sort=False)["split"].value_counts().unstack(fill_value=0)
+    if len(sources) > 1:
+        log(
+            "sources: "
+            + "; ".join(
+                f"{name} train {row.get('train', 0)}, val {row.get('val', 0)}, test {row.get('test', 0)}"
+                for name, row in sources.iterrows()
+            )
+        )
     log(
         f"data {c['data']}: {len(frame)} images; train {len(splits['train'])} "
         f"(after rebalance={c['rebalance']}: {len(train)}), val {len(splits['val'])}, "
         f"test {len(splits['test'])}; bins {scheme.spec} ({scheme.num_bins})"
     )
-    return RunData(frame, splits, train, weights, n_excluded)
+    from agelab.training.intervals import has_ranges
+
+    ranges = has_ranges(frame)
+    if ranges:
+        clashing = [key for key in ("teacher", "mixup", "soft_bins") if c.get(key)]
+        if clashing:
+            raise RunError(
+                f"{', '.join(clashing)} cannot train on age ranges (labels.csv rows with age_low < age_high); "
+                f"leave {' and '.join(clashing)} at the default, or give exact ages"
+            )
+        log(
+            f"age ranges: {int((frame['age_high'] > frame['age_low']).sum())} faces train on interval targets"
+        )
+    return RunData(frame, splits, train, weights, n_excluded, ranges)

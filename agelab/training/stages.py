@@ -17,15 +17,18 @@ from typing import Any
 
 from agelab import models
 from agelab.bins import get_scheme
-from agelab.training import distill
+from agelab.training import distill, intervals
 from agelab.training.datasets import ImageDatasets
 from agelab.training.losses import age_bin_loss
 
 import keras  # noqa: E402  isort: skip  (after agelab, which sets KERAS_HOME)
 
 
-def compile_model(model: Any, learning_rate: float, config: dict[str, Any], total_steps: int = 0) -> None:
-    """Compile with the multi-task losses; ``lr_schedule=cosine`` decays over ``total_steps``."""
+def compile_model(
+    model: Any, learning_rate: float, config: dict[str, Any], total_steps: int = 0, ranges: bool = False
+) -> None:
+    """Compile with the multi-task losses (interval ones when ``ranges``); ``lr_schedule=cosine`` decays
+    over ``total_steps``."""
     if config.get("lr_schedule") == "cosine" and total_steps > 0:
         # A short warm-up keeps freshly unfrozen layers from being wrecked by the first large
         # steps (measured: val loss rose in the first fine-tuning epoch without it); the decay
@@ -38,7 +41,9 @@ def compile_model(model: Any, learning_rate: float, config: dict[str, Any], tota
             warmup_target=learning_rate,
             warmup_steps=warmup,
         )
-    if distill.uses_packed_targets(config):
+    if ranges:
+        loss, metrics = intervals.losses_and_metrics()
+    elif distill.uses_packed_targets(config):
         loss, metrics = distill.losses_and_metrics()
     else:
         loss = {
@@ -76,10 +81,11 @@ class Stage:
     learning_rate: float
     config: dict[str, Any]
     strategy: Any
+    ranges: bool = False
 
     def compile(self) -> None:
         with self.strategy.scope():
-            compile_model(self.model, self.learning_rate, self.config, self.steps * self.epochs)
+            compile_model(self.model, self.learning_rate, self.config, self.steps * self.epochs, self.ranges)
 
     def datasets(self) -> tuple[Any, Any, int]:
         """``(train, val, val_steps)``: both repeat, and are read ``steps`` / ``val_steps`` at a time."""

@@ -20,6 +20,7 @@ from agelab import atomic, runs
 from agelab.config import (
     ConfigError,
     build_config,
+    check_data,
     describe_options,
     load_config_file,
     parse_overrides,
@@ -134,18 +135,9 @@ def cli(argv: list[str]) -> int:
             base = load_config_file(args.config) if args.config else {}
             config = resolve_data(build_config(parse_overrides(args.overrides), base=base))
             run_dir = None
+        check_data(config)
     except ConfigError as err:
         print(f"agelab train: {err}", file=sys.stderr)
-        return 2
-    if not Path(config["data"] or ".").is_dir():
-        print(f"agelab train: data folder {config['data']!r} does not exist", file=sys.stderr)
-        return 2
-    from agelab.data import has_images
-
-    if not has_images(config["data"]):
-        print(
-            f"agelab train: data folder {config['data']!r} holds no well-named UTKFace image", file=sys.stderr
-        )
         return 2
     try:
         run_dir = run_dir or runs.create_run(config)

@@ -1,0 +1,237 @@
+"""Training data from several sources: UTKFace-named folders and labelled folders (images beside a
+``labels.csv``, :mod:`agelab.labels_csv`), each indexed, deduplicated and split on its own, then mixed.
+
+``data=`` names one folder or several, comma-separated. Each source keeps its own saved content-hash
+split; a photo that sits in two sources takes the split of the first, and is kept once, so no photo
+crosses splits between sources either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agelab import atomic
+from agelab.data import (
+    Index,
+    dedupe,
+    index_cache_dir,
+    listing,
+    load_split,
+    mark_duplicates,
+    md5_of,
+    save_cache,
+    signature_of,
+    unreadable_reason,
+)
+from agelab.data import load_index as load_utkface_index
+from agelab.labels_csv import LABELS_FILE, is_labelled_folder, parse_rows, read_table
+from agelab.paths import data_dir
+
+LABELLED_INDEX_VERSION = 1
+SOURCE_COLUMNS = ("source", "source_weight", "age_low", "age_high")
+
+
+class SourceError(ValueError):
+    """A ``data=`` or ``source_weights=`` value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One folder of training data and the weight each of its faces carries in the loss."""
+
+    name: str
+    folder: Path
+    weight: float = 1.0
+
+    @property
+    def labelled(self) -> bool:
+        return is_labelled_folder(self.folder)
+
+
+def parse_sources(data: str | Path | None, weights: str = "") -> list[Source]:
+    """The sources of ``data`` (comma-separated folders; empty: AGELAB_DATA) with ``weights`` (a
+    comma-separated number per source; empty: 1 each)."""
+    folders = [part.strip() for part in str(data or "").split(",") if part.strip()] or [str(data_dir())]
+    given = [part.strip() for part in str(weights or "").split(",") if part.strip()]
+    if given and len(given) != len(folders):
+        raise SourceError(
+            f"source_weights={weights!r} gives {len(given)} weight(s) for {len(folders)} source(s) in data=; "
+            "give one number per folder, in the same order"
+        )
+    values = []
+    for text in given or ["1"] * len(folders):
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not np.isfinite(value) or value <= 0:
+            raise SourceError(f"source_weights: {text!r} is not a positive number")
+        values.append(value)
+    sources, names = [], set()
+    for folder, weight in zip(folders, values):
+        path = Path(folder).expanduser()
+        name = path.name or str(path)
+        while name in names:  # two folders of one name: the second is told apart by its parent
+            name = f"{path.parent.name}/{name}"
+            path = path.parent
+        names.add(name)
+        sources.append(Source(name, Path(folder).expanduser(), weight))
+    return sources
+
+
+def load_index(
+    folder: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
+) -> Index:
+    """The index of a UTKFace folder (:func:`agelab.data.load_index`) or of a labelled folder."""
+    folder = Path(folder or data_dir())
+    if is_labelled_folder(folder):
+        return _labelled_index(folder.resolve(), progress, use_cache)
+    return load_utkface_index(folder, progress, use_cache)
+
+
+def _labelled_index(folder: Path, progress: Callable[[int, int], None] | None, use_cache: bool) -> Index:
+    """Every row of ``labels.csv`` whose file exists and whose labels parse; the rest, and images the CSV
+    does not list, are reported in ``malformed`` with the reason."""
+    start = time.perf_counter()
+    labels_path = folder / LABELS_FILE
+    table = read_table(labels_path)
+    entries = listing(folder)
+    stat = labels_path.stat()
+    signature = hashlib.sha1(
+        f"{LABELLED_INDEX_VERSION}\0{signature_of(entries)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+    ).hexdigest()
+    cache = index_cache_dir(folder)
+    meta = atomic.read_cache_json(cache / "meta.json", {}) if use_cache else {}
+    if isinstance(meta, dict) and meta.get("signature") == signature:
+        try:
+            frame = pd.read_parquet(cache / "index.parquet")
+            malformed = pd.read_parquet(cache / "malformed.parquet")
+            return Index(folder, frame, malformed, True, time.perf_counter() - start)
+        except Exception:  # noqa: BLE001  an unreadable cache, whatever the error, is rebuilt below
+            pass
+
+    rows = parse_rows(table)
+    present = {entry.name for entry in entries}
+    repeated = rows["file"].duplicated(keep="first")
+    rows.loc[repeated & rows["reason"].isna(), "reason"] = f"listed more than once in {LABELS_FILE}"
+    unsafe = rows["file"].str.contains(r"[/\\]", regex=True) | rows["file"].isin([".", ".."])
+    rows.loc[unsafe & rows["reason"].isna(), "reason"] = "names a path, not a file in this folder"
+    absent = ~rows["file"].isin(present)
+    rows.loc[absent & rows["reason"].isna(), "reason"] = f"listed in {LABELS_FILE} but not found in {folder}"
+    unlisted = sorted(present - set(rows["file"]))
+    extra = pd.DataFrame({"file": unlisted, "reason": f"an image that {LABELS_FILE} does not list"})
+    rows = pd.concat([rows, extra], ignore_index=True)
+    rows["path"] = [str(folder / name) for name in rows["file"]]
+    md5s = []
+    for i, (path, reason) in enumerate(zip(rows["path"], rows["reason"])):
+        if isinstance(reason, str) and reason.startswith("listed in"):
+            md5s.append(f"missing:{Path(path).name}")
+            continue
+        try:
+            md5s.append(md5_of(path))
+        except OSError as err:
+            md5s.append(f"unreadable:{Path(path).name}")
+            if not isinstance(reason, str):
+                rows.loc[i, "reason"] = unreadable_reason(err)
+        if progress and (i % 500 == 0 or i == len(rows) - 1):
+            progress(i + 1, len(rows))
+    rows["md5"] = md5s
+    exact = rows["age_low"] == rows["age_high"]
+    rows["age"] = np.where(exact, rows["age_low"], (rows["age_low"] + rows["age_high"]) / 2)
+    everything = mark_duplicates(rows)
+    is_malformed = everything["reason"].notna()
+    frame = everything[~is_malformed].drop(columns="reason").reset_index(drop=True)
+    frame["gender"] = frame["gender"].astype("int64")
+    frame["race"] = frame["race"].astype("int64")
+    if (frame["age"] == frame["age"].round()).all():
+        frame["age"] = frame["age"].astype("int64")
+    frame = frame[
+        ["path", "file", "age", "gender", "race", "md5", "dup_group", "dup_conflict", "age_low", "age_high"]
+    ]
+    malformed = everything.loc[
+        is_malformed, ["file", "reason", "path", "md5", "dup_group", "dup_conflict"]
+    ].reset_index(drop=True)
+    save_cache(cache / "index.parquet", lambda p: atomic.write_parquet(p, frame))
+    save_cache(cache / "malformed.parquet", lambda p: atomic.write_parquet(p, malformed))
+    save_cache(
+        cache / "meta.json", lambda p: atomic.write_json(p, {"signature": signature, "folder": str(folder)})
+    )
+    return Index(folder, frame, malformed, False, time.perf_counter() - start)
+
+
+@dataclass
+class SourceReport:
+    """One source's index summary, and how many of its faces the mix kept."""
+
+    source: Source
+    index: Index
+    kept: int
+    shared_with_earlier: int
+    conflicting_across: int
+
+    def summary(self) -> dict:
+        return {
+            "source": self.source.name,
+            "folder": str(self.source.folder),
+            "kind": "labelled" if self.source.labelled else "utkface",
+            "weight": self.source.weight,
+            **self.index.summary(kept=self.kept),
+            "shared_with_earlier_source": self.shared_with_earlier,
+            "conflicting_across_sources": self.conflicting_across,
+        }
+
+
+def load_sources(
+    sources: list[Source], dedupe_policy: str = "drop_conflicts", seed: int = 0
+) -> tuple[pd.DataFrame, list[SourceReport]]:
+    """Every kept face of every source with its ``split`` and the :data:`SOURCE_COLUMNS`, and a report
+    per source. A photo found in an earlier source is kept there only, in that source's split; where
+    the two sources' labels disagree it is dropped from both."""
+    parts, indexes = [], []
+    for source in sources:
+        index = load_index(source.folder)
+        split = load_split(index, seed)
+        frame = dedupe(index.frame, dedupe_policy).copy()
+        frame["split"] = frame["md5"].map(split)
+        if "age_low" not in frame:
+            frame["age_low"] = frame["age"].astype(float)
+            frame["age_high"] = frame["age"].astype(float)
+        frame["source"] = source.name
+        frame["source_weight"] = source.weight
+        parts.append(frame)
+        indexes.append(index)
+    mixed = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    first_source = mixed.groupby("md5")["source"].transform("first")
+    later_copy = mixed["source"] != first_source
+    labels = mixed.groupby("md5")[["age_low", "age_high", "gender"]].transform("nunique").max(axis=1)
+    conflicting = labels > 1
+    reports = []
+    for source, index, frame in zip(sources, indexes, parts):
+        mine = mixed["source"] == source.name
+        reports.append(
+            SourceReport(
+                source,
+                index,
+                kept=int((mine & ~later_copy & ~conflicting).sum()),
+                shared_with_earlier=int((mine & later_copy).sum()),
+                conflicting_across=int((mine & conflicting & (first_source != source.name)).sum()),
+            )
+        )
+    kept = mixed[~later_copy & ~(conflicting & mixed["md5"].duplicated(keep=False))]
+    return kept.reset_index(drop=True), reports
+
+
+def load_data(
+    data: str | Path | None = None, weights: str = "", dedupe_policy: str = "drop_conflicts", seed: int = 0
+) -> pd.DataFrame:
+    """:func:`load_sources` of ``data=`` and ``source_weights=``, without the reports."""
+    return load_sources(parse_sources(data, weights), dedupe_policy, seed)[0]
