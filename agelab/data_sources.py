@@ -215,7 +215,7 @@ def load_sources(
     labels = mixed.groupby("md5")[["age_low", "age_high", "gender"]].transform("nunique").max(axis=1)
     conflicting = labels > 1
     reports = []
-    for source, index, frame in zip(sources, indexes, parts):
+    for source, index in zip(sources, indexes):
         mine = mixed["source"] == source.name
         reports.append(
             SourceReport(
