@@ -21,10 +21,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from agelab import runs, settings
+from agelab import atomic, runs, schemas, settings
 from agelab.config import checked_config
 from agelab.paths import PROJECT_ROOT, runs_dir
-from agelab.processes import spawn
+from agelab.processes import identity, own_process, spawn
 from agelab.run_display import progress_text
 
 RAY_ADDRESS_ENV = "AGELAB_RAY_ADDRESS"
@@ -83,7 +83,8 @@ class LocalLauncher:
             env["AGELAB_RUNS_DIR"] = str(Path(root))
         # --log-redirected: spawn already sends its output to log.txt, which the run must not copy again.
         pid = spawn(["train", "--run-dir", str(run_dir), "--log-redirected"], run_dir / "log.txt", env)
-        runs.write_status(run_dir, pid=pid, launcher="local", **fields)
+        # Its identity (start time) too: Stop signals this pid only while it is still this process.
+        runs.write_status(run_dir, pid=pid, process=identity(pid), launcher="local", **fields)
         return run_dir
 
     def status(self, run_dir: Path) -> dict[str, Any]:
@@ -94,20 +95,20 @@ class LocalLauncher:
 
     def stop(self, run_dir: Path) -> str:
         """Ask a run to stop: the first call is graceful (it finishes the batch, saves, and is marked
-        stopped); a second call kills it. Returns ``"stopping"``, ``"killed"`` or ``"not running"``."""
+        stopped); a second call kills it. Returns ``"stopping"``, ``"killed"`` or ``"not running"``.
+
+        Only a process that is verifiably the run's own is signalled (:func:`agelab.processes.own_process`);
+        a status naming any other pid raises :class:`LaunchError` and nothing is signalled."""
         run_dir = Path(run_dir)
         status = runs.effective_status(run_dir)
-        pid = status.get("pid")
-        if status.get("status") not in runs.ACTIVE or not pid:
+        if status.get("status") not in runs.ACTIVE:
             return "not running"
+        # The pid as written, not as validated: own_process judges it, and its message quotes it.
+        pid, why = own_process(runs.read_run_file(run_dir / "status.json", []))
+        if pid is None:
+            raise LaunchError(f"run {run_dir.name} was not signalled: {why}")
         if status.get("stop_requested"):
-            try:
-                os.killpg(pid, signal.SIGKILL)  # launched runs lead their own process group
-            except ProcessLookupError:
-                try:
-                    os.kill(pid, signal.SIGKILL)  # a run started by hand from a terminal
-                except ProcessLookupError:
-                    pass
+            _signal(pid, signal.SIGKILL)
             runs.write_status(
                 run_dir, status="stopped", killed=True, ended=runs.now(), note="killed by a second Stop"
             )
@@ -118,6 +119,18 @@ class LocalLauncher:
         except ProcessLookupError:
             return "not running"
         return "stopping"
+
+
+def _signal(pid: int, sig: int) -> None:
+    """``sig`` to the run's whole process group when it leads one (a launched run does), else to it
+    alone (a run started by hand from a terminal shares its shell's group)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def ray_address(explicit: str | None = None) -> str:
@@ -356,9 +369,16 @@ def watch(run_dir: Path, every: float = 5.0, say=print) -> dict[str, Any]:
     last = None
     while True:
         status = launcher.status(run_dir)
+        problems: list[str] = []
+        schemas.read_status(run_dir, problems)
+        progress = schemas.read_progress(run_dir, problems)
+        if problems:  # a damaged run never ends by itself: say why and stop watching
+            say(f"{run_dir.name}: damaged")
+            error = f"Run {run_dir.name} is damaged: {'; '.join(problems)}. Delete it, or restore the file."
+            return {**status, "status": "damaged", "error": error}
         line = f"{run_dir.name}: {status.get('status')}"
         if status.get("status") in runs.ACTIVE:
-            line += " · " + progress_text(runs.read_run_file(run_dir / "progress.json", []))
+            line += " · " + progress_text(progress)
         if line != last:
             say(line)
             last = line
@@ -410,7 +430,7 @@ def cli(argv: list[str]) -> int:
         if args.action == "watch":
             status = watch(run_dir)
             print(status.get("error") or ", ".join(
-                f"{k}={v}" for k, v in runs.read_run_file(run_dir / "metrics.json", []).items() if k.startswith("test_")
+                f"{k}={v}" for k, v in schemas.read_metrics(run_dir, []).items() if k.startswith("test_")
             ))  # fmt: skip
             return 0 if status.get("status") == "finished" else 3
         launcher = launcher_for(run_dir)
@@ -421,3 +441,12 @@ def cli(argv: list[str]) -> int:
     except (ConfigError, LaunchError) as err:
         print(f"agelab runs: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk or a read-only runs folder; a run folder this user cannot read
+        if args.action == "submit":
+            print(f"agelab runs: no run made: {atomic.why_not_written(runs_dir(), err)}", file=sys.stderr)
+        else:
+            print(
+                f"agelab runs: cannot read {err.filename or runs_dir()} ({err.strerror or err})",
+                file=sys.stderr,
+            )
+        return 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import math
 import os
 import re
@@ -24,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from agelab import atomic
+from agelab import atomic, schemas
 from agelab.paths import runs_dir
 from agelab.processes import pid_alive
 
@@ -132,7 +131,7 @@ def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dic
     """The status with dead runs marked: a queued or running run whose process is gone, or whose
     heartbeat went stale, reads as ``failed`` with the tail of its log."""
     if status is None:
-        status = read_run_file(Path(run_dir) / "status.json", [])
+        status = schemas.read_status(Path(run_dir), [])
     status = dict(status)
     state = status.get("status", "failed")
     if state not in ACTIVE:
@@ -221,19 +220,9 @@ class Run:
 
 def read_run_file(path: Path, problems: list[str]) -> dict[str, Any]:
     """A run's JSON file as a mapping; ``{}`` when missing. A file that cannot be read, or that
-    holds something other than a mapping, adds a one-sentence reason to ``problems``."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:
-        why = err.strerror if isinstance(err, OSError) else "not valid JSON"
-        problems.append(f"{path.name} cannot be read ({why or err})")
-        return {}
-    if not isinstance(value, dict):
-        problems.append(f"{path.name} holds {type(value).__name__} {str(value)[:40]}, not a mapping of keys")
-        return {}
-    return value
+    holds something other than a mapping, adds a one-sentence reason to ``problems``. Its fields
+    are not checked: :mod:`agelab.schemas` reads status, progress and metrics checked."""
+    return schemas.read_mapping(path, problems)
 
 
 def read_history(path: Path, problems: list[str]) -> pd.DataFrame:
@@ -261,15 +250,15 @@ def load_run(path: str | Path) -> Run:
         raise FileNotFoundError(f"{path} is not a run folder (no config.json)")
     problems: list[str] = []
     config = read_run_file(path / "config.json", problems)
-    status = effective_status(path, read_run_file(path / "status.json", problems))
-    metrics = read_run_file(path / "metrics.json", problems)
+    status = effective_status(path, schemas.read_status(path, problems))
+    metrics = schemas.read_metrics(path, problems)
     if any(
         isinstance(v, float) and not math.isfinite(v) for k, v in metrics.items() if k.startswith("test_")
     ):
         problems.append(
             "metrics.json holds NaN test metrics (the run diverged); train it again with a lower learning_rate"
         )
-    progress = read_run_file(path / "progress.json", [])  # rewritten every second; never fatal
+    progress = schemas.read_progress(path, problems)
     history = read_history(path / "history.csv", problems)
     if problems:
         status["error"] = (
@@ -285,11 +274,14 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
         return []
     runs = []
     for path in root.iterdir():
-        if path.is_dir() and ((path / "config.json").exists() or (path / "status.json").exists()):
-            try:
+        try:
+            if path.is_dir() and ((path / "config.json").exists() or (path / "status.json").exists()):
                 runs.append(load_run(path))
-            except FileNotFoundError:
-                continue  # a folder being deleted
+        except FileNotFoundError:
+            continue  # a folder being deleted
+        except OSError as err:  # a folder this user may not enter: listed, with the reason
+            reason = f"Run folder {path} cannot be read ({err.strerror or err}); give your user access to it, or delete it."
+            runs.append(Run(path, {}, {"status": "failed", "error": reason}, problems=[reason]))
     return sorted(runs, key=lambda r: r.status.get("created") or 0, reverse=True)
 
 
@@ -321,7 +313,15 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
                 "path": str(run.path),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # A hand-edited config or metrics file may hold text where the table shows numbers.
+    for column in NUMERIC_COLUMNS:
+        if column in table:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
+
+
+NUMERIC_COLUMNS = ("size", "epochs", "bin_acc", "within_1_bin", "age_mae", "gender_acc", "duration_s")
 
 
 def delete_run(path: str | Path) -> None:
@@ -330,7 +330,7 @@ def delete_run(path: str | Path) -> None:
     root = runs_dir().resolve()
     if root not in path.parents or not ((path / "config.json").exists() or (path / "status.json").exists()):
         raise ValueError(f"{path} is not a run folder under {root}; nothing deleted")
-    if effective_status(path, read_run_file(path / "status.json", [])).get("status") in ACTIVE:
+    if effective_status(path).get("status") in ACTIVE:
         raise RuntimeError(f"run {path.name} is still running; stop it before deleting it")
     shutil.rmtree(path)
 

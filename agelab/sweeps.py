@@ -16,6 +16,7 @@ import argparse
 import fcntl
 import itertools
 import os
+import shutil
 import socket
 import sys
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from agelab import atomic, runs
+from agelab import atomic, runs, schemas
 from agelab.config import ConfigError, build_config, checked_config, load_config_file, parse_overrides
 from agelab.paths import runs_dir
 from agelab.processes import pid_alive, spawn
@@ -99,22 +100,69 @@ def expand(
 # ---------------------------------------------------------------- the sweep folder
 
 
+class DamagedSweep(ValueError):
+    """A sweep folder whose ``sweep.json`` cannot be read or does not hold a sweep, in one sentence."""
+
+
 def read_sweep(sweep_dir: Path) -> dict[str, Any]:
-    sweep = atomic.read_json(Path(sweep_dir) / "sweep.json", None)
-    if not isinstance(sweep, dict):
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no readable sweep.json)")
+    """A sweep's ``sweep.json``, checked (:func:`agelab.schemas.sweep_problems`). A folder without one
+    raises FileNotFoundError; a damaged one :class:`DamagedSweep`, naming the sweep and the key."""
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / "sweep.json"
+    try:
+        sweep = atomic.read_json(path, None)
+    except ValueError:
+        raise DamagedSweep(damaged_message(sweep_dir, ["sweep.json is not valid JSON"])) from None
+    except OSError as err:
+        raise DamagedSweep(
+            damaged_message(sweep_dir, [f"sweep.json cannot be read ({err.strerror})"])
+        ) from None
+    if sweep is None:
+        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no sweep.json)")
+    problems = schemas.sweep_problems(sweep)
+    if problems:
+        raise DamagedSweep(damaged_message(sweep_dir, problems))
     sweep["path"] = str(sweep_dir)
     return sweep
 
 
+def damaged_message(sweep_dir: Path, problems: list[str]) -> str:
+    return (
+        f"Sweep {Path(sweep_dir).name} is damaged: {'; '.join(problems)}. Restore {Path(sweep_dir) / 'sweep.json'},"
+        " or delete the folder (its runs stay in the runs table)."
+    )
+
+
+def damaged_entry(sweep_dir: Path, reason: str) -> dict[str, Any]:
+    """How a damaged sweep is listed: by its folder's name, with no runs and the reason."""
+    return {
+        "name": Path(sweep_dir).name,
+        "status": "damaged",
+        "error": reason,
+        "runs": [],
+        "grid": {},
+        "path": str(sweep_dir),
+    }
+
+
 def update_sweep(sweep_dir: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Read, change and rewrite ``sweep.json`` under a lock: the scheduler and the page's Stop both write."""
-    with open(Path(sweep_dir) / ".sweep.lock", "a") as lock:
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "sweep.json").is_file():
+        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no sweep.json)")
+    try:
+        lock = open(sweep_dir / ".sweep.lock", "a")  # noqa: SIM115  (closed below, after the rewrite)
+    except OSError as err:
+        raise DamagedSweep(
+            f"sweep {sweep_dir.name} cannot be locked for a change ({err.strerror} on {sweep_dir / '.sweep.lock'});"
+            " give your user write access to its folder"
+        ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sweep = read_sweep(sweep_dir)
         change(sweep)
         sweep.pop("path", None)
-        atomic.write_json(Path(sweep_dir) / "sweep.json", sweep)
+        atomic.write_json(sweep_dir / "sweep.json", sweep)
         sweep["path"] = str(sweep_dir)
         return sweep
 
@@ -174,7 +222,11 @@ def create_sweep(
     }
     for entry in sweep["runs"]:
         entry["config"]["name"] = name
-    atomic.write_json(sweep_dir / "sweep.json", sweep)
+    try:
+        atomic.write_json(sweep_dir / "sweep.json", sweep)
+    except OSError:
+        shutil.rmtree(sweep_dir, ignore_errors=True)  # no half-made sweep left behind (a full disk)
+        raise
     return sweep_dir
 
 
@@ -270,6 +322,8 @@ def sweep_state(sweep: dict[str, Any]) -> str:
     """``pending``, ``running``, ``launched``, ``stopped``, or ``interrupted`` (its scheduler died with
     runs still queued: ``sweep --resume`` goes on)."""
     state = sweep.get("status", "pending")
+    if state == "damaged":
+        return state
     if state == "running" and any(e["state"] == "pending" for e in sweep["runs"]):
         sched = sweep.get("scheduler") or {}
         if sched.get("host") == socket.gethostname() and not pid_alive(sched.get("pid")):
@@ -284,8 +338,10 @@ def list_sweeps(root: Path | None = None) -> list[dict[str, Any]]:
     for path in folder.iterdir() if folder.is_dir() else ():
         try:
             out.append(read_sweep(path))
-        except (FileNotFoundError, ValueError):
+        except FileNotFoundError:
             continue
+        except DamagedSweep as err:
+            out.append(damaged_entry(path, str(err)))
     return sorted(out, key=lambda s: s.get("created") or 0, reverse=True)
 
 
@@ -323,7 +379,7 @@ def compare(sweep: dict[str, Any]) -> pd.DataFrame:
                 row.update(best_epoch_row(run))
                 row.update({m: run.metrics.get(m) for m in TEST_METRICS})
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["index", *keys, "run", "state"] if not rows else None)
     for column in ("duration_s", *VAL_METRICS, *TEST_METRICS):
         if column not in table:
             table[column] = float("nan")
@@ -419,7 +475,7 @@ def cli(argv: list[str]) -> int:
     if args.stop:
         try:
             print(f"{args.stop}: {stop_sweep(Path(args.stop))}")
-        except (FileNotFoundError, ValueError) as err:
+        except (FileNotFoundError, ValueError, OSError) as err:
             print(f"agelab sweep: {err}", file=sys.stderr)
             return 2
         return 0
@@ -449,13 +505,19 @@ def cli(argv: list[str]) -> int:
                 f" ({sweep['ray_address'] or 'this machine'}), at most {limit} at once",
                 flush=True,
             )
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, DamagedSweep) as err:
         print(f"agelab sweep: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk or a read-only runs folder
+        print(f"agelab sweep: no sweep made: {atomic.why_not_written(sweeps_root(), err)}", file=sys.stderr)
+        return 1
     try:
         sweep = run_queue(sweep_dir, wait=args.wait, say=lambda text: print(text, flush=True))
-    except LaunchError as err:
+    except (LaunchError, DamagedSweep) as err:
         print(f"agelab sweep: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"agelab sweep: {atomic.why_not_written(sweep_dir / 'sweep.json', err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"agelab sweep: interrupted; stopping the sweep: {stop_sweep(sweep_dir)}", file=sys.stderr)
