@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -16,7 +17,12 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        # mkstemp makes the file 0600 whatever the umask; a file written in place would honour it, and
+        # a dashboard or a cluster running as another user must read what this one writes.
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     try:
         writer(Path(tmp))
         os.replace(tmp, path)
@@ -24,6 +30,50 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` can only be read by setting it,
+    which would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# What to do about a file operation that failed, by its errno.
+WRITE_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space and run it again",
+    errno.EDQUOT: "the disk quota is used up; free some space and run it again",
+    errno.EACCES: "no permission; give your user access to it, or choose another place",
+    errno.EPERM: "no permission; give your user access to it, or choose another place",
+    errno.EROFS: "the file system is read-only; choose a folder you can write to",
+    errno.EISDIR: "it is a folder; give a file name",
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter one",
+}
+# Errors that only a write gives (a read never fills a disk).
+WRITE_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EISDIR)
+
+
+def why_not_written(path: str | Path, err: OSError) -> str:
+    """One sentence for a write of ``path`` that failed with ``err``: what failed and what to do.
+    ``path`` may be :func:`write_with`'s temporary file (an ``OSError``'s ``filename``): the message
+    names the file it stood for."""
+    advice = WRITE_ADVICE.get(err.errno or 0, "")
+    reason = err.strerror or str(err)
+    path = Path(path)
+    staged = path.name.startswith(".") and path.name.endswith(".tmp")
+    if staged:
+        path = path.with_name(path.name[1 : -len(".tmp")].rsplit(".", 1)[0])
+    verb = "write" if staged or err.errno in WRITE_ONLY else "use"
+    return f"cannot {verb} {path} ({reason})" + (f": {advice}" if advice else "")
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
