@@ -202,5 +202,10 @@ def cli(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"agelab calibrate: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # a read-only folder, a full disk: the sidecar stays as it was
+        from agelab import atomic
+
+        print(f"agelab calibrate: {atomic.why_not_written(err.filename or args.model, err)}", file=sys.stderr)
+        return 1
     print(json.dumps(result))
     return 0

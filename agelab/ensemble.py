@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,27 @@ def create_ensemble(members: list[keras.Model], flip: bool = False, name: str = 
     return keras.Model(images, averaged, name=name)
 
 
+OUTPUTS = ("age_bin", "age", "gender")
+
+
+def check_outputs(model: keras.Model, path: Path) -> None:
+    """Refuse a model without agelab's outputs (a plain Keras model), naming its file."""
+    import numpy as np
+
+    from agelab.model_files import ModelError
+
+    shape = model.input_shape if isinstance(model.input_shape, tuple) else None
+    if not shape or len(shape) != 4 or None in shape[1:]:
+        raise ModelError(f"{path} is not an agelab model: it does not take (size, size, 3) images")
+    out = model(np.zeros((1, *shape[1:]), "float32"), training=False)
+    if not isinstance(out, dict) or any(key not in out for key in OUTPUTS):
+        got = sorted(out) if isinstance(out, dict) else f"one {type(out).__name__}"
+        raise ModelError(
+            f"{path} is not an agelab model: it returns {got}, not {', '.join(OUTPUTS)}; give models that"
+            " `python -m agelab train` saved"
+        )
+
+
 def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) -> Path:
     """Load the members, check they agree, save the ensemble with its sidecar at ``out``."""
     from agelab.model_files import ModelError, find_model, load_model, save_model
@@ -71,6 +95,7 @@ def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) ->
     for path in model_paths:
         keras_file = find_model(path)
         model, sidecar = load_model(keras_file)
+        check_outputs(model, keras_file)
         inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
         if sidecar.get("ensemble") and inner:
             # An ensemble given as a member contributes its own members (and this ensemble's
@@ -126,19 +151,63 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if Path(args.out).suffix != ".keras":
         parser.error(f"--out {args.out!r}: give a .keras file name")
-    from agelab import calibration, litert
+    from agelab import atomic, calibration, litert
     from agelab.model_files import ModelError
 
+    out = Path(args.out)
+    if out.is_dir():
+        print(
+            f"agelab ensemble: --out {out} is a folder; give a file name such as {out / 'ensemble.keras'}",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        out = build(args.models, args.out, args.flip)
-        result = calibration.calibrate_model(out, args.data)
-        twin = litert.export(out)
-        int8 = litert.export_int8(out, data=args.data) if args.int8 else None
-    except (ModelError, ValueError, FileNotFoundError, litert.LiteRTError) as err:
-        print(f"agelab ensemble: {err}", file=sys.stderr)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # Everything is made beside --out first and moved into place only when all of it succeeded:
+        # a failed calibration or export leaves an existing model and its twins as they were.
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+    except OSError as err:
+        print(f"agelab ensemble: {atomic.why_not_written(err.filename or out, err)}", file=sys.stderr)
         return 1
-    report = {"model": str(out), "litert": str(twin), "calibration": result}
-    if int8 is not None:
-        report["litert_int8"] = str(int8)
+    try:
+        staged = staging / out.name
+        built = build(args.models, staged, args.flip)
+        result = calibration.calibrate_model(built, args.data)
+        litert.export(built)
+        if args.int8:
+            litert.export_int8(built, data=args.data)
+        files = install(staged, out)
+    except (ModelError, ValueError, FileNotFoundError, litert.LiteRTError) as err:
+        print(f"agelab ensemble: {err}; {out} was not changed", file=sys.stderr)
+        return 1
+    except OSError as err:  # a full disk, a read-only folder
+        print(
+            f"agelab ensemble: {atomic.why_not_written(err.filename or out, err)}; {out} was not changed",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report = {"model": str(out), "litert": str(files["litert"]), "calibration": result}
+    if "litert_int8" in files:
+        report["litert_int8"] = str(files["litert_int8"])
     print(json.dumps(report))
     return 0
+
+
+def install(staged: Path, out: Path) -> dict[str, Path]:
+    """Move a staged model's files onto ``out`` (twins, then the ``.keras``, then its sidecar, so a
+    reader never pairs the new sidecar with an old file); an old twin the new model lacks is removed,
+    as it would be stale. The installed files by role."""
+    from agelab.model_files import int8_twin_path, sidecar_path, twin_path
+
+    installed = {}
+    for role, path_of in (("litert_int8", int8_twin_path), ("litert", twin_path), ("model", Path)):
+        source, target = path_of(staged), path_of(out)
+        if source.is_file():
+            os.replace(source, target)
+            installed[role] = target
+        elif role != "model":
+            target.unlink(missing_ok=True)
+    os.replace(sidecar_path(staged), sidecar_path(out))
+    return installed

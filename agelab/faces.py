@@ -92,7 +92,15 @@ def detector_model_path(kind: str = "short", path: str | Path | None = None, dow
     env = settings.get("AGELAB_FACE_MODEL")
     candidates: list[Path] = []
     if env:
-        candidates.append(Path(env) / filename if Path(env).is_dir() else Path(env))
+        chosen = Path(env) / filename if Path(env).is_dir() else Path(env)
+        if not chosen.is_file():
+            # Set on purpose: another model found elsewhere would be used without a word.
+            where = f"the folder {env} has no {filename}" if Path(env).is_dir() else f"{env} does not exist"
+            raise DetectorModelError(
+                f"AGELAB_FACE_MODEL names a face detector model that is not there ({where}); set it to a "
+                f".tflite file or to a folder holding {filename}, or unset it to use {models_dir() / filename}"
+            )
+        return chosen
     candidates.append(models_dir() / filename)
     mirror = mirror_dir()
     if mirror is not None:
@@ -178,7 +186,13 @@ class FaceDetector:
                 running_mode=running_mode,
                 min_detection_confidence=floor,
             )
-            self._detector = vision.FaceDetector.create_from_options(options)
+            try:
+                self._detector = vision.FaceDetector.create_from_options(options)
+            except (RuntimeError, ValueError) as exc:  # MediaPipe's message does not name the file
+                raise DetectorModelError(
+                    f"the face detector model {self.model_path} cannot be loaded ({str(exc).splitlines()[0][:120]});"
+                    " replace it with MediaPipe's model (`python -m agelab setup`)"
+                ) from None
         self._last_ts = -1
         _OPEN_DETECTORS.add(self)
 

@@ -63,7 +63,7 @@ INT8_MIN_SAME_BIN = 0.75
 INT8_MIN_SAME_GENDER = 0.95
 INT8_MAX_AGE_GAP = 2.0
 OUTPUTS = ("age_bin", "age", "gender")
-# XNNPACK threads: 2 was measured best on the 2-core machine (issue 15); more cores rarely help a
+# XNNPACK threads: 2 was measured best on the 2-core machine; more cores rarely help a
 # model this small, and the face detector and the page need some.
 THREADS = max(1, min(2, os.cpu_count() or 1))
 # One interpreter per batch size, each allocated once: resizing one interpreter on every change of
@@ -211,11 +211,14 @@ def load_twin(model_path: str | Path, meta: dict[str, Any], precision: str = "fl
     record = meta.get(key)
     if not isinstance(record, dict) or "sha256" not in record or "keras_sha256" not in record:
         raise LiteRTError(f"the sidecar has no {key!r} record of {path.name}, so it may be stale")
-    if sha256(path) != record["sha256"]:
-        raise LiteRTError(f"{path.name} is not the file its sidecar records (corrupt or replaced)")
-    if sha256(model_path) != record["keras_sha256"]:
-        raise LiteRTError(f"{path.name} was exported from another version of {model_path.name}")
-    return LiteRTModel(path, mirror_views=bool(record.get("mirror_views", False)))
+    try:
+        if sha256(path) != record["sha256"]:
+            raise LiteRTError(f"{path.name} is not the file its sidecar records (corrupt or replaced)")
+        if sha256(model_path) != record["keras_sha256"]:
+            raise LiteRTError(f"{path.name} was exported from another version of {model_path.name}")
+        return LiteRTModel(path, mirror_views=bool(record.get("mirror_views", False)))
+    except OSError as err:  # an unreadable twin: the next twin, or Keras, serves instead
+        raise LiteRTError(f"{err.filename or path} cannot be read ({err.strerror or err})") from None
 
 
 # --------------------------------------------------------------------------- export
@@ -442,6 +445,9 @@ def cli(argv: list[str] | None = None) -> int:
     except (ModelError, LiteRTError, FileNotFoundError) as exc:
         print(f"agelab export: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only folder, a full disk: the old files stay as they were
+        print(f"agelab export: {atomic.why_not_written(exc.filename or args.model, exc)}", file=sys.stderr)
+        return 1
     meta = read_sidecar(args.model)
     report: dict[str, Any] = {
         "tflite": str(out),

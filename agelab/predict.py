@@ -97,6 +97,16 @@ def record_notes(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def out_refusal(out: Path, inputs: list[Path]) -> str | None:
+    """Why ``--out`` must not be written, before any work: it is a folder, or one of the input
+    images (which the table would replace); None when it may be."""
+    if out.is_dir():
+        return f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}"
+    if out.exists() and any(out.samefile(p) for p in inputs if p.exists()):
+        return f"--out {out} is one of the input images, which the table would replace; give another name such as faces.csv"
+    return None
+
+
 def write_csv(path: str | Path, records: list[dict[str, Any]]) -> Path:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -126,6 +136,10 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 <= args.min_score <= 1.0:
         parser.error(f"--min-score {args.min_score}: must be between 0 and 1")
+    files = iter_images(args.paths)
+    if args.out and (refusal := out_refusal(Path(args.out), files)):
+        print(f"agelab predict: {refusal}", file=sys.stderr)
+        return 2
     model_path = args.model or default_model()
     if model_path is None:
         print(
@@ -140,7 +154,9 @@ def cli(argv: list[str] | None = None) -> int:
     except (ModelError, RuntimeError, ValueError) as exc:
         print(f"agelab predict: {exc}", file=sys.stderr)
         return 2
-    files = iter_images(args.paths)
+    except OSError as exc:  # a model file this user may not read
+        print(f"agelab predict: {atomic.why_not_written(exc.filename or model_path, exc)}", file=sys.stderr)
+        return 2
     if not files:
         print(f"agelab predict: no image files in {', '.join(args.paths)}", file=sys.stderr)
         return 2
@@ -151,11 +167,18 @@ def cli(argv: list[str] | None = None) -> int:
         print(atomic.dumps(record), flush=True)
         for note in record_notes(record):
             print(f"{path}: {note}", file=sys.stderr)
-    if args.out:
-        write_csv(args.out, records)
-        print(f"wrote {args.out} ({len(flat_rows(records))} rows)", file=sys.stderr)
     if detector is not None:
         detector.close()
+    if args.out:
+        try:
+            write_csv(args.out, records)
+        except OSError as exc:  # the predictions are on stdout above; only the table is missing
+            print(
+                f"agelab predict: the table was not saved: {atomic.why_not_written(exc.filename or args.out, exc)}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"wrote {args.out} ({len(flat_rows(records))} rows)", file=sys.stderr)
     return 1 if all("error" in r for r in records) else 0
 
 

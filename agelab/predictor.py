@@ -31,6 +31,7 @@ from agelab.model_files import (
     read_sidecar,
     sidecar_path,
 )
+from agelab.schemas import checked_sidecar
 from agelab.uncertainty import framing_reasons, prediction_reasons
 
 # The LiteRT twins each backend tries, in order (the faster int8 first), before Keras; and the
@@ -80,7 +81,15 @@ class Predictor:
             raise ValueError(f"backend={backend!r}: choose from {', '.join(BACKENDS)}")
         self.model_path = find_model(path)
         self.path = Path(path)
-        self.meta: dict[str, Any] = read_sidecar(self.model_path)
+        try:
+            self.meta: dict[str, Any] = checked_sidecar(
+                read_sidecar(self.model_path), sidecar_path(self.model_path)
+            )
+        except OSError as err:
+            raise ModelError(
+                f"the sidecar {sidecar_path(self.model_path)} cannot be read ({err.strerror or err}); "
+                "give your user read access to it"
+            ) from None
         self.scheme: BinScheme = get_scheme(self.meta["bins"])
         self.image_size = int(self.meta["image_size"])
         self.labels = self.scheme.labels
@@ -115,7 +124,12 @@ class Predictor:
             try:
                 lite = litert.load_twin(self.model_path, self.meta, precision)
                 if lite.image_size != self.image_size:
-                    raise ModelError(_size_mismatch(self.model_path, self.image_size, lite.image_size))
+                    # The .keras file and its sidecar are the model; a twin of another size is the
+                    # twin of another model, so it is the twin that must be exported again.
+                    raise litert.LiteRTError(
+                        f"it takes {lite.image_size} px images, not the model's {self.image_size} px: it is"
+                        " the twin of another model"
+                    )
             except litert.LiteRTError as exc:
                 failed.append(precision)
                 problems.append(f"{twin.name} was not used ({exc})")
@@ -165,6 +179,11 @@ class Predictor:
 
             with self._lock:
                 out = self._call(tf.constant(batch))
+        if not isinstance(out, dict):
+            raise ModelError(
+                f"{self.model_path} is not an agelab model: it returns one {type(out).__name__}, not the "
+                "age_bin, age and gender outputs that `python -m agelab train` saves"
+            )
         missing = [k for k in ("age_bin", "age", "gender") if k not in out]
         if missing:
             raise ModelError(f"{self.model_path}: the model does not return {', '.join(missing)}")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from agelab import atomic
 from agelab.bins import BinScheme, get_scheme
+from agelab.evaluation.fairness import gender_fairness
 from agelab.evaluation.metrics import headline
 from agelab.evaluation.predictions import with_derived_columns
 from agelab.evaluation.scoring import predict_files, uses_aligned_crops
@@ -34,7 +35,7 @@ class FolderEvaluation:
 
     @property
     def skipped_counts(self) -> dict[str, int]:
-        counts = {"malformed_name": 0, "unreadable": 0}
+        counts = {"malformed_name": 0, "bad_label": 0, "unreadable": 0}
         for item in self.skipped:
             counts[item["kind"]] += 1
         return counts
@@ -54,7 +55,9 @@ def evaluate_folder(
     its reason; nothing in the folder stops the evaluation. ``detect`` (default: when the model was
     trained on aligned crops, per its sidecar's ``crop``) feeds it the face detector's aligned crop.
     """
-    from agelab.data import MalformedName, is_file_entry, parse_name
+    from agelab.data import Labels, MalformedName, is_file_entry, parse_name
+    from agelab.evaluation.ranges import score_against_ranges
+    from agelab.labels_csv import is_labelled_folder
 
     started = time.perf_counter()
     folder = Path(folder)
@@ -70,26 +73,48 @@ def evaluate_folder(
         ) from None
     items: list[tuple[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for entry in entries:
-        try:
-            items.append((entry.path, parse_name(entry.name)))
-        except MalformedName as err:
-            skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
+    labelled = None
+    if is_labelled_folder(folder):
+        # A labelled folder (labels.csv): its rows, each bad row and missing file skipped with why.
+        from agelab.data_sources import load_index
+
+        index = load_index(folder)
+        labelled = index.frame
+        items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in labelled.itertuples()]
+        skipped = [{"file": r.file, "kind": "bad_label", "reason": r.reason} for r in index.malformed.itertuples()]
+    else:
+        for entry in entries:
+            try:
+                items.append((entry.path, parse_name(entry.name)))
+            except MalformedName as err:
+                skipped.append({"file": entry.name, "kind": "malformed_name", "reason": str(err)})
     if detect is None:
         detect = uses_aligned_crops(predictor)
     frame, unreadable = predict_files(
         predictor, items, native, scheme, batch_size, progress, len(items), detect
     )
+    if labelled is not None and scheme.spec == native.spec:
+        frame = score_against_ranges(frame, labelled, native)
     return FolderEvaluation(frame, skipped + unreadable, scheme, time.perf_counter() - started)
 
 
-def default_out(model_label: str, data_folder: Path) -> Path:
-    """``runs/evaluations/<model>-on-<folder>.parquet``; when that name already holds another folder's
-    evaluation (two folders with one base name), the folder's path hash is added to the name."""
+def default_out(model_label: str, data_folder: Path, model_path: Path | None = None) -> Path:
+    """``runs/evaluations/<model>-on-<folder>.parquet``. When that name already holds the evaluation of
+    another folder (two folders with one base name) or of another model (two ``tiny.keras`` in two
+    places), a hash of the model's and the folder's paths is added to the name, so neither
+    evaluation overwrites the other."""
     out = evaluations_dir() / f"{model_label}-on-{data_folder.name}.parquet"
     saved = atomic.read_cache_json(out.with_suffix(".json"), {})
-    if out.exists() and (not isinstance(saved, dict) or saved.get("data") != str(data_folder)):
-        key = hashlib.sha1(str(data_folder).encode()).hexdigest()[:8]
+    model = str(Path(model_path).resolve()) if model_path is not None else None
+    same = (
+        isinstance(saved, dict)
+        and saved.get("data") == str(data_folder)
+        and (model is None or str(Path(str(saved.get("model", ""))).resolve()) == model)
+    )
+    if out.exists() and not same:
+        key = hashlib.sha1(
+            f"{model}\n{data_folder}".encode() if model else str(data_folder).encode()
+        ).hexdigest()[:8]
         out = out.with_name(f"{model_label}-on-{data_folder.name}-{key}.parquet")
     return out
 
@@ -103,12 +128,16 @@ def cli(argv: list[str]) -> int:
     for bad arguments."""
     parser = argparse.ArgumentParser(
         prog="python -m agelab evaluate",
-        description="Evaluate a saved agelab model on a folder of UTKFace-named images. Prints one JSON "
-        "line of headline metrics on stdout; unreadable or badly named files are skipped and counted.",
+        description="Evaluate a saved agelab model on a folder of UTKFace-named images, or on a labelled "
+        "folder (labels.csv). Prints one JSON line of headline metrics, with gender accuracy for women, men "
+        "and each age decade, on stdout; unreadable, badly named or badly labelled files are skipped and counted.",
     )
     parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
     parser.add_argument(
-        "--data", required=True, help="folder of images named age_gender_race_datetime.jpg.chip.jpg"
+        "--data",
+        required=True,
+        help="folder of images named age_gender_race_datetime.jpg.chip.jpg, or of images beside a labels.csv "
+        "(file,age_low,age_high,gender[,ethnicity])",
     )
     parser.add_argument(
         "--out",
@@ -146,6 +175,12 @@ def cli(argv: list[str]) -> int:
             raise FileNotFoundError(
                 f"--out {args.out!r} is a folder; give a file name such as {str(Path(args.out) / 'predictions.parquet')!r}"
             )
+        if args.out and Path(args.out).suffix != ".parquet":
+            # The summary goes beside the table as <name>.json: a table named x.json would be overwritten by it.
+            raise ValueError(
+                f"--out {args.out!r}: the predictions table is Parquet; give a name ending in .parquet"
+                f" such as {str(Path(args.out).with_suffix('.parquet'))!r} (its summary goes beside it as .json)"
+            )
     except (ValueError, FileNotFoundError) as err:
         print(f"agelab evaluate: {err}", file=sys.stderr)
         return 2
@@ -171,7 +206,7 @@ def cli(argv: list[str]) -> int:
         return 2
     model_label = model_path.parent.name if model_path.name == "model.keras" else model_path.stem
     data_folder = Path(args.data).resolve()
-    out = Path(args.out) if args.out else default_out(model_label, data_folder)
+    out = Path(args.out) if args.out else default_out(model_label, data_folder, model_path)
     counts = result.skipped_counts
     summary: dict[str, Any] = {"n": len(result.predictions), "skipped": len(result.skipped)}
     if "face_found" in result.predictions:
@@ -179,9 +214,11 @@ def cli(argv: list[str]) -> int:
         summary["no_face_found"] = int((~result.predictions["face_found"].astype(bool)).sum())
     if len(result.predictions):
         summary.update(headline(with_derived_columns(result.predictions, result.scheme)))
+        summary["gender_fairness"] = gender_fairness(result.predictions)
     summary.update(
         {
             "skipped_malformed_name": counts["malformed_name"],
+            "skipped_bad_label": counts["bad_label"],
             "skipped_unreadable": counts["unreadable"],
             "bins": result.scheme.spec,
             "model": str(model_path),
@@ -209,7 +246,10 @@ def cli(argv: list[str]) -> int:
         print(f"agelab evaluate: {save_error}", file=sys.stderr)
         return 1
     if not len(result.predictions):
-        print(f"agelab evaluate: no usable UTKFace-named image in {data_folder}", file=sys.stderr)
+        print(
+            f"agelab evaluate: no usable image in {data_folder}: it needs UTKFace-named images or a labels.csv",
+            file=sys.stderr,
+        )
         return 1
     print(
         f"{summary['n']} images, {summary['skipped']} skipped: exact {summary['exact']:.1%}, within 1 bin "
