@@ -81,7 +81,9 @@ def evaluate_folder(
         index = load_index(folder)
         labelled = index.frame
         items = [(r.path, Labels(r.age, r.gender, r.race, "")) for r in labelled.itertuples()]
-        skipped = [{"file": r.file, "kind": "bad_label", "reason": r.reason} for r in index.malformed.itertuples()]
+        skipped = [
+            {"file": r.file, "kind": "bad_label", "reason": r.reason} for r in index.malformed.itertuples()
+        ]
     else:
         for entry in entries:
             try:

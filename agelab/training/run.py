@@ -124,6 +124,11 @@ class Trainer:
         )
         atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
         self.log(f"test split scored as evaluate scores it, {served}")
+        by_source = scoring.metrics_by_source(predictions, data.splits["test"], self.config["bins"])
+        if len(by_source) > 1:
+            self.metrics["sources"] = by_source
+            for name, numbers in by_source.items():
+                self.log(f"test, {name}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
         return metrics
 
     def write_metrics(

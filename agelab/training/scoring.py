@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agelab.bins import BinScheme
+from agelab.bins import BinScheme, get_scheme
 from agelab.evaluation.metrics import run_metrics
+from agelab.evaluation.ranges import score_against_ranges
 from agelab.evaluation.scoring import predict_frame
 from agelab.training.errors import RunError
 
@@ -40,9 +41,25 @@ def scored_test_split(model_path: Path, test: pd.DataFrame) -> tuple[pd.DataFram
 
     predictor = Predictor(model_path)
     predictions, skipped = predict_frame(predictor, test)
+    if "age_low" in test:
+        predictions = score_against_ranges(predictions, test, get_scheme(predictor.scheme))
     if skipped:
         first = skipped[0]
         raise RunError(
             f"{len(skipped)} test image(s) could not be scored, {first['file']} first: {first['reason']}"
         )
     return predictions, run_metrics(predictions, predictor.scheme), predictor.backend_note
+
+
+def metrics_by_source(
+    predictions: pd.DataFrame, test: pd.DataFrame, bins: str
+) -> dict[str, dict[str, float]]:
+    """The test metrics of each data source apart (``metrics.json``'s ``sources``), matched by path."""
+    if "source" not in test:
+        return {}
+    source_of = dict(zip(test["path"].astype(str), test["source"]))
+    sources = predictions["path"].astype(str).map(source_of)
+    return {
+        str(name): run_metrics(predictions[sources == name].reset_index(drop=True), bins)
+        for name in sources.dropna().unique()
+    }
