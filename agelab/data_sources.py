@@ -235,3 +235,55 @@ def load_data(
 ) -> pd.DataFrame:
     """:func:`load_sources` of ``data=`` and ``source_weights=``, without the reports."""
     return load_sources(parse_sources(data, weights), dedupe_policy, seed)[0]
+
+
+@dataclass
+class Overview:
+    """What the Dataset page shows of ``data=``: the kept faces of every source (``source`` column), the
+    files left out and the byte-identical groups (each with its ``source``), the totals, and a row per
+    source."""
+
+    frame: pd.DataFrame
+    malformed: pd.DataFrame
+    duplicates: pd.DataFrame
+    summary: dict
+    sources: pd.DataFrame
+
+
+def overview(data: str | Path | None, dedupe_policy: str = "drop_conflicts", weights: str = "") -> Overview:
+    sources = parse_sources(data, weights)
+    frame, reports = load_sources(sources, dedupe_policy)
+    rows = [report.summary() for report in reports]
+    malformed = pd.concat(
+        [r.index.malformed.assign(source=r.source.name) for r in reports], ignore_index=True
+    ).astype({"reason": str, "file": str})
+    # Group numbers restart in each source: offset them so a group is one number across the mix.
+    groups, offset = [], 0
+    for report in reports:
+        table = report.index.duplicate_groups.assign(source=report.source.name)
+        table["dup_group"] = table["dup_group"] + offset
+        offset = int(table["dup_group"].max()) + 1 if len(table) else offset
+        groups.append(table)
+    duplicates = pd.concat(groups, ignore_index=True)
+    totals = {
+        key: sum(int(row[key]) for row in rows)
+        for key in ("total", "valid", "malformed", "duplicate_groups", "conflicting_groups")
+    }
+    totals.update(kept=int(len(frame)), sources=len(rows), cached=all(row["cached"] for row in rows))
+    table = pd.DataFrame(rows)[
+        [
+            "source",
+            "kind",
+            "folder",
+            "weight",
+            "total",
+            "valid",
+            "malformed",
+            "duplicate_groups",
+            "conflicting_groups",
+            "kept",
+            "shared_with_earlier_source",
+            "conflicting_across_sources",
+        ]
+    ]
+    return Overview(frame, malformed, duplicates, totals, table)

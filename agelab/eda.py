@@ -54,4 +54,11 @@ def sample_faces(
 
 
 def caption(row: pd.Series) -> str:
-    return f"{row['age']} y, {GENDERS[row['gender']]}, {RACES[row['race']]}"
+    return f"{row['age']:g} y, {GENDERS[row['gender']]}, {RACES[row['race']]}"
+
+
+def source_mix(frame: pd.DataFrame) -> pd.DataFrame:
+    """Images per age bin and source, with each source's share of its bin (``labelled`` rows)."""
+    mix = frame.groupby(["bin_label", "source"], observed=True).size().reset_index(name="images")
+    mix["share"] = mix["images"] / mix.groupby("bin_label", observed=True)["images"].transform("sum")
+    return mix

@@ -16,6 +16,7 @@ ETHNICITY = {
     "Asian": "#F58518",
     "Indian": "#9D755D",
     "Others": "#BAB0AC",
+    "Unknown": "#D9D9D9",  # a labelled folder without an ethnicity column
 }
 # Over- and under-estimates, and the exact hits, in the bin-distance charts.
 DIRECTION = {"under": "#4C78A8", "exact": "#54A24B", "over": "#E45756"}

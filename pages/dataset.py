@@ -1,4 +1,5 @@
-"""Dataset: the UTKFace images, their flaws and their imbalance."""
+"""Dataset: the training sources (UTKFace folders and labelled folders), their flaws, their mix and their
+imbalance."""
 
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import streamlit as st
 from agelab import eda, palette, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.config import OPTIONS
-from agelab.data import GENDERS, RACES, dedupe, load_index
+from agelab.data import GENDERS, RACES
+from agelab.data_sources import overview
 from agelab.paths import data_dir
 from agelab.rebalance import STRATEGIES, default_target, rebalance
 from streamlit_setup import through_app
@@ -20,9 +22,17 @@ LABELS = palette.TITLES
 
 
 @st.cache_data(show_spinner="Indexing images...")
-def load(folder: str, signature: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
-    index = load_index(folder)
-    return index.frame, index.malformed, index.duplicate_groups, index.summary()
+def load(folders: str, dedupe_policy: str, signature: tuple[float, ...]):
+    return overview(folders, dedupe_policy)
+
+
+def change_times(folders: str) -> tuple[float, ...]:
+    """Each folder's (and labels.csv's) change time: the cache key, so an edited folder is read again."""
+    times = []
+    for part in (p.strip() for p in folders.split(",") if p.strip()):
+        for path in (Path(part), Path(part) / "labels.csv"):
+            times.append(path.stat().st_mtime if path.exists() else 0.0)
+    return tuple(times)
 
 
 st.title("Dataset")
@@ -39,7 +49,8 @@ with st.sidebar:
         value=st.session_state.get("data_folder", str(data_dir())),
         key="dataset_folder_input",
         on_change=keep_folder,
-        help="AGELAB_DATA sets the default; kept while you switch pages",
+        help="One folder, or several comma-separated: UTKFace-named images, or images beside a labels.csv "
+        "(file,age_low,age_high,gender[,ethnicity]). AGELAB_DATA sets the default; kept while you switch pages",
     )
     scheme_name = st.selectbox("Age bins", [*BUILTIN_SCHEMES, "custom"])
     edges = st.text_input("Custom edges", "0,3,13,20,40,60", disabled=scheme_name != "custom")
@@ -49,30 +60,31 @@ with st.sidebar:
 
 try:
     scheme = get_scheme(edges if scheme_name == "custom" else scheme_name)
-    # The folder's own change time keys the cache; a missing folder gets load_index's message.
-    signature = Path(folder).stat().st_mtime if Path(folder).is_dir() else 0.0
-    frame, malformed, duplicates, summary = load(folder, signature)
+    # The folders' change times key the cache; a missing folder gets the loader's message.
+    loaded = load(folder, "drop_conflicts" if drop_dups else "none", change_times(folder))
 except (ValueError, OSError) as err:
     st.error(str(err))
     st.stop()
+frame, malformed, duplicates, summary = loaded.frame, loaded.malformed, loaded.duplicates, loaded.summary
 if frame.empty:
     st.warning(
-        f"No well-named UTKFace image in `{folder}` ({summary['total']:,} image files, "
-        f"{summary['malformed']:,} left out): point the dataset folder at the UTKFace images.",
+        f"No usable labelled image in `{folder}` ({summary['total']:,} image files, "
+        f"{summary['malformed']:,} left out): point the dataset folder at UTKFace images, or at a folder "
+        "with a labels.csv.",
         icon=":material/warning:",
     )
     if not malformed.empty:
-        st.dataframe(malformed[["file", "reason"]], hide_index=True, width="stretch")
+        st.dataframe(malformed[["source", "file", "reason"]], hide_index=True, width="stretch")
     st.stop()
 
-data = eda.labelled(dedupe(frame, "drop_conflicts" if drop_dups else "none"), scheme)
+data = eda.labelled(frame, scheme)
 
 cols = st.columns(6)
 for col, (label, key) in zip(
     cols,
     [
         ("Files", "total"),
-        ("Valid names", "valid"),
+        ("Valid labels", "valid"),
         ("Malformed", "malformed"),
         ("Duplicate groups", "duplicate_groups"),
         ("Conflicting groups", "conflicting_groups"),
@@ -80,14 +92,37 @@ for col, (label, key) in zip(
     ],
 ):
     col.metric(label, f"{summary[key]:,}")
-st.caption(f"Showing {len(data):,} images from `{folder}` with the `{scheme.spec}` bins.")
+st.caption(f"Showing {len(data):,} images from {summary['sources']} source(s) with the `{scheme.spec}` bins.")
+if summary["sources"] > 1:
+    st.header("Sources and their mix")
+    st.dataframe(
+        loaded.sources.rename(columns=lambda c: c.replace("_", " ")), hide_index=True, width="stretch"
+    )
+    mix = eda.source_mix(data)
+    st.plotly_chart(
+        px.bar(
+            mix,
+            x="bin_label",
+            y="images",
+            color="source",
+            barmode="stack",
+            hover_data={"share": ":.1%", "images": ":,"},
+            labels=LABELS,
+            title="Each age bin by source (hover: the source's share of the bin)",
+        ),
+        width="stretch",
+    )
 
 with st.expander(
-    f"Data quality: {len(malformed)} malformed names, {summary['duplicate_groups']} duplicate groups"
+    f"Data quality: {len(malformed)} files left out, {summary['duplicate_groups']} duplicate groups"
 ):
-    st.subheader("Malformed names (left out)")
-    st.dataframe(malformed[["file", "reason"]], hide_index=True, width="stretch")
-    viewable = malformed[~malformed["reason"].str.startswith("cannot be read")]
+    st.subheader("Left out: malformed names, bad labels.csv rows, unreadable or missing files")
+    st.dataframe(malformed[["source", "file", "reason"]], hide_index=True, width="stretch")
+    # Only files that exist and can be read are shown as pictures.
+    viewable = malformed[
+        ~malformed["reason"].str.startswith("cannot be read")
+        & ~malformed["reason"].str.contains("not found in", regex=False)
+    ]
     st.image(viewable["path"].tolist(), caption=viewable["file"].tolist(), width=100)
     st.subheader("Byte-identical images under different names")
     only_conflicts = st.checkbox("Only groups with conflicting labels", value=True)

@@ -17,7 +17,7 @@ def test_dataset_page_shows_real_figures_and_quality_panel(utkface_dir, isolated
         metrics["Files"] == "22,162" and metrics["Malformed"] == "9" and metrics["Duplicate groups"] == "334"
     )
     assert len(at.get("plotly_chart")) >= 7
-    assert at.expander[0].label.startswith("Data quality: 9 malformed names")
+    assert at.expander[0].label.startswith("Data quality: 9 files left out")
     assert "contains a space" in at.dataframe[0].value["reason"].tolist()
 
     at.sidebar.selectbox[0].set_value("equal12").run()  # the bin scheme drives the charts
@@ -95,3 +95,55 @@ def test_rebalancing_preview_takes_the_balance_strength(utkface_dir, isolated_di
     assert not at.exception
     # weight = share ** -power: half the power is the square root of the spread of weights.
     assert spread() == pytest.approx(full**0.5, rel=0.05)
+
+
+def test_a_clean_folder_without_a_malformed_name_renders(utkface_dir, isolated_dirs, monkeypatch):
+    clean = isolated_dirs / "clean"
+    copy_real_images(utkface_dir, clean, 40, step=500)
+    monkeypatch.setenv("AGELAB_DATA", str(clean))  # by AGELAB_DATA
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "dataset.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Malformed"] == "0"
+    monkeypatch.setenv("AGELAB_DATA", str(utkface_dir))  # and typed into the page
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "dataset.py"), default_timeout=120).run()
+    at.sidebar.text_input(key="dataset_folder_input").set_value(str(clean)).run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Files"] == "40"
+
+
+def test_several_sources_show_each_source_and_the_mix(utkface_dir, isolated_dirs, monkeypatch):
+    import shutil
+
+    import pandas as pd
+
+    from tests.real_data import SHARED, require
+
+    aaf = require(SHARED / "data" / "aaf-train" / "labels.csv", "All-Age-Faces training labels").parent
+    mine = isolated_dirs / "mine"
+    mine.mkdir()
+    labels = pd.read_csv(aaf / "labels.csv").iloc[::300]
+    for name in labels["file"]:
+        shutil.copy2(aaf / name, mine / name)
+    labels = pd.concat(
+        [labels, pd.DataFrame([{"file": "gone.jpg", "age_low": 3, "age_high": 3, "gender": "male"}])]
+    )
+    labels.to_csv(mine / "labels.csv", index=False)
+    utk = isolated_dirs / "utk"
+    copy_real_images(utkface_dir, utk, 40, step=500)
+    monkeypatch.setenv("AGELAB_DATA", f"{utk},{mine}")
+    at = AppTest.from_file(str(PROJECT_ROOT / "pages" / "dataset.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    sources = next(d.value for d in at.dataframe if "kind" in d.value.columns)
+    assert sources["source"].tolist() == ["utk", "mine"] and sources["kind"].tolist() == [
+        "utkface",
+        "labelled",
+    ]
+    assert sources["kept"].tolist() == [40, len(labels) - 1]
+    left_out = next(
+        d.value for d in at.dataframe if "reason" in d.value.columns and "source" in d.value.columns
+    )
+    assert left_out.set_index("file").loc["gone.jpg", "source"] == "mine"
+    specs = chart_specs(at)
+    assert any("by source" in s["layout"]["title"]["text"] for s in specs)
+    ethnicity = next(s for s in specs if s["layout"]["title"]["text"].startswith("Ethnicity"))
+    assert "Unknown" in {trace["name"] for trace in ethnicity["data"]}
