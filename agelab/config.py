@@ -467,7 +467,7 @@ def checked_config(config: dict[str, Any]) -> dict[str, Any]:
 def check_data(config: Mapping[str, Any]) -> None:
     """Each ``data`` folder exists and holds UTKFace images or a readable ``labels.csv``; the weights fit."""
     from agelab.data import has_images
-    from agelab.data_sources import SourceError, parse_sources
+    from agelab.data_sources import SourceError, is_evaluation_only, parse_sources
     from agelab.labels_csv import LabelsError, is_labelled_folder, read_table
 
     try:
@@ -483,6 +483,11 @@ def check_data(config: Mapping[str, Any]) -> None:
             )
         if not source.folder.is_dir():
             raise ConfigError(f"bad value data={folder!r}: no such folder")
+        if is_evaluation_only(source.folder):
+            raise ConfigError(
+                f"bad value data={folder!r}: its SOURCE.md (or README.md) says it is for evaluation only; "
+                "score models on it with `python -m agelab evaluate --data` and leave it out of data="
+            )
         if is_labelled_folder(source.folder):
             try:
                 read_table(source.folder / "labels.csv")

@@ -287,3 +287,46 @@ def overview(data: str | Path | None, dedupe_policy: str = "drop_conflicts", wei
         ]
     ]
     return Overview(frame, malformed, duplicates, totals, table)
+
+
+EVALUATION_ONLY_MARKS = ("evaluation only", "never train")
+
+
+def is_evaluation_only(folder: str | Path) -> bool:
+    """Whether the folder's SOURCE.md or README.md says it is for evaluation only (never to train on)."""
+    for name in ("SOURCE.md", "README.md"):
+        try:
+            text = (Path(folder) / name).read_text(encoding="utf-8", errors="replace")[:20_000].lower()
+        except OSError:
+            continue
+        if any(mark in text for mark in EVALUATION_ONLY_MARKS):
+            return True
+    return False
+
+
+def discover_sources(roots: list[Path]) -> list[Path]:
+    """The training sources among the folders in ``roots``: UTKFace-named images or a labels.csv, and not
+    marked evaluation only. Each folder once, by its resolved path."""
+    from agelab.data import has_images
+
+    found: dict[Path, Path] = {}
+    for root in roots:
+        try:
+            children = sorted(p for p in Path(root).iterdir() if p.is_dir())
+        except OSError:
+            continue
+        for child in children:
+            if (is_labelled_folder(child) or has_images(child)) and not is_evaluation_only(child):
+                found.setdefault(child.resolve(), child)
+    return list(found.values())
+
+
+def source_roots() -> list[Path]:
+    """Where the Train page looks for sources: beside the dataset folder, and the mirror's data/."""
+    from agelab.paths import mirror_dir
+
+    roots = [data_dir().parent]
+    mirror = mirror_dir()
+    if mirror is not None:
+        roots.append(mirror / "data")
+    return roots

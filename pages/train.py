@@ -19,6 +19,7 @@ from agelab.config import (
     build_config,
     parse_overrides,
 )
+from agelab.data_sources import discover_sources, source_roots
 from agelab.launchers import LaunchError
 from agelab.paths import data_dir, runs_dir
 from agelab.training import devices
@@ -33,6 +34,11 @@ ALL_ALPHAS = sorted({a for values in ALPHAS.values() for a in values})
 @st.cache_data(ttl=300, show_spinner=False)
 def gpu_status() -> tuple[bool, str]:
     return devices.gpu_status()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def known_sources() -> list:
+    return discover_sources(source_roots())
 
 
 st.title("Train")
@@ -114,8 +120,22 @@ with st.form("config", enter_to_submit=False):
     fast = c4.toggle("Fast mode", value=base["fast"] if recipe != "none" else True, help=OPTIONS["fast"].help)
     c1, c2, c3 = st.columns([1, 2, 1])
     name = c1.text_input("Run name", "", help="empty: the model name")
-    folder = c2.text_input("Dataset folder", st.session_state.get("data_folder", str(data_dir())))
+    folder = c2.text_input(
+        "Dataset folder",
+        st.session_state.get("data_folder", str(data_dir())),
+        help="One folder or several, comma-separated: UTKFace-named images, or images beside a labels.csv",
+    )
     max_images = c3.number_input("Max images (0: all)", 0, 1_000_000, 0, help=OPTIONS["max_images"].help)
+    c1, c2 = st.columns([3, 1])
+    more_sources = c1.multiselect(
+        "More sources",
+        [str(p) for p in known_sources()],
+        help="Training folders found beside the dataset folder and in the mirror (AGELAB_MIRROR); folders "
+        "whose SOURCE.md says evaluation only are never offered",
+    )
+    source_weights = c2.text_input(
+        "Source weights", base["source_weights"], help=OPTIONS["source_weights"].help, placeholder="e.g. 1,2"
+    )
     extra = st.text_input(
         "More keys",
         "",
@@ -150,7 +170,8 @@ if launched or sweep_launched:
     chosen = {
         "recipe": recipe,
         "name": name,
-        "data": folder,
+        "data": ",".join([folder, *(s for s in more_sources if s not in folder.split(","))]),
+        "source_weights": source_weights,
         "max_images": max_images,
         "model": model,
         "weights": weights,

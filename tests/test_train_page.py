@@ -183,3 +183,42 @@ def test_progress_text_and_log_read_cleanly(tmp_path):
         "run runs/x-1 on CPU\n"
     )
     assert runs.log_tail(tmp_path) == "run runs/x-1 on CPU"
+
+
+def test_the_page_picks_sources_and_never_offers_an_evaluation_only_folder(
+    isolated_dirs, small_data, monkeypatch
+):
+    from tests.real_data import SHARED, require
+
+    require(SHARED / "data" / "aaf-train" / "labels.csv", "All-Age-Faces training labels")
+    monkeypatch.setenv("AGELAB_MIRROR", str(SHARED))
+    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    picker = next(w for w in app.multiselect if w.label == "More sources")
+    offered = {Path(option).name for option in picker.options}
+    assert "aaf-train" in offered and "aaf-dev" not in offered  # aaf-dev's SOURCE.md: evaluation only
+    fill_form(app, small_data)
+    picker = next(w for w in app.multiselect if w.label == "More sources")
+    picker.set_value([o for o in picker.options if Path(o).name == "aaf-train"])
+    widgets(app, "text_input")["Source weights"].set_value("1,2")
+    widgets(app, "number_input")["Max images (0: all)"].set_value(60)
+    app.button[0].click().run()
+    assert any("Launched" in s.value for s in app.success), [e.value for e in app.error]
+    run_dir = isolated_dirs / "runs" / "page-1"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert [Path(p).name for p in config["data"].split(",")] == [small_data.name, "aaf-train"]
+    assert config["source_weights"] == "1,2"
+    deadline = time.time() + 600
+    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+        time.sleep(2)
+    assert runs.load_run(run_dir).state == "finished", (run_dir / "log.txt").read_text()[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["sources"]) == {small_data.name, "aaf-train"}
+
+
+def test_an_evaluation_only_folder_is_refused_as_training_data(isolated_dirs):
+    from agelab.config import ConfigError, checked_config
+    from tests.real_data import SHARED, require
+
+    dev = require(SHARED / "data" / "aaf-dev" / "labels.csv", "aaf-dev labels").parent
+    with pytest.raises(ConfigError, match="for evaluation only"):
+        checked_config({"data": str(dev)})
