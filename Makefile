@@ -15,7 +15,7 @@ export AGELAB_MIRROR ?= $(abspath ../shared)
 endif
 export KERAS_HOME ?= $(CURDIR)/.keras
 
-.PHONY: run test test-slow test-browser test-soak test-cluster lint bench assets venv
+.PHONY: run test test-slow test-browser test-soak test-cluster test-privileged lint bench assets venv
 
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -54,6 +54,12 @@ test-soak: assets
 test-cluster: assets
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-cluster.txt
 	$(PY) -m pytest -m cluster tests/test_cluster.py
+
+# Faults that need root to stage: full disks (a small tmpfs the tests mount) and unreadable or read-only
+# files for root itself (setpriv without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH). A test skips what
+# the machine does not allow.
+test-privileged: assets
+	$(PY) -m pytest -m privileged
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -48,8 +48,10 @@ def read_marks(path: str | Path) -> pd.DataFrame:
         return _empty()
     try:
         table = pd.read_csv(path, dtype={"file": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{path} is not a marks CSV: {err}") from None
+    except ValueError as err:  # ParserError, EmptyDataError and UnicodeDecodeError among them
+        raise ValueError(f"{path} is not a marks CSV: {str(err).splitlines()[0][:120]}") from None
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror or err})") from None
     if "file" not in table.columns:
         raise ValueError(f"{path} has no 'file' column: columns are {', '.join(map(str, table.columns))}")
     for column in COLUMNS:
@@ -111,6 +113,13 @@ def set_mark(
             table = pd.concat([table, pd.DataFrame([_row(file, reason)])], ignore_index=True)
         atomic.write_text(path, table[COLUMNS].to_csv(index=False))
     return table.reset_index(drop=True)
+
+
+def mark_failure(image: str | Path, err: Exception) -> str:
+    """One sentence for a mark (or unmark) of ``image`` that could not be saved, and what to do."""
+    if isinstance(err, OSError):
+        return f"The mark of {os.path.basename(str(image))} was not saved: {atomic.why_not_written(marks_path(os.path.dirname(str(image))), err)}."
+    return f"The mark of {os.path.basename(str(image))} was not saved: {err}."
 
 
 def export_csv(table: pd.DataFrame) -> bytes:

@@ -298,7 +298,12 @@ def face_dialog(row: pd.Series, labels: list[str], marked: bool) -> None:
 
 
 def toggle_mark(path: str, key: str) -> None:
-    marks.set_mark(os.path.dirname(path), path, marked=bool(st.session_state[key]))
+    try:
+        marks.set_mark(os.path.dirname(path), path, marked=bool(st.session_state[key]))
+    except (OSError, ValueError) as err:
+        # Shown by the gallery on this rerun; the checkbox goes back to what the file still says.
+        st.session_state["rv_mark_error"] = marks.mark_failure(path, err)
+        st.session_state[key] = not st.session_state[key]
 
 
 def mark_key(path: str) -> str:
@@ -330,8 +335,12 @@ def marks_summary(frame: pd.DataFrame) -> None:
     if folder is None:
         st.caption("The images sit in several folders: each folder keeps its own marks.")
         return
-    table = marks.load_marks(folder)
     path = marks.marks_path(folder)
+    try:
+        table = marks.load_marks(folder)
+    except ValueError as err:
+        st.warning(f"{err}. Delete or fix it to mark faces again.")
+        return
     st.markdown(f"**{len(table)}** face{'s' if len(table) != 1 else ''} marked *label looks wrong*.")
     if table.empty:
         return
@@ -358,7 +367,12 @@ def gallery(
     rows = page_of(ordered, page, page_size)
     first = (page - 1) * page_size
     st.caption(f"Images {first + 1:,}-{first + len(rows):,} of {len(ordered):,}")
-    marked = marks.marked_paths(rows["path"])
+    if error := st.session_state.pop("rv_mark_error", None):
+        st.error(error)
+    try:
+        marked = marks.marked_paths(rows["path"])
+    except ValueError:
+        marked = set()  # marks_summary below says which file is damaged
     with st.grid(columns="auto", min_column_width=220, gap="small"):
         for _, row in rows.iterrows():
             gallery_tile(row, labels, row["path"] in marked)
@@ -428,6 +442,9 @@ by_name = {s.name: s for s in sources}
 pick = st.columns([3, 3, 2])
 default_source = next((i for i, s in enumerate(sources) if s.info.get("default_model")), 0)
 source = by_name[pick[0].selectbox("Run", list(by_name), index=default_source, key="rv_source")]
+if source.problem:
+    st.error(f"{source.name} cannot be reviewed: {source.problem}.")
+    st.stop()
 other_name = pick[1].selectbox(
     "Compare with", ["(none)"] + [n for n in by_name if n != source.name], key="rv_other"
 )
@@ -463,6 +480,8 @@ other = None
 if other_name != "(none)":
     other_source = by_name[other_name]
     try:
+        if other_source.problem:
+            raise ValueError(other_source.problem)
         other_frame = prepared(other_source, scheme.spec)
         other = headline(other_frame)
     except (OSError, ValueError) as err:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agelab import atomic
+from agelab import atomic, schemas
 from agelab.bins import get_scheme
 from agelab.evaluation.scoring import predict_frame, uses_aligned_crops
 
@@ -21,6 +21,8 @@ class PredictionSource:
     bins: str
     kind: str  # "run" or "evaluation"
     info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # Why it cannot be reviewed (its saved bins name no scheme), in one sentence; "" when it can.
+    problem: str = ""
 
 
 def scheme_spec(bins: Any) -> str:
@@ -43,30 +45,25 @@ def list_sources() -> list[PredictionSource]:
     """Runs that have test-split predictions (newest first), then saved evaluations (newest first)."""
     from agelab.runs import list_runs
 
-    sources = [
-        PredictionSource(
-            run.name,
-            run.path / "predictions.parquet",
-            scheme_spec(run.config.get("bins", "groups10")),
-            "run",
-            run.config,
+    sources = []
+    for run in list_runs():
+        if not (run.path / "predictions.parquet").is_file():
+            continue
+        bins, problem = schemas.evaluation_bins(run.config, f"{run.path / 'config.json'}")
+        sources.append(
+            PredictionSource(run.name, run.path / "predictions.parquet", bins, "run", run.config, problem)
         )
-        for run in list_runs()
-        if (run.path / "predictions.parquet").is_file()
-    ]
     folder = evaluations_dir()
     if folder.is_dir():
         saved = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
         for predictions in saved:
-            info = atomic.read_cache_json(predictions.with_suffix(".json"), {})
+            summary = predictions.with_suffix(".json")
+            info = atomic.read_cache_json(summary, {})
             info = info if isinstance(info, dict) else {}
+            bins, problem = schemas.evaluation_bins(info, str(summary))
             sources.append(
                 PredictionSource(
-                    f"evaluation: {predictions.stem}",
-                    predictions,
-                    scheme_spec(info.get("bins", "groups10")),
-                    "evaluation",
-                    info,
+                    f"evaluation: {predictions.stem}", predictions, bins, "evaluation", info, problem
                 )
             )
     return sources
