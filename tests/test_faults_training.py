@@ -20,6 +20,7 @@ from agelab.config import resolve_data
 from agelab.pipeline import remove_orphan_caches
 from agelab.training import stages
 from agelab.training import verb as training
+from tests.fault_helpers import small_tmpfs
 from tests.real_data import copy_real_images, real_images_fixture
 
 TINY = {
@@ -76,15 +77,8 @@ def test_a_stop_during_feature_extraction_is_recorded_as_stopped(utkface_dir, is
 @pytest.fixture
 def full_disk(tmp_path):
     """A 1 MB tmpfs; the test fills it when it needs a full disk."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(folder: Path) -> None:
