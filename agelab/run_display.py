@@ -67,3 +67,29 @@ def curve_metrics(selected: list[Run]) -> list[str]:
     for run in selected:
         names.update(c for c in run.history.columns if c not in ("epoch", "stage", "seconds"))
     return sorted(names, key=lambda n: (not n.startswith("val_"), n))
+
+
+def source_rows(selected: list[Run]) -> pd.DataFrame:
+    """Each run's test scores per data source (``metrics.json``'s ``sources``), a row per run and source;
+    empty when no selected run was trained on several sources."""
+    rows = []
+    for run in selected:
+        sources = run.metrics.get("sources") if isinstance(run.metrics, dict) else None
+        if not isinstance(sources, dict):
+            continue
+        for name, numbers in sources.items():
+            if isinstance(numbers, dict):
+                rows.append(
+                    {
+                        "run": run.name,
+                        "source": name,
+                        "images": numbers.get("n_test"),
+                        "bin acc": numbers.get("test_bin_accuracy"),
+                        "within 1": numbers.get("test_within_one_bin"),
+                        "age MAE": numbers.get("test_age_mae"),
+                        "gender acc": numbers.get("test_gender_accuracy"),
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["run", "source", "images", "bin acc", "within 1", "age MAE", "gender acc"]
+    )

@@ -355,6 +355,11 @@ def runs_section() -> None:
         fig = epoch_figure(overlay, [metric], palette.title(metric), color="run")
         st.plotly_chart(fig, width="stretch")
 
+    by_source = run_display.source_rows(selected)
+    if not by_source.empty:
+        st.markdown("**Test scores by data source**")
+        st.dataframe(by_source, hide_index=True, width="stretch")
+
     for run in selected:
         with st.expander(f"{run.name}: {run.state}"):
             config_tab, log_tab, metrics_tab = st.tabs(["Config", "Log", "Metrics"])

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -213,6 +214,15 @@ def test_the_page_picks_sources_and_never_offers_an_evaluation_only_folder(
     assert runs.load_run(run_dir).state == "finished", (run_dir / "log.txt").read_text()[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["sources"]) == {small_data.name, "aaf-train"}
+    # The comparison's rows per source, and Review's "source" slice, from the run's own files.
+    rows = run_display.source_rows([runs.load_run(run_dir)])
+    assert rows["source"].tolist() == list(metrics["sources"]) and rows["images"].sum() == metrics["n_test"]
+    from agelab.evaluation.metrics import slice_metrics
+    from agelab.evaluation.predictions import with_derived_columns
+
+    prepared = with_derived_columns(pd.read_parquet(run_dir / "predictions.parquet"), config["bins"])
+    by_source = slice_metrics(prepared, ["source"], n_boot=50).set_index("group")["n"]
+    assert by_source.to_dict() == {name: m["n_test"] for name, m in metrics["sources"].items()}
 
 
 def test_an_evaluation_only_folder_is_refused_as_training_data(isolated_dirs):

@@ -28,6 +28,9 @@ SLICE_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "gender x ethnicity": ("gender_label", "ethnicity"),
     "gender x age bin": ("gender_label", "true_label"),
     "ethnicity x age bin": ("ethnicity", "true_label"),
+    # The data source (the folder an image came from), for runs trained on several.
+    "source": ("source",),
+    "source x gender": ("source", "gender_label"),
 }
 
 
@@ -167,7 +170,8 @@ def slice_metrics(
             continue
         # Sort groups by the ordinal/numeric codes, not the labels, so "Child" comes before "Adult".
         order_cols = [
-            {"gender_label": "gender", "ethnicity": "race", "true_label": "true_bin"}[c] for c in columns
+            {"gender_label": "gender", "ethnicity": "race", "true_label": "true_bin"}.get(c, c)
+            for c in columns
         ]
         for _, group in frame.groupby(order_cols, sort=True):
             label = " / ".join(str(group[c].iloc[0]) for c in columns)

@@ -8,6 +8,7 @@ one builder of such tables (runs' test predictions, ``evaluate``, Review's defau
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -158,5 +159,7 @@ def with_derived_columns(
     frame["gender_label"] = frame["gender"].map(GENDERS)
     frame["pred_gender_label"] = frame["pred_gender"].map(GENDERS)
     frame["ethnicity"] = frame["race"].map(RACES)
+    # A run's sources are folders: each image's source is the folder it sits in.
+    frame["source"] = frame["path"].astype(str).map(lambda p: os.path.basename(os.path.dirname(p)))
     frame.attrs["scheme"] = scheme.spec
     return frame
