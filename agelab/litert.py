@@ -303,9 +303,17 @@ def prepared_faces(
     from agelab.images import load_image
 
     frame = load_dataset(data)
+    where = data or "data/UTKFace"
+    if frame.empty:
+        raise ModelError(
+            f"the dataset {where} holds no well-named UTKFace image to take faces from; give --data a folder of them"
+        )
     frame = frame[frame["split"] == split]
     if frame.empty:
-        raise ModelError(f"the dataset has no {split} split to take faces from")
+        raise ModelError(
+            f"the dataset {where} has no {split} images to take faces from (too few images to split:"
+            " give --data a larger folder)"
+        )
     if n is not None and n < len(frame):
         frame = frame.sample(n, random_state=seed)
     size = int(meta["image_size"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from agelab import atomic
 from agelab.data import IMAGE_SUFFIXES
-from agelab.faces import FaceDetector
+from agelab.faces import FaceDetector, missed_faces_hint
 from agelab.images import ImageError, load_image
 from agelab.model_files import (
     BACKEND_HELP,
@@ -54,6 +55,10 @@ def predict_file(
         image = load_image(path)
         results = predict_image(image, detector, predictor, min_score)
         record["faces"] = [r.as_dict() for r in results]
+        if detector is not None:
+            height, width = image.shape[:2]
+            if hint := missed_faces_hint(width, height, [r.box for r in results]):
+                record["hint"] = hint
     except ImageError as exc:
         record["error"] = str(exc)
     record["ms"] = round((time.perf_counter() - start) * 1000, 1)
@@ -64,11 +69,21 @@ CSV_COLUMNS = ["path", "face", "x", "y", "w", "h", "score", "bin", "bin_label", 
 CSV_COLUMNS += ["gender_prob", "uncertain", "reasons", "ms", "error"]
 
 
+def readable_path(path: str) -> str:
+    """A path (or a message naming one) as valid UTF-8 text: a file name that is not UTF-8 keeps its odd bytes as ``\\xff``
+    escapes (Python holds them as lone surrogates, which no UTF-8 file can store)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def flat_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per face (and one per image without a face or with an error)."""
     rows = []
     for rec in records:
-        base = {"path": rec["path"], "ms": rec.get("ms"), "error": rec.get("error", "")}
+        base = {
+            "path": readable_path(rec["path"]),
+            "ms": rec.get("ms"),
+            "error": readable_path(rec.get("error", "")),
+        }
         faces = rec.get("faces") or []
         if not faces:
             rows.append({**base, "face": ""})
@@ -88,9 +103,12 @@ def record_notes(record: dict[str, Any]) -> list[str]:
     if "error" in record:
         return [record["error"]]
     faces = record.get("faces") or []
+    hints = [record["hint"]] if record.get("hint") else []
     if not faces:
-        return ["no face found (for a face crop use --no-detect; for a faint face lower --min-score)"]
-    return [
+        return hints or [
+            "no face found (for a face crop use --no-detect; for a faint face lower --min-score)"
+        ]
+    return hints + [
         f"face {i + 1} is uncertain: {'; '.join(face['reasons'])}"
         for i, face in enumerate(faces)
         if face.get("uncertain")
@@ -166,7 +184,7 @@ def cli(argv: list[str] | None = None) -> int:
         records.append(record)
         print(atomic.dumps(record), flush=True)
         for note in record_notes(record):
-            print(f"{path}: {note}", file=sys.stderr)
+            print(f"{readable_path(str(path))}: {note}", file=sys.stderr)
     if detector is not None:
         detector.close()
     if args.out:

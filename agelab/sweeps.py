@@ -100,8 +100,12 @@ def expand(
 # ---------------------------------------------------------------- the sweep folder
 
 
-class DamagedSweep(ValueError):
-    """A sweep folder whose ``sweep.json`` cannot be read or does not hold a sweep, in one sentence."""
+class SweepError(ValueError):
+    """A sweep that cannot be read or changed, in one sentence naming it."""
+
+
+class DamagedSweep(SweepError):
+    """A sweep folder whose ``sweep.json`` cannot be read or does not hold a sweep."""
 
 
 def read_sweep(sweep_dir: Path) -> dict[str, Any]:
@@ -153,7 +157,7 @@ def update_sweep(sweep_dir: Path, change: Callable[[dict[str, Any]], None]) -> d
     try:
         lock = open(sweep_dir / ".sweep.lock", "a")  # noqa: SIM115  (closed below, after the rewrite)
     except OSError as err:
-        raise DamagedSweep(
+        raise SweepError(
             f"sweep {sweep_dir.name} cannot be locked for a change ({err.strerror} on {sweep_dir / '.sweep.lock'});"
             " give your user write access to its folder"
         ) from None
@@ -162,7 +166,11 @@ def update_sweep(sweep_dir: Path, change: Callable[[dict[str, Any]], None]) -> d
         sweep = read_sweep(sweep_dir)
         change(sweep)
         sweep.pop("path", None)
-        atomic.write_json(sweep_dir / "sweep.json", sweep)
+        try:
+            atomic.write_json(sweep_dir / "sweep.json", sweep)
+        except OSError as err:
+            reason = atomic.why_not_written(err.filename or sweep_dir / "sweep.json", err)
+            raise SweepError(f"sweep {sweep_dir.name} was not changed: {reason}") from None
         sweep["path"] = str(sweep_dir)
         return sweep
 
@@ -505,7 +513,7 @@ def cli(argv: list[str]) -> int:
                 f" ({sweep['ray_address'] or 'this machine'}), at most {limit} at once",
                 flush=True,
             )
-    except (ConfigError, FileNotFoundError, DamagedSweep) as err:
+    except (ConfigError, FileNotFoundError, SweepError) as err:
         print(f"agelab sweep: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or a read-only runs folder
@@ -513,7 +521,7 @@ def cli(argv: list[str]) -> int:
         return 1
     try:
         sweep = run_queue(sweep_dir, wait=args.wait, say=lambda text: print(text, flush=True))
-    except (LaunchError, DamagedSweep) as err:
+    except (LaunchError, SweepError) as err:
         print(f"agelab sweep: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from agelab.annotate import annotate  # noqa: E402
-from agelab.faces import FaceDetector  # noqa: E402
+from agelab.faces import FaceDetector, missed_faces_hint  # noqa: E402
 from agelab.images import ImageError, image_format, load_image  # noqa: E402
 from agelab.live import LiveAnnotator, rtc_configuration  # noqa: E402
 from agelab.model_files import ModelError, available_models, default_model, model_stamp  # noqa: E402
@@ -56,7 +56,13 @@ def model_table(models_folder: str, runs_folder: str) -> list[dict]:
     """The available models; the folders are arguments so that moving them refreshes the cache."""
     rows = []
     for info in available_models():
-        row = {"model": info.name, "kind": info.kind, "network": info.model, "bins": info.bins}
+        row = {
+            "model": info.name,
+            "about": info.summary,
+            "kind": info.kind,
+            "network": info.model,
+            "bins": info.bins,
+        }
         row |= {label: info.metrics.get(key) for key, label in METRIC_LABELS.items()}
         rows.append(row | {"path": str(info.path)})
     return rows
@@ -130,6 +136,8 @@ def show_photo(
         return
     results = predict_image(image, detector, predictor, min_score)
     st.markdown(f"**{name}**: {len(results)} face{'s' if len(results) != 1 else ''}")
+    if hint := missed_faces_hint(image.shape[1], image.shape[0], [r.box for r in results]):
+        st.info(f"{name}: {hint}.")
     if results:
         show_results(image, results)
         return
@@ -211,9 +219,12 @@ choice = st.selectbox(
     "Model",
     names,
     index=next((i for i, m in enumerate(models) if m["path"] == str(shipped)), 0),
-    help="Finished training runs and the models folder's .keras files; the shipped model is the default.",
+    help="Finished training runs and the models folder's .keras files. Two models ship: agelab-default.keras, "
+    "the most accurate, and agelab-fast.keras, for slow machines.",
 )
 model_path = next(m["path"] for m in models if m["model"] == choice)
+if about := next(m["about"] for m in models if m["model"] == choice):
+    st.caption(about)
 runtime = st.selectbox(
     "Runtime",
     list(RUNTIMES),

@@ -304,3 +304,75 @@ def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
     )
     assert stat.S_IMODE(path.stat().st_mode) == mode
     assert atomic.read_json(path) == {"a": 1}
+
+
+# ---------------------------------------------------------------- faces too small to find
+
+
+def group_photo(utkface_dir: Path, path: Path, faces: int = 30, side: int = 120, width: int = 2400) -> Path:
+    """Real faces ``side`` px wide, spread in a grid over a ``width`` px grey photo (a class photo)."""
+    from PIL import Image
+
+    from tests.predict_helpers import real_faces
+
+    height = width * 3 // 4
+    canvas = Image.new("RGB", (width, height), (120, 120, 120))
+    for i, face in enumerate(real_faces(utkface_dir, faces, step=700)):
+        row, col = divmod(i, 6)
+        x, y = 100 + col * (width - 200) // 6, 100 + row * (height - 200) // 5
+        canvas.paste(Image.open(face).convert("RGB").resize((side, side)), (x, y))
+    canvas.save(path, quality=92)
+    return path
+
+
+def test_a_group_photo_of_small_faces_gets_a_hint_and_a_portrait_does_not(
+    trained_like, tmp_path, utkface_dir, monkeypatch, capsys
+):
+    monkeypatch.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
+    group = group_photo(utkface_dir, tmp_path / "class.jpg")
+    for detector in ("full", "short"):
+        assert predict.cli(["--detector", detector, "--model", str(trained_like), str(group)]) == 0
+        record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert len(record["faces"]) <= 1  # what the detector finds of the 30
+        assert "too small for the detector" in record["hint"] and "2400x1800" in record["hint"]
+    portrait = tmp_path / "portrait.jpg"
+    from PIL import Image
+
+    Image.open(next(utkface_dir.glob("3*_0_*.jpg.chip.jpg"))).resize((1200, 1200)).save(portrait)
+    assert predict.cli(["--model", str(trained_like), str(portrait)]) == 0
+    record = json.loads(capsys.readouterr().out.strip())
+    assert len(record["faces"]) == 1 and "hint" not in record
+
+
+def test_the_predict_page_gives_the_small_faces_hint(
+    trained_like, tmp_path, utkface_dir, isolated_dirs, monkeypatch
+):
+    models = isolated_dirs / "models"
+    model_copy = with_sidecar(trained_like, models)
+    monkeypatch.setenv("AGELAB_MODELS_DIR", str(model_copy.parent))
+    monkeypatch.setenv("AGELAB_FACE_MODEL", str(detector_models_dir()))
+    group = group_photo(utkface_dir, tmp_path / "class.jpg")
+    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "predict.py"), default_timeout=120).run()
+    app.file_uploader[0].set_value([("class.jpg", group.read_bytes(), "image/jpeg")]).run()
+    assert not app.exception, app.exception
+    assert any("class.jpg: found" in i.value and "too small for the detector" in i.value for i in app.info)
+
+
+def test_predict_out_with_a_file_name_that_is_not_utf8(trained_like, tmp_path, photo, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd = os.fsdecode(bytes(folder) + b"/caf\xe9-" + photo.name.encode())  # Latin-1, as old cameras wrote
+    shutil.copy(photo, odd)
+    out = tmp_path / "faces.csv"
+    assert predict.cli(["--no-detect", "--model", str(trained_like), "--out", str(out), str(folder)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    table = pd.read_csv(out)  # valid UTF-8, the odd byte kept as an escape
+    assert table["path"].tolist() == [f"{folder}/caf\\xe9-{photo.name}"]
+
+
+def test_int8_export_on_a_folder_without_images_says_so(trained_like, tmp_path, capsys):
+    from agelab import litert
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match=rf"{tmp_path / 'empty'} holds no well-named UTKFace image"):
+        litert.prepared_faces({"image_size": 64}, "train", 4, data=tmp_path / "empty")

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from agelab import atomic, runs, sweeps
 from agelab.config import ConfigError
 from agelab.paths import PROJECT_ROOT
+from agelab.processes import identity
 from tests.real_data import real_images_fixture
 
 TINY = {
@@ -125,7 +126,15 @@ def test_stopping_a_sweep_cancels_the_queue_and_stops_its_runs(isolated_dirs, da
     # One run is out (a live local process), two wait in the queue.
     run_dir = runs.create_run({**TINY, "data": str(data)}, isolated_dirs / "runs")
     process = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    runs.write_status(run_dir, status="running", pid=process.pid, heartbeat=runs.now(), launcher="local")
+    # Its identity recorded as the local launcher records it: Stop signals only a run's own process.
+    runs.write_status(
+        run_dir,
+        status="running",
+        pid=process.pid,
+        process=identity(process.pid),
+        heartbeat=runs.now(),
+        launcher="local",
+    )
     sweeps.update_sweep(sweep_dir, lambda s: s["runs"][0].update(state="launched", run=str(run_dir)))
     try:
         assert sweeps.stop_sweep(sweep_dir) == {"cancelled": 2, "stopped": 1}

@@ -214,3 +214,20 @@ def test_runs_list_names_a_run_folder_it_cannot_read(isolated_dirs):
         locked.chmod(0o755)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sound.name in done.stdout and locked.name in done.stdout and "damaged" in done.stdout
+
+
+@pytest.mark.parametrize(("locked_before", "said"), [(False, "cannot be locked"), (True, "was not changed")])
+def test_stopping_a_sweep_whose_folder_is_read_only_names_the_sweep(isolated_dirs, locked_before, said):
+    sweep_dir = sweeps.create_sweep({"seed": ["0", "1"]}, {"model": "baseline_cnn"}, name="locked")
+    if locked_before:  # its lock file made by an earlier change: now the rewrite is what fails
+        sweeps.update_sweep(sweep_dir, lambda sweep: None)
+    before = (sweep_dir / "sweep.json").read_bytes()
+    sweep_dir.chmod(0o555)
+    try:
+        done = agelab_without_dac("sweep", "--stop", str(sweep_dir))
+    finally:
+        sweep_dir.chmod(0o755)
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = last_line(done.stderr)
+    assert f"sweep {sweep_dir.name} {said}" in line and "Permission denied" in line, line
+    assert (sweep_dir / "sweep.json").read_bytes() == before
