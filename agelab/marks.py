@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from agelab import atomic
+from agelab import atomic, schemas
 from agelab.data import MalformedName, index_cache_dir, parse_name
 
 MARKS_FILE = "marks.csv"
@@ -46,14 +46,7 @@ def read_marks(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return _empty()
-    try:
-        table = pd.read_csv(path, dtype={"file": str})
-    except ValueError as err:  # ParserError, EmptyDataError and UnicodeDecodeError among them
-        raise ValueError(f"{path} is not a marks CSV: {str(err).splitlines()[0][:120]}") from None
-    except OSError as err:
-        raise ValueError(f"{path} cannot be read ({err.strerror or err})") from None
-    if "file" not in table.columns:
-        raise ValueError(f"{path} has no 'file' column: columns are {', '.join(map(str, table.columns))}")
+    table = schemas.read_csv_table(path, "marks CSV", required=("file",), text_columns=("file",))
     for column in COLUMNS:
         if column not in table.columns:
             table[column] = None

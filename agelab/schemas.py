@@ -1,6 +1,6 @@
 """What each file agelab reads back must hold, checked as it is read: a run's ``status.json``,
-``progress.json`` and ``metrics.json``, a sweep's ``sweep.json``, a saved evaluation's summary, and a
-model's sidecar.
+``progress.json`` and ``metrics.json``, a sweep's ``sweep.json``, a saved evaluation's summary, a
+``marks.csv``, and a model's sidecar.
 
 These files are written by agelab, but also by older versions, by hand and by accident. A field of
 the wrong type (``"heartbeat": "abc"``, ``"pid": -1``, ``"image_size": "abc"``) is reported in one
@@ -219,6 +219,30 @@ def sweep_problems(sweep: Any, file: str = "sweep.json") -> list[str]:
             problems.append(f"{where} has no {', '.join(missing)}")
         check_fields(entry, SWEEP_ENTRY_FIELDS, where, problems)
     return problems
+
+
+# ---------------------------------------------------------------- marks
+
+
+def read_csv_table(
+    path: Path, what: str, required: tuple[str, ...], text_columns: tuple[str, ...] = ()
+) -> Any:
+    """A CSV file (``what`` names its kind in messages) with the ``required`` columns, the
+    ``text_columns`` read as text. A file that cannot be read or parsed, or lacks a column, raises
+    ValueError naming it and why."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype={column: str for column in text_columns})
+    except ValueError as err:  # ParserError, EmptyDataError and UnicodeDecodeError among them
+        raise ValueError(f"{path} is not a {what}: {str(err).splitlines()[0][:120]}") from None
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror or err})") from None
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        columns = ", ".join(map(str, table.columns))
+        raise ValueError(f"{path} has no {', '.join(repr(c) for c in missing)} column: columns are {columns}")
+    return table
 
 
 # ---------------------------------------------------------------- saved evaluations
