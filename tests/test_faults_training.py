@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from agelab.config import resolve_data
 from agelab.pipeline import remove_orphan_caches
 from agelab.training import stages
 from agelab.training import verb as training
-from tests.fault_helpers import small_tmpfs
+from tests.fault_helpers import fill, small_tmpfs
 from tests.real_data import copy_real_images, real_images_fixture
 
 TINY = {
@@ -79,20 +78,6 @@ def full_disk(tmp_path):
     """A 1 MB tmpfs; the test fills it when it needs a full disk."""
     with small_tmpfs(tmp_path / "small") as mount:
         yield mount
-
-
-def fill(folder: Path) -> None:
-    """Fill the disk to the last byte."""
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
-    chunk = 65536
-    try:
-        while chunk:
-            try:
-                os.write(fd, b"\0" * chunk)
-            except OSError:
-                chunk //= 2
-    finally:
-        os.close(fd)
 
 
 def test_a_full_disk_fails_the_run_naming_the_cause(small_data, isolated_dirs, full_disk, monkeypatch):

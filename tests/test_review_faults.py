@@ -13,10 +13,9 @@ from streamlit.testing.v1 import AppTest
 from agelab import marks
 from agelab.evaluation.evaluate import cli as evaluate_cli
 from agelab.paths import PROJECT_ROOT
-from tests.fault_helpers import small_tmpfs
+from tests.fault_helpers import fill, small_tmpfs
 from tests.predict_helpers import save_contract_model
 from tests.real_data import copy_real_images
-from tests.test_faults_training import fill
 
 PAGE = str(PROJECT_ROOT / "pages" / "review.py")
 

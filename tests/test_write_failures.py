@@ -18,11 +18,10 @@ import pytest
 
 from agelab import calibration, ensemble, launchers, litert, predict, sweeps
 from agelab.paths import PROJECT_ROOT
-from tests.fault_helpers import small_tmpfs
+from tests.fault_helpers import fill, small_tmpfs
 from tests.predict_helpers import save_contract_model
 from tests.real_data import copy_real_images
 from tests.test_faults import without_dac_override
-from tests.test_faults_training import fill
 
 pytestmark = pytest.mark.privileged
 
