@@ -224,7 +224,9 @@ def _info(name: str, path: Path, kind: str, metrics: dict[str, Any] | None) -> M
         return None
     # Listing reads the sidecar leniently: a model whose sidecar lacks a key is still listed, and
     # loading it says what is wrong.
-    meta = atomic.read_json(sidecar, {}) or {}
+    meta = atomic.read_cache_json(sidecar, {})
+    if not isinstance(meta, dict):  # a sidecar that is not a JSON object: listed, and loading says why
+        meta = {}
     return ModelInfo(
         name=name,
         path=path,

@@ -88,9 +88,12 @@ def main() -> int:
     test = with_derived_columns(result.predictions, GROUPS10)
     print(f"## UTKFace test split ({len(test)} images)\n")
     print(HEADER)
-    slices = slice_metrics(test, ["all", "gender x ethnicity", "age bin"])
+    slices = slice_metrics(test, ["all", "gender", "gender x ethnicity", "age bin", "source"])
     for record in slices.to_dict("records"):
         print(row(record["slice"], record["group"], record))
+    print(f"\n### UTKFace test split by age decade, women and men apart\n\n{HEADER}")
+    for line in decade_slices(test)[1:]:
+        print(line)
     if "face_found" in test:
         print(f"\nThe detector found the face in {int(test['face_found'].sum())} of {len(test)} test images.")
     if args.labels:

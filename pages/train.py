@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
@@ -37,8 +39,9 @@ def gpu_status() -> tuple[bool, str]:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def known_sources() -> list:
-    return discover_sources(source_roots())
+def known_sources(roots: tuple[str, ...]) -> list:
+    # The roots are the cache key: a changed mirror or data folder is looked at again.
+    return discover_sources([Path(root) for root in roots])
 
 
 st.title("Train")
@@ -129,7 +132,7 @@ with st.form("config", enter_to_submit=False):
     c1, c2 = st.columns([3, 1])
     more_sources = c1.multiselect(
         "More sources",
-        [str(p) for p in known_sources()],
+        [str(p) for p in known_sources(tuple(str(root) for root in source_roots()))],
         help="Training folders found beside the dataset folder and in the mirror (AGELAB_MIRROR); folders "
         "whose SOURCE.md says evaluation only are never offered",
     )
@@ -399,6 +402,9 @@ def sweeps_section() -> None:
     st.session_state["sweep"] = chosen
     sweep = next(s for s in found if s["name"] == chosen)
     state = sweeps.sweep_state(sweep)
+    if state == "damaged":
+        st.error(sweep.get("error") or f"{chosen}: its sweep.json cannot be read", icon=":material/error:")
+        return
     counts = {k: sum(e["state"] == k for e in sweep["runs"]) for k in sweeps.ENTRY_STATES}
     where = sweep.get("ray_address") or "this machine"
     st.markdown(

@@ -1,4 +1,4 @@
-"""Issue 11, hardening: every bad input and fault gets a clear one-sentence message, no traceback,
+"""Hardening: every bad input and fault gets a clear one-sentence message, no traceback,
 and the rest of the work goes on. Config values, data folders, caches, run files, ``evaluate``."""
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def test_dataset_page_explains_bad_folders(tmp_path, isolated_dirs, monkeypatch,
     for folder in ("empty", "only-bad"):
         at = dataset_page(monkeypatch, tmp_path / folder)
         assert not at.exception, at.exception
-        assert "No well-named UTKFace image" in at.warning[0].value
+        assert "No usable labelled image" in at.warning[0].value
     at = dataset_page(monkeypatch, faulty_folder)  # root reads the mode-000 file; the loop stays
     assert not at.exception, at.exception
     assert {m.label: m.value for m in at.metric}["Valid labels"] == "6"

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from agelab import atomic, runs
+from agelab import atomic, processes, runs
 from agelab.config import (
     ConfigError,
     build_config,
@@ -52,6 +52,8 @@ def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
             run_dir,
             status="running",
             pid=os.getpid(),
+            # What Stop checks before it signals this process (agelab.processes.own_process).
+            process=processes.identity(os.getpid()),
             host=socket.gethostname(),
             started=time.time(),
             device=device,
