@@ -35,6 +35,9 @@ DEFAULT_ALPHA = {"mobilenet_v2": 0.35, "mobilenet": 0.25}
 # Keras downloads a separate weights file for these MobileNet input sizes; other sizes reuse the
 # cached 224 file, so they work offline.
 DOWNLOADING_SIZES = (96, 128, 160, 192)
+# The input sizes the Train page offers (any size from 32 to 512 is accepted): the baseline's 64, the
+# ImageNet MobileNets' offline sizes, and the face MobileNet's multiples of 32.
+COMMON_SIZES = (64, 112, 128, 144, 160, 224)
 REBALANCE = ("none", "undersample", "oversample", "class_weights")
 AGE_HEADS = ("dex", "regression")
 WEIGHTS = ("imagenet", "none")

@@ -12,6 +12,7 @@ from agelab import launchers, palette, run_display, runs, sweeps
 from agelab.bins import BUILTIN_SCHEMES
 from agelab.config import (
     ALPHAS,
+    COMMON_SIZES,
     MODELS,
     OPTIONS,
     REBALANCE,
@@ -29,7 +30,6 @@ from streamlit_setup import through_app
 
 through_app()
 
-SIZES = (64, 112, 144, 224)
 ALL_ALPHAS = sorted({a for values in ALPHAS.values() for a in values})
 
 
@@ -85,7 +85,13 @@ with st.form("config", enter_to_submit=False):
         index=index_of(WEIGHTS, base["weights"]),
         help="baseline_cnn and small_cnn need none",
     )
-    image_size = c2.selectbox("Image size", SIZES, index=index_of(SIZES, base["image_size"], 1))
+    sizes = sorted({*COMMON_SIZES, base["image_size"]})
+    image_size = c2.selectbox(
+        "Image size",
+        sizes,
+        index=index_of(sizes, base["image_size"], 1),
+        help="ImageNet MobileNets: 112, 144 or 224 (offline weights); face_mobilenet: a multiple of 32",
+    )
     epochs = c2.number_input("Epochs", 1, 1000, base["epochs"])
     batch_size = c2.number_input("Batch size", 1, 4096, base["batch_size"])
     learning_rate = c2.number_input(

@@ -232,3 +232,11 @@ def test_an_evaluation_only_folder_is_refused_as_training_data(isolated_dirs):
     dev = require(SHARED / "data" / "aaf-dev" / "labels.csv", "aaf-dev labels").parent
     with pytest.raises(ConfigError, match="for evaluation only"):
         checked_config({"data": str(dev)})
+
+
+def test_the_face_recipe_fills_the_form_with_its_own_size(isolated_dirs):
+    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    widgets(app, "selectbox")["Recipe"].set_value("face").run()
+    assert not app.exception
+    selects = widgets(app, "selectbox")
+    assert selects["Model"].value == "face_mobilenet" and selects["Image size"].value == 128
