@@ -45,6 +45,8 @@ CACHE_MODES = ("auto", "memory", "disk")
 CROPS = ("aligned", "none")
 # A run needs a few images in each of its train, val and test splits.
 MIN_IMAGES = 20
+# The largest seed NumPy's legacy generators (and so the split and the subset) accept.
+MAX_SEED = 2**32 - 1
 # The run folder's name must fit in a file name (255 bytes) with its number.
 MAX_NAME = 100
 
@@ -75,11 +77,15 @@ class Option:
             )
         bounds = []
         if self.minimum is not None:
-            bounds.append(f">= {self.minimum:g}")
+            bounds.append(f">= {self._bound(self.minimum)}")
         if self.maximum is not None:
-            bounds.append(f"<= {self.maximum:g}")
+            bounds.append(f"<= {self._bound(self.maximum)}")
         noun = {"int": "an integer", "float": "a number", "str": "text"}[self.kind]
         return noun + (" " + " and ".join(bounds) if bounds else "")
+
+    def _bound(self, value: float) -> str:
+        # An integer bound in full: :g would write the largest seed as 4.29497e+09.
+        return str(int(value)) if self.kind == "int" else f"{value:g}"
 
 
 OPTIONS: dict[str, Option] = {
@@ -164,7 +170,8 @@ OPTIONS: dict[str, Option] = {
     ),
     "fast": Option(False, "bool", "train the heads on cached frozen-backbone features"),
     "max_images": Option(0, "int", "stratified subset of the dataset for quick runs (0: all)", (), 0, None),
-    "seed": Option(0, "int", "random seed", (), 0, None),
+    # NumPy and TensorFlow take a seed below 2**32; a larger one failed only once the run had started.
+    "seed": Option(0, "int", "random seed", (), 0, MAX_SEED),
     "age_head": Option(
         "dex", "choice", "age in years: DEX expected value over 0-100, or regression", AGE_HEADS
     ),
@@ -525,6 +532,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {str(path)!r} is not text (byte {err.start} is not UTF-8): give a YAML or JSON "
+            "file of key: value"
+        ) from None
     if path.suffix == ".json":
         try:
             loaded = json.loads(text)

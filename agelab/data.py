@@ -35,7 +35,30 @@ STRICT_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d{17})\.jpg\.chip\.jpg$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
-INDEX_VERSION = 3
+# 4: empty files and names that are not UTF-8 are left out with a reason.
+INDEX_VERSION = 4
+# The reasons a file is left out for its bytes or its name's encoding (beside malformed names).
+EMPTY_FILE = "empty file (0 bytes)"
+NOT_UTF8_NAME = "name is not valid UTF-8; rename it"
+# What a cached index holds, and of what kind; a cache of another layout is rebuilt, not trusted.
+INDEX_COLUMNS = {
+    "path": "text",
+    "file": "text",
+    "age": "integer",
+    "gender": "integer",
+    "race": "integer",
+    "md5": "text",
+    "dup_group": "integer",
+    "dup_conflict": "bool",
+}
+MALFORMED_COLUMNS = {
+    "file": "text",
+    "reason": "text",
+    "path": "text",
+    "md5": "text",
+    "dup_group": "integer",
+    "dup_conflict": "bool",
+}
 
 
 class MalformedName(ValueError):
@@ -165,12 +188,52 @@ def signature_of(entries: list[os.DirEntry]) -> str:
     """Changes whenever a file is added, removed, renamed or rewritten."""
     digest = hashlib.sha1(str(INDEX_VERSION).encode())
     for entry in entries:
+        # The name's own bytes: one that is not UTF-8 cannot be encoded as text.
+        digest.update(os.fsencode(entry.name))
         try:
             stat = entry.stat()
-            digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         except OSError as err:
-            digest.update(f"{entry.name}\0{err.errno}\n".encode())
+            digest.update(f"\0{err.errno}\n".encode())
     return digest.hexdigest()
+
+
+def printable_name(name: str) -> str:
+    """``name`` as text that can be printed and saved: bytes that are not UTF-8 become ``\\xNN`` escapes."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+
+
+def is_utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_KINDS = {"text": "str", "integer": "int64", "bool": "bool"}
+
+
+def in_layout(frame: pd.DataFrame, layout: dict[str, str]) -> pd.DataFrame:
+    """``frame``'s ``layout`` columns, each cast to its kind; so an empty column (no malformed name:
+    every reason missing) is still text, and the cache it is saved to fits the layout when read."""
+    return (
+        frame[list(layout)]
+        .astype({column: _KINDS[kind] for column, kind in layout.items()})
+        .reset_index(drop=True)
+    )
+
+
+def fits_layout(frame: pd.DataFrame, layout: dict[str, str]) -> bool:
+    """Whether ``frame`` has exactly ``layout``'s columns, each of its kind (text, integer, bool)."""
+    if list(frame.columns) != list(layout):
+        return False
+    checks = {
+        "text": lambda c: pd.api.types.is_string_dtype(c) or pd.api.types.is_object_dtype(c),
+        "integer": pd.api.types.is_integer_dtype,
+        "bool": pd.api.types.is_bool_dtype,
+    }
+    return all(checks[kind](frame[column]) for column, kind in layout.items())
 
 
 def index_cache_dir(folder: str | Path) -> Path:
@@ -224,38 +287,55 @@ def load_index(
         try:
             frame = pd.read_parquet(cache / "index.parquet")
             malformed = pd.read_parquet(cache / "malformed.parquet")
-            return Index(folder, frame, malformed, True, time.perf_counter() - start)
+            # A cache written by another version (or another program) is rebuilt, not trusted.
+            if fits_layout(frame, INDEX_COLUMNS) and fits_layout(malformed, MALFORMED_COLUMNS):
+                return Index(folder, frame, malformed, True, time.perf_counter() - start)
         except Exception:  # noqa: BLE001  an unreadable cache, whatever the error, is rebuilt below
             pass
 
     rows = []
     for i, entry in enumerate(entries):
-        row = {"path": entry.path, "file": entry.name}
-        try:
-            row["md5"] = md5_of(entry.path)
-            labels = parse_name(entry.name)
-            row.update(age=labels.age, gender=labels.gender, race=labels.race)
-        except MalformedName as err:
-            row["reason"] = str(err)
-        except OSError as err:  # left out and reported, like a malformed name; the rest goes on
-            row.update(md5=f"unreadable:{entry.name}", reason=unreadable_reason(err))
-        rows.append(row)
+        rows.append(_index_row(entry))
         if progress and (i % 500 == 0 or i == len(entries) - 1):
             progress(i + 1, len(entries))
     columns = ["path", "file", "age", "gender", "race", "md5", "reason"]
     everything = mark_duplicates(pd.DataFrame(rows, columns=columns))
     is_malformed = everything["reason"].notna()
-    frame = everything[~is_malformed].drop(columns="reason").reset_index(drop=True)
-    frame[["age", "gender", "race"]] = frame[["age", "gender", "race"]].astype("int64")
-    malformed = everything.loc[
-        is_malformed, ["file", "reason", "path", "md5", "dup_group", "dup_conflict"]
-    ].reset_index(drop=True)
+    frame = in_layout(everything[~is_malformed], INDEX_COLUMNS)
+    malformed = in_layout(everything[is_malformed], MALFORMED_COLUMNS)
     save_cache(cache / "index.parquet", lambda p: atomic.write_parquet(p, frame))
     save_cache(cache / "malformed.parquet", lambda p: atomic.write_parquet(p, malformed))
     save_cache(
         cache / "meta.json", lambda p: atomic.write_json(p, {"signature": signature, "folder": str(folder)})
     )
     return Index(folder, frame, malformed, False, time.perf_counter() - start)
+
+
+def _index_row(entry: os.DirEntry) -> dict[str, object]:
+    """One file's row: its labels, or the reason it is left out (a malformed or non-UTF-8 name, an
+    empty or unreadable file), which is reported and never stops the rest."""
+    if not is_utf8_name(entry.name):
+        # Neither Parquet nor the pages can hold such a name as text: it is listed by its escapes.
+        name = printable_name(entry.name)
+        return {
+            "path": printable_name(entry.path),
+            "file": name,
+            "md5": f"badname:{name}",
+            "reason": NOT_UTF8_NAME,
+        }
+    row: dict[str, object] = {"path": entry.path, "file": entry.name}
+    try:
+        if entry.stat().st_size == 0:
+            # Not hashed: every empty file has one hash and would read as one big duplicate group.
+            return {**row, "md5": f"empty:{entry.name}", "reason": EMPTY_FILE}
+        row["md5"] = md5_of(entry.path)
+        labels = parse_name(entry.name)
+        row.update(age=labels.age, gender=labels.gender, race=labels.race)
+    except MalformedName as err:
+        row["reason"] = str(err)
+    except OSError as err:
+        row.update(md5=f"unreadable:{entry.name}", reason=unreadable_reason(err))
+    return row
 
 
 def dedupe(frame: pd.DataFrame, policy: str = "drop_conflicts") -> pd.DataFrame:
@@ -311,14 +391,32 @@ def load_split(index: Index, seed: int = 0) -> pd.Series:
     saved = _read_split(path)
     if saved is not None:
         missing = index.frame.loc[~index.frame["md5"].isin(saved.index), "md5"].unique()
-        if len(missing) == 0:
-            return saved
         extra = pd.Series({m: _split_by_hash(m, seed) for m in missing}, name="split").rename_axis("md5")
-        split = pd.concat([saved, extra])
+        split = pd.concat([saved, extra]) if len(missing) else saved
+        emptied = _emptied_splits(split, index.frame, seed)
+        if emptied:
+            print(
+                f"agelab: the saved split {path} leaves {' and '.join(emptied)} empty though this folder "
+                "fills them; made again",
+                file=sys.stderr,
+            )
+            split = make_split(index.frame, seed)
+        elif not len(missing):
+            return saved
     else:
         split = make_split(index.frame, seed)
     save_cache(path, lambda p: atomic.write_parquet(p, split.reset_index()))
     return split
+
+
+def _emptied_splits(split: pd.Series, frame: pd.DataFrame, seed: int) -> list[str]:
+    """The splits that ``split`` leaves without an image of ``frame`` though a fresh split would fill
+    them: a saved file that puts every image in train was trusted, and the run had no test set."""
+    used = set(split[split.index.isin(frame["md5"])])
+    if used >= set(SPLITS):
+        return []
+    fresh = set(make_split(frame, seed))
+    return [name for name in SPLITS if name in fresh and name not in used]
 
 
 def save_cache(path: Path, write: Callable[[Path], object]) -> None:

@@ -75,11 +75,13 @@ def test_a_stop_during_feature_extraction_is_recorded_as_stopped(utkface_dir, is
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A 1 MB tmpfs; the test fills it when it needs a full disk."""
+    """A 1 MB tmpfs; the test fills it when it needs a full disk. Mounting it needs root, so every test
+    using it is marked ``privileged``."""
     with small_tmpfs(tmp_path / "small") as mount:
         yield mount
 
 
+@pytest.mark.privileged
 def test_a_full_disk_fails_the_run_naming_the_cause(small_data, isolated_dirs, full_disk, monkeypatch):
     monkeypatch.setenv("AGELAB_RUNS_DIR", str(full_disk))
     config = resolve_data(training.build_config({**TINY, "data": str(small_data)}))
@@ -101,6 +103,7 @@ def test_a_full_disk_fails_the_run_naming_the_cause(small_data, isolated_dirs, f
     assert "Traceback" not in run.status["error"] and run.status.get("ended")
 
 
+@pytest.mark.privileged
 def test_a_full_disk_at_launch_is_one_sentence_and_leaves_no_folder(
     small_data, full_disk, monkeypatch, capsys
 ):
@@ -124,6 +127,7 @@ def test_orphan_disk_caches_of_dead_runs_are_removed_on_the_next_start(isolated_
     assert not orphan.exists() and alive.exists()
 
 
+@pytest.mark.privileged
 def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
     utkface_dir, tmp_path, full_disk, capsys
 ):
@@ -146,6 +150,7 @@ def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no half-written table
 
 
+@pytest.mark.privileged
 def test_index_with_its_cache_on_a_full_disk_still_answers(
     utkface_dir, tmp_path, full_disk, monkeypatch, capsys
 ):

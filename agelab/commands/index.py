@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from agelab.data import dedupe, load_split
+from agelab.data import EMPTY_FILE, Index, dedupe, load_split
 from agelab.data_sources import load_index
 from agelab.labels_csv import LabelsError
 
@@ -17,6 +17,18 @@ def _print_progress(done: int, total: int) -> None:
     print(f"\rhashing [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr)
     if done == total:
         print(file=sys.stderr)
+
+
+def nothing_usable(index: Index) -> str:
+    """Why a folder gave no usable image, in one sentence: all-empty files are named as such, since
+    "no well-named image" sent people hunting for a naming mistake."""
+    reasons = index.malformed["reason"]
+    if len(reasons) and (reasons == EMPTY_FILE).all():
+        return (
+            f"{index.folder}: {len(reasons)} image files, all empty (0 bytes); copy the images again "
+            "(a download or copy that stopped early leaves such files)"
+        )
+    return f"no well-named UTKFace image and no usable labels.csv row in {index.folder}"
 
 
 def cli(argv: list[str]) -> int:
@@ -51,9 +63,6 @@ def cli(argv: list[str]) -> int:
         kind = "unreadable" if row.reason.startswith("cannot be read") else "malformed"
         print(f"  {kind}: {row.file}: {row.reason}", file=sys.stderr)
     if index.frame.empty:
-        print(
-            f"agelab index: no well-named UTKFace image and no usable labels.csv row in {index.folder}",
-            file=sys.stderr,
-        )
+        print(f"agelab index: {nothing_usable(index)}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
