@@ -50,16 +50,6 @@ class BinScheme:
         ages = np.asarray(ages, dtype=float)
         return np.clip(np.searchsorted(self.edges, np.floor(ages), side="right") - 1, 0, self.num_bins - 1)
 
-    def clip_to_bin(
-        self, ages: np.ndarray | list[float] | float, bins: np.ndarray | list[int] | int
-    ) -> np.ndarray:
-        """Each age moved into its bin's range, so that an age and an age group never contradict."""
-        bins = np.asarray(bins, dtype=int)
-        lower = np.asarray(self.edges, dtype=float)[bins]
-        # Half a year below the next edge, so a rounded age never reads as the next group's.
-        upper = np.append(np.asarray(self.edges[1:], dtype=float) - 0.5, np.inf)[bins]
-        return np.clip(np.asarray(ages, dtype=float), lower, upper)
-
     def bin_centers(self) -> np.ndarray:
         """A representative age per bin, for turning bin probabilities into an age."""
         uppers = list(self.edges[1:]) + [max(self.edges[-1] + 10, 80)]

@@ -139,12 +139,12 @@ def finalize(
     outputs: dict[str, np.ndarray], scheme: BinScheme, calibration: dict[str, Any] | None
 ) -> dict[str, np.ndarray]:
     """The reported prediction from a model's raw outputs (``age_bin`` (N, K), ``age`` (N,),
-    ``prob_female`` (N,)): calibrated probabilities, and the age in years moved into the predicted
-    group's range so the two never contradict. The years head's own value stays as ``age_raw``.
-    Every prediction (a run's test split, ``evaluate``, ``predict``, the pages) passes through here."""
+    ``prob_female`` (N,)): calibrated probabilities, and the years head's own age, unbent: where the
+    group head and the years head disagree by two groups or more, the uncertainty reasons say so
+    (:func:`agelab.uncertainty.prediction_reasons`). Every prediction (a run's test split, ``evaluate``,
+    ``predict``, the pages) passes through here."""
     out = apply(outputs, calibration)
-    out["age_raw"] = np.asarray(outputs["age"], dtype=float).reshape(-1)
-    out["age"] = scheme.clip_to_bin(out["age_raw"], np.asarray(out["age_bin"]).argmax(axis=1))
+    out["age"] = np.asarray(outputs["age"], dtype=float).reshape(-1)
     return out
 
 

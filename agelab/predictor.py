@@ -225,7 +225,7 @@ class Predictor:
 
     def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The predictions for a batch from :meth:`to_batch`: ``age_bin`` (N, K) calibrated probabilities, ``age``
-        (N,) within the predicted group, ``age_raw`` (N,) the years head, ``prob_female`` (N,)
+        (N,) the years head's age, ``prob_female`` (N,)
         (:func:`agelab.calibration.finalize`)."""
         if len(batch) == 0:
             k = self.scheme.num_bins
@@ -233,7 +233,6 @@ class Predictor:
             return {
                 "age_bin": np.zeros((0, k), np.float32),
                 "age": empty,
-                "age_raw": empty,
                 "prob_female": empty,
             }
         return self.calibrated(self.raw_outputs(batch))
@@ -253,8 +252,9 @@ class Predictor:
         prob_female = float(outputs["prob_female"][i])
         female = prob_female >= 0.5
         gender_prob = prob_female if female else 1.0 - prob_female
-        age_raw = float(outputs.get("age_raw", outputs["age"])[i])
-        reasons = prediction_reasons(self.scheme, best, float(probs[best]), age_raw, gender_prob)
+        reasons = prediction_reasons(
+            self.scheme, best, float(probs[best]), float(outputs["age"][i]), gender_prob
+        )
         reasons += framing or []
         return FacePrediction(
             bin=best,

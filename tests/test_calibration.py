@@ -58,14 +58,17 @@ def test_calibrate_reports_both_heads_before_and_after():
     assert result["gender_ece_after"] < result["gender_ece_before"]
 
 
-def test_the_reported_age_lies_in_the_predicted_group_and_the_heads_own_age_is_kept():
+def test_the_reported_age_is_the_years_heads_own_never_bent_into_the_group():
     probs = np.zeros((4, 10))
     probs[[0, 1, 2, 3], [6, 6, 0, 9]] = 1.0  # Adult (25-34), Adult, Baby (0-1), Senior (59+)
-    outputs = {"age_bin": probs, "age": np.array([41.0, 29.0, 5.0, 90.0]), "prob_female": np.full(4, 0.5)}
+    outputs = {"age_bin": probs, "age": np.array([41.0, 29.0, 3.0, 90.0]), "prob_female": np.full(4, 0.5)}
     out = finalize(outputs, GROUPS10, None)
-    np.testing.assert_allclose(out["age"], [34.5, 29.0, 1.5, 90.0])
-    np.testing.assert_allclose(out["age_raw"], [41.0, 29.0, 5.0, 90.0])
-    assert (GROUPS10.bin_of(out["age"]) == probs.argmax(1)).all()
+    np.testing.assert_allclose(out["age"], [41.0, 29.0, 3.0, 90.0])
+    assert "age_raw" not in out
+    # Where the two heads disagree by two groups, the reasons say so in words.
+    reasons = prediction_reasons(GROUPS10, 0, 1.0, 6.0, 0.9)  # Baby (0-1) against 6 y, a Child
+    assert any("disagree" in r and "6 y" in r for r in reasons)
+    assert not prediction_reasons(GROUPS10, 6, 1.0, 29.0, 0.9)
 
 
 def test_uncertainty_is_said_in_words():

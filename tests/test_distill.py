@@ -90,7 +90,7 @@ def test_teacher_predictions_are_the_served_ones_on_its_own_crops(frame):
     columns = distill.teacher_bin_columns(SCHEME.num_bins)
     np.testing.assert_allclose(taught[columns].to_numpy(), served["age_bin"], atol=1e-5)
     np.testing.assert_allclose(taught["teacher_female"], served["prob_female"], atol=1e-5)
-    np.testing.assert_allclose(taught["teacher_age"], served["age_raw"], atol=1e-3)
+    np.testing.assert_allclose(taught["teacher_age"], served["age"], atol=1e-3)
     with pytest.raises(RunError, match="teacher.*bins 'groups10'.*'decades'"):
         distill.teacher_predictions(SHIPPED, frame, get_scheme("decades"), log=lambda _: None)
     with pytest.raises(RunError, match="teacher='nowhere"):

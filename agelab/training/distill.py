@@ -79,7 +79,7 @@ def teacher_predictions(
         out = predictor.predict_crops(crops)
         probs.append(out["age_bin"])
         female.append(out["prob_female"])
-        age.append(out["age_raw"])
+        age.append(out["age"])
     columns = pd.DataFrame(np.concatenate(probs), columns=teacher_bin_columns(scheme.num_bins))
     columns[TEACHER_FEMALE] = np.concatenate(female)
     columns[TEACHER_AGE] = np.concatenate(age)
