@@ -65,7 +65,7 @@ def curve_metrics(selected: list[Run]) -> list[str]:
     """Metrics that can be overlaid: the numeric history columns, validation first."""
     names: set[str] = set()
     for run in selected:
-        names.update(c for c in run.history.columns if c not in ("epoch", "stage", "seconds"))
+        names.update(c for c in run.history.columns if c not in ("epoch", "stage", "seconds", "steps"))
     return sorted(names, key=lambda n: (not n.startswith("val_"), n))
 
 

@@ -62,6 +62,11 @@ def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
     assert run.metrics["stopped"] is True
     assert (run_dir / "model.keras").exists() and (run_dir / "predictions.parquet").exists()
     assert "stop requested" in run.log()
+    # The epoch the stop cut short is no epoch: not in the history, counted apart, no validation pass.
+    partial = run.metrics["partial_epoch"]
+    assert 1 <= partial["batches"] < partial["of"]
+    assert len(run.history) == run.metrics["epochs_completed"]
+    assert "that partial epoch is not recorded" in run.log()
     # Launched with --log-redirected: its output reaches log.txt once, not copied there again.
     assert (run_dir / "log.txt").read_text().count(f"run {run_dir} on ") == 1
     assert LocalLauncher().stop(run_dir) == "not running"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from agelab import atomic
-from agelab.training.errors import RunError
+from agelab.training.errors import RunError, StopAtBatch
 from agelab.training.recorder import RunRecorder, number
 from agelab.training.stop import StopRequest
 
@@ -68,7 +68,8 @@ class RecordStage(keras.callbacks.Callback):
 
 
 class StopOnRequest(keras.callbacks.Callback):
-    """Ends ``fit()`` after the current batch, and ``predict()`` likewise, once a stop is requested."""
+    """Ends ``fit()`` after the current batch (raising :class:`StopAtBatch`, so Keras does not run the
+    cut-short epoch's validation pass), and ``predict()`` likewise, once a stop is requested."""
 
     def __init__(self, stopper: StopRequest) -> None:
         super().__init__()
@@ -77,6 +78,7 @@ class StopOnRequest(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stopper.requested:
             self.model.stop_training = True
+            raise StopAtBatch()
 
     def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stopper.requested and hasattr(self.model, "stop_predicting"):

@@ -18,6 +18,11 @@ class RunError(RuntimeError):
     """A run that cannot go on, for a reason one sentence says (recorded without a traceback)."""
 
 
+class StopAtBatch(Exception):
+    """A stop request seen after a batch: ``fit()`` ends there, without the validation pass of the epoch
+    it cuts short, and that partial epoch is never recorded as an epoch."""
+
+
 class RunStopped(Exception):
     """A stop request arrived before the first epoch ended: nothing to save."""
 

@@ -63,6 +63,7 @@ class RunRecorder:
         row["learning_rate"] = number(learning_rate)
         row["seconds"] = round(seconds, 2)
         row["images_per_s"] = round(steps * self.batch_size / max(seconds, 1e-9), 1)
+        row["steps"] = steps
         self.history.append(row)
         self.events.write(epoch, {k: v for k, v in row.items() if isinstance(v, float)})
         atomic.write_text(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))

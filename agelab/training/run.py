@@ -16,6 +16,7 @@ from agelab.training import distill, scoring
 from agelab.training.callbacks import stage_callbacks
 from agelab.training.datasets import ImageDatasets
 from agelab.training.devices import make_strategy
+from agelab.training.errors import StopAtBatch
 from agelab.training.features import Features, extract_features
 from agelab.training.plan import Plan
 from agelab.training.recorder import RunRecorder
@@ -114,7 +115,17 @@ class Trainer:
             callbacks = stage_callbacks(
                 recorder, stage.name, stage.steps, full_model, self.stopper, self.config["early_stopping"]
             )
-            stage.fit(callbacks, initial_epoch=len(recorder.history))
+            try:
+                stage.fit(callbacks, initial_epoch=len(recorder.history))
+            except StopAtBatch:
+                # The cut-short epoch is not an epoch: it is counted apart, never in the history.
+                done = recorder.steps_done - sum(row.get("steps", 0) for row in recorder.history)
+                self.metrics["partial_epoch"] = {"stage": stage.name, "batches": done, "of": stage.steps}
+                self.log(
+                    f"stopped after batch {done} of {stage.steps} of epoch {len(recorder.history) + 1}: "
+                    "that partial epoch is not recorded"
+                )
+                break
 
     def score_test(self, data: RunData) -> dict[str, float]:
         """``predictions.parquet`` of the test split, made from the saved model by ``evaluate``'s path
