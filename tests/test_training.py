@@ -74,6 +74,9 @@ def test_cli_run_finishes_with_a_loadable_model(small_data, isolated_dirs):
     check_predictions(run_dir, 11)
     assert list((run_dir / "tb" / "train").glob("events.out.tfevents.*"))
     assert "[train] epoch 2/2" in (run_dir / "log.txt").read_text()
+    # The ETA counted the calibration, export and test scoring after the last batch; both are kept.
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["finish_estimate_s"] > 0 and metrics["finish_seconds"] > 0
     saved = json.loads((run_dir / "config.json").read_text())
     assert build_config(base=saved) == saved and saved["data"] == str(small_data)
 

@@ -32,6 +32,7 @@ class RecordStage(keras.callbacks.Callback):
         self.epoch = 0
         self.epoch_start = 0.0
         self.epoch_steps = 0
+        self.last_batch_end = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.recorder.start()
@@ -45,6 +46,7 @@ class RecordStage(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.recorder.steps_done += 1
         self.epoch_steps += 1
+        self.last_batch_end = time.time()
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(number(loss)):
             raise RunError(
@@ -55,6 +57,8 @@ class RecordStage(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = dict(logs or {})
+        if self.last_batch_end:  # what follows the last batch is the validation pass
+            self.recorder.val_seconds = time.time() - self.last_batch_end
         self.recorder.record_epoch(
             self.stage,
             epoch + 1,
