@@ -303,6 +303,9 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
                 "within_1_bin": m.get("test_within_one_bin"),
                 "age_mae": m.get("test_age_mae"),
                 "gender_acc": m.get("test_gender_accuracy"),
+                "test_images": m.get("n_test"),
+                # Which images the test metrics were measured on: equal only where the sets are equal.
+                "test_set": m.get("scored_on") if isinstance(m.get("scored_on"), str) else None,
                 "duration_s": None if run.duration_s is None else round(run.duration_s, 1),
                 "device": run.status.get("device"),
                 "sweep": run.status.get("sweep"),
@@ -321,7 +324,36 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
     return table
 
 
-NUMERIC_COLUMNS = ("size", "epochs", "bin_acc", "within_1_bin", "age_mae", "gender_acc", "duration_s")
+NUMERIC_COLUMNS = (
+    "size",
+    "epochs",
+    "bin_acc",
+    "within_1_bin",
+    "age_mae",
+    "gender_acc",
+    "test_images",
+    "duration_s",
+)
+
+
+def test_set_warning(table: pd.DataFrame) -> str | None:
+    """One sentence when the runs of ``table`` (:func:`runs_table` rows) were scored on different test
+    sets, so their test metrics cannot be compared; None when they share one (or none is known)."""
+    known = table.dropna(subset=["test_set"]) if "test_set" in table else table.iloc[0:0]
+    unknown = table.loc[table["test_set"].isna(), "run"].tolist() if "test_set" in table else []
+    sets = known.groupby("test_set", sort=False)["run"].apply(list)
+    if len(sets) <= 1 and not (unknown and len(sets)):
+        return None
+    groups = "; ".join(
+        f"{', '.join(names)} on {int(known.loc[known['run'] == names[0], 'test_images'].iloc[0] or 0):,} images"
+        for names in sets
+    )
+    if unknown:
+        groups += f"; {', '.join(unknown)} on a test set not recorded"
+    return (
+        f"These runs were scored on different test sets ({groups}): their test metrics are not comparable. "
+        "Score them on one with `python -m agelab evaluate --model RUN --data FOLDER` for each run."
+    )
 
 
 def delete_run(path: str | Path) -> None:

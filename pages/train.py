@@ -344,6 +344,8 @@ def runs_section() -> None:
             "within_1_bin": st.column_config.NumberColumn("within 1", format="%.3f", width=70),
             "age_mae": st.column_config.NumberColumn("age MAE", format="%.2f", width=70),
             "gender_acc": st.column_config.NumberColumn("gender acc", format="%.3f", width=80),
+            "test_images": st.column_config.NumberColumn("test images", format="%d", width=80),
+            "test_set": st.column_config.TextColumn("test set", width="small"),
             "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f", width=90),
             "device": st.column_config.TextColumn(width="small"),
             "job_id": st.column_config.TextColumn("Ray job", width="small"),
@@ -351,6 +353,8 @@ def runs_section() -> None:
         },
     )
     selected = [current[i] for i in event.selection.rows if i < len(current)]
+    if warning := runs.test_set_warning(table.iloc[[i for i in event.selection.rows if i < len(table)]]):
+        st.warning(warning, icon=":material/compare_arrows:")
     if not selected:
         st.caption(
             "Select runs in the table to overlay their curves, open their config and log, or delete them."

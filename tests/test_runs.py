@@ -121,3 +121,17 @@ def test_delete_refuses_a_running_run_and_removes_a_finished_one(isolated_dirs):
     assert not run_dir.exists()
     with pytest.raises(ValueError, match="not a run folder"):
         runs.delete_run(isolated_dirs)
+
+
+def test_runs_scored_on_different_test_sets_are_flagged(isolated_dirs):
+    import json
+
+    made = [runs.create_run(build_config({"name": name})) for name in ("a", "b", "c")]
+    for path, test_set, n in zip(made, ("1f2e3d4c5b6a", "1f2e3d4c5b6a", "99aa88bb77cc"), (3228, 3228, 4616)):
+        (path / "metrics.json").write_text(
+            json.dumps({"scored_on": test_set, "n_test": n, "test_age_mae": 5.0})
+        )
+    table = runs.runs_table([runs.load_run(p) for p in made])
+    assert runs.test_set_warning(table.iloc[[0, 1]]) is None  # one test set: comparable
+    warning = runs.test_set_warning(table)
+    assert "a-1, b-1 on 3,228 images; c-1 on 4,616 images" in warning and "evaluate --model" in warning

@@ -3,6 +3,7 @@ the kept weights saved with their calibration, and the test predictions and metr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -151,6 +152,9 @@ class Trainer:
         )
         atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
         self.log(f"test split scored as evaluate scores it, {served}")
+        # The test set's identity, so that runs scored on different images are never compared as alike.
+        md5s = "\n".join(sorted(data.splits["test"]["md5"].astype(str)))
+        self.metrics["scored_on"] = hashlib.sha1(md5s.encode()).hexdigest()[:12]
         by_source = scoring.metrics_by_source(predictions, data.splits["test"], self.config["bins"])
         if len(by_source) > 1:
             self.metrics["sources"] = by_source
