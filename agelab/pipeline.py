@@ -207,6 +207,37 @@ def input_paths(frame: pd.DataFrame) -> np.ndarray:
     return frame[column].astype(str).to_numpy()
 
 
+def decodable(frame: pd.DataFrame, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """``frame`` without the rows whose input file does not decode, each logged by name.
+
+    Every input is decoded once here, before a dataset is built, because an image that fails inside
+    tf.data (in :func:`decode_image`'s ``numpy_function``) does not end as a plain error: the run
+    failed and its process then aborted (SIGABRT) or never exited.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agelab.images import ImageError, load_image
+
+    def problem(path: str) -> str:
+        try:
+            load_image(path)
+        except ImageError as err:
+            return str(err)
+        return ""
+
+    paths = input_paths(frame)
+    unique = sorted(set(paths))
+    # Pillow decodes outside the GIL, so threads use every core.
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        problems = {path: why for path, why in zip(unique, pool.map(problem, unique)) if why}
+    if not problems:
+        return frame
+    for why in problems.values():
+        log(f"skipped {why}")
+    log(f"left out {len(problems)} image(s) that do not decode; replace or remove them")
+    return frame[~np.isin(paths, list(problems))].reset_index(drop=True)
+
+
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """A file -> an RGB uint8 image of ``image_size`` x ``image_size``, decoded and resized as every
     prediction's input is (:func:`agelab.images.load_image`, :func:`agelab.crop.model_input`): with
@@ -369,10 +400,18 @@ def cached_features(
     inputs = input_paths(frame)
     unique_paths = sorted(set(inputs))
     path = feature_cache_path(key_parts, unique_paths)
+    width = feature_model.output_shape[-1]
     try:
         with np.load(path, allow_pickle=False) as stored:
             names, vectors = stored["paths"], stored["features"]
-        from_cache = len(names) == len(vectors)
+        # Trusted only when it holds one vector of this backbone's width for each of these images:
+        # another width failed in the heads, missing rows failed in the lookup below.
+        from_cache = (
+            vectors.ndim == 2
+            and vectors.shape == (len(names), width)
+            and len(names) == len(unique_paths)
+            and set(names.tolist()) == set(unique_paths)
+        )
     except Exception:  # noqa: BLE001  missing, truncated or garbage: computed again and replaced
         from_cache = False
     if not from_cache:

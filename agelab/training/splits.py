@@ -26,6 +26,8 @@ class RunData:
     train: pd.DataFrame
     weights: np.ndarray | None
     n_excluded: int | None = None
+    # Marked test images: kept in the test split (it never changes), scored with and without them.
+    disputed: frozenset[str] = frozenset()
     # Some ages are ranges (agelab.training.intervals): every split trains on interval targets.
     ranges: bool = False
 
@@ -51,20 +53,30 @@ def prepare_data(config: dict[str, Any], scheme: BinScheme, log: Callable[[str],
             "with a labels.csv (file,age_low,age_high,gender)"
         )
     n_excluded = None
+    disputed: frozenset[str] = frozenset()
     if c.get("exclude"):
         from agelab.marks import excluded_files
 
-        # Faces marked "label looks wrong" on the Review page, left out of every split.
-        dropped = frame["file"].isin(excluded_files(c["exclude"]))
-        frame = frame[~dropped].reset_index(drop=True)
-        n_excluded = int(dropped.sum())
-        log(f"exclude {c['exclude']}: {n_excluded} marked images left out")
+        # Faces marked "label looks wrong" on the Review page leave training and validation. The test
+        # split never changes, so that every run is scored on the same images: a marked test image
+        # stays, as disputed, and the run is scored with and without the disputed ones.
+        marked = frame["file"].isin(excluded_files(c["exclude"]))
+        in_test = frame["split"] == "test"
+        disputed = frozenset(frame.loc[marked & in_test, "path"].astype(str))
+        frame = frame[~(marked & ~in_test)].reset_index(drop=True)
+        n_excluded = int((marked & ~in_test).sum())
+        log(
+            f"exclude {c['exclude']}: {n_excluded} marked images left out of training and validation; "
+            f"{len(disputed)} marked test images kept as disputed"
+        )
     frame = pipeline.stratified_subset(frame, c["max_images"], scheme, c["seed"])
     if c["crop"] == "aligned":
         from agelab.crop_cache import aligned_inputs
 
         # Train on what predict feeds the model: the detector's aligned crop of each image.
         frame = aligned_inputs(frame, c["image_size"], log)
+    else:
+        frame = pipeline.decodable(frame, log)
     splits = {name: frame[frame["split"] == name].reset_index(drop=True) for name in SPLITS}
     for name, part in splits.items():
         if part.empty:
@@ -109,4 +121,4 @@ def prepare_data(config: dict[str, Any], scheme: BinScheme, log: Callable[[str],
         log(
             f"age ranges: {int((frame['age_high'] > frame['age_low']).sum())} faces train on interval targets"
         )
-    return RunData(frame, splits, train, weights, n_excluded, ranges)
+    return RunData(frame, splits, train, weights, n_excluded, disputed, ranges)

@@ -14,8 +14,9 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
+import agelab
 from agelab import atomic, processes, runs
 from agelab.config import (
     ConfigError,
@@ -164,4 +165,28 @@ def cli(argv: list[str]) -> int:
             sys.stdout, sys.stderr = sys.stdout.stream, sys.stderr.stream
             log.close()
     print(run_dir, flush=True)
+    if code == 1 and started_as_command():
+        end_process(code)
     return code
+
+
+def started_as_command() -> bool:
+    """Whether this process is ``python -m agelab ...`` (the dashboard's launch, a queued or hand-started
+    run), as opposed to a program or a test that called :func:`cli` and goes on after it returns."""
+    entry = Path(agelab.__file__).parent / "__main__.py"
+    return bool(sys.argv) and Path(sys.argv[0]).resolve() == entry.resolve()
+
+
+def end_process(code: int) -> NoReturn:
+    """End this process now, its output flushed, without the interpreter's shutdown.
+
+    After a run that failed inside tf.data (an input that did not decode), TensorFlow's input threads
+    kept the interpreter from exiting, or aborted it (SIGABRT) on the way out: the status said failed,
+    but the process lived on. Its status, log and run folder are all written by now.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
