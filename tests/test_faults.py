@@ -211,7 +211,7 @@ def test_damaged_index_and_split_caches_are_rebuilt(utkface_dir, isolated_dirs, 
     assert load_index(folder).cached is True  # healed: read from the cache again
 
 
-def test_a_damaged_features_cache_is_computed_again(utkface_dir, isolated_dirs):
+def test_a_damaged_or_misshapen_features_cache_is_computed_again(utkface_dir, isolated_dirs):
     import keras
 
     from agelab import pipeline
@@ -221,10 +221,20 @@ def test_a_damaged_features_cache_is_computed_again(utkface_dir, isolated_dirs):
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D()])
     key = {"model": "mean", "size": 32}
     first, hit = pipeline.cached_features(model, frame, 32, key)
-    assert not hit
+    assert not hit and first.shape == (6, 3)
     path = pipeline.feature_cache_path(key, sorted(frame["path"]))
     for damage in (b"garbage", path.read_bytes()[:100]):  # garbage, then a truncated file
         path.write_bytes(damage)
+        again, hit = pipeline.cached_features(model, frame, 32, key)
+        assert not hit and np.allclose(again, first)
+    names = np.asarray(sorted(frame["path"]))
+    for paths, features in (
+        (names, np.zeros((6, 1280), "float32")),  # another backbone's width
+        (names[:4], first[:4]),  # fewer rows than images
+        (names, np.zeros(6, "float32")),  # not a table of vectors
+    ):
+        with open(path, "wb") as handle:
+            np.savez(handle, paths=paths, features=features)
         again, hit = pipeline.cached_features(model, frame, 32, key)
         assert not hit and np.allclose(again, first)
     assert pipeline.cached_features(model, frame, 32, key)[1] is True

@@ -1,7 +1,6 @@
-"""Training inputs that do not decode, and caches of them that cannot be trusted: a damaged crop-cache
-entry is made again, a corrupt source image is left out by name, a features file of another width is
-computed again, and a failed run's process ends instead of living on. Real images, real runs through
-``python -m agelab train``."""
+"""Training inputs that do not decode: a damaged crop-cache entry is made again, a corrupt source image
+is left out by name, and a failed run's process ends instead of living on. Real images, real runs
+through ``python -m agelab train``. (A features file of another width: tests/test_faults.py.)"""
 
 from __future__ import annotations
 
@@ -11,8 +10,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from agelab import runs
@@ -98,28 +95,3 @@ def test_a_failed_run_ends_its_process_though_a_thread_lives_on(utkface_dir, iso
     assert "split is empty" in done.stderr
     run = runs.load_run(Path(done.stdout.strip().splitlines()[-1]))
     assert run.state == "failed" and "split is empty" in run.status["error"]
-
-
-def test_a_features_file_of_another_shape_is_computed_again(utkface_dir, isolated_dirs):
-    import keras
-
-    from agelab import pipeline
-
-    folder = isolated_dirs / "utk"
-    frame = pd.DataFrame({"path": [str(p) for p in copy_real_images(utkface_dir, folder, 6, step=900)]})
-    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D()])
-    key = {"model": "mean", "size": 32}
-    first, hit = pipeline.cached_features(model, frame, 32, key)
-    assert not hit and first.shape == (6, 3)
-    path = pipeline.feature_cache_path(key, sorted(frame["path"]))
-    names = np.asarray(sorted(frame["path"]))
-    for paths, features in (
-        (names, np.zeros((6, 1280), "float32")),  # another backbone's width
-        (names[:4], first[:4]),  # fewer rows than images
-        (names, np.zeros(6, "float32")),  # not a table of vectors
-    ):
-        with open(path, "wb") as handle:
-            np.savez(handle, paths=paths, features=features)
-        again, hit = pipeline.cached_features(model, frame, 32, key)
-        assert not hit and np.allclose(again, first)
-    assert pipeline.cached_features(model, frame, 32, key)[1] is True
