@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -66,9 +68,62 @@ def test_train_leaves_the_marked_files_out(isolated_dirs, utkface_dir, capsys):
             "exclude": str(marks.marks_path(folder)),
         }
     )
-    metrics = pd.read_json(run_dir / "metrics.json", typ="series")
-    assert metrics["n_excluded"] == len(marked)
-    assert metrics["n_images"] == 120 - len(marked)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     tested = set(pd.read_parquet(run_dir / "predictions.parquet")["path"].map(lambda p: p.rsplit("/", 1)[-1]))
-    assert tested and not tested & {p.name for p in marked}
-    assert f"{len(marked)} marked images left out" in capsys.readouterr().out
+    # Marked test images stay in the test split, as disputed; the others leave training and validation.
+    disputed = tested & {p.name for p in marked}
+    assert metrics["n_excluded"] == len(marked) - len(disputed)
+    assert metrics["n_images"] == 120 - metrics["n_excluded"]
+    if disputed:
+        assert metrics["disputed"]["n"] == len(disputed)
+        assert metrics["disputed"]["without_them"]["n_test"] == metrics["n_test"] - len(disputed)
+    assert (
+        f"{metrics['n_excluded']} marked images left out of training and validation"
+        in capsys.readouterr().out
+    )
+
+
+def test_marks_leave_training_and_validation_and_the_test_split_never_changes(utkface_dir, isolated_dirs):
+    from agelab.bins import GROUPS10
+    from agelab.training.splits import prepare_data
+    from tests.real_data import copy_real_images
+
+    folder = isolated_dirs / "utk"
+    copy_real_images(utkface_dir, folder, 120, step=150)
+    config = {"data": str(folder), "max_images": 0, "seed": 0, "crop": "none", "rebalance": "none",
+              "rebalance_by_race": False, "rebalance_power": 1.0, "exclude": ""}  # fmt: skip
+    before = prepare_data(config, GROUPS10, lambda _: None)
+    train, test = before.splits["train"]["file"], before.splits["test"]["file"]
+    marks = isolated_dirs / "marks.csv"
+    marks.write_text("file,reason\n" + "\n".join(f"{f},age wrong" for f in [*train[:3], test.iloc[0]]) + "\n")
+    after = prepare_data({**config, "exclude": str(marks)}, GROUPS10, lambda _: None)
+    assert len(after.splits["train"]) == len(before.splits["train"]) - 3
+    assert after.splits["test"]["file"].tolist() == test.tolist()  # the same test split, file for file
+    assert after.disputed == {before.splits["test"]["path"].iloc[0]} and after.n_excluded == 3
+
+
+def test_evaluate_scores_with_and_without_the_disputed_test_labels(utkface_dir, isolated_dirs):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from agelab.marks import marks_path
+    from agelab.paths import PROJECT_ROOT
+    from tests.predict_helpers import save_contract_model
+    from tests.real_data import copy_real_images
+
+    folder = isolated_dirs / "test-images"
+    images = copy_real_images(utkface_dir, folder, 12, step=700)
+    marks = marks_path(folder)
+    marks.parent.mkdir(parents=True, exist_ok=True)
+    marks.write_text(f"file,reason\n{images[0].name},age wrong\n{images[1].name},gender wrong\n")
+    model = save_contract_model(isolated_dirs / "model")
+    result = subprocess.run(
+        [sys.executable, "-m", "agelab", "evaluate", "--model", str(model), "--data", str(folder), "--no-detect"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, env=dict(os.environ), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["n"] == 12 and summary["disputed"]["n"] == 2
+    assert summary["disputed"]["without_them"]["n"] == 10

@@ -121,6 +121,18 @@ def default_out(model_label: str, data_folder: Path, model_path: Path | None = N
     return out
 
 
+def disputed_mask(predictions: pd.DataFrame, folder: Path) -> pd.Series:
+    """Which predictions are of faces marked on the Review page as "label looks wrong" (the folder's
+    ``marks.csv``): test labels in dispute, reported apart; a marks file that cannot be read marks none."""
+    from agelab.marks import load_marks
+
+    try:
+        marked = set(load_marks(folder)["file"].astype(str))
+    except (OSError, ValueError):
+        marked = set()
+    return predictions["path"].astype(str).map(lambda p: Path(p).name in marked)
+
+
 def _print_progress(done: int, total: int) -> None:
     print(f"\revaluating {done}/{total} files", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
@@ -217,6 +229,14 @@ def cli(argv: list[str]) -> int:
     if len(result.predictions):
         summary.update(headline(with_derived_columns(result.predictions, result.scheme)))
         summary["gender_fairness"] = gender_fairness(result.predictions)
+        disputed = disputed_mask(result.predictions, Path(args.data))
+        if disputed.any():
+            # Faces marked on Review as "label looks wrong": scored with them (above) and without them.
+            kept = result.predictions[~disputed].reset_index(drop=True)
+            summary["disputed"] = {
+                "n": int(disputed.sum()),
+                "without_them": headline(with_derived_columns(kept, result.scheme)),
+            }
     summary.update(
         {
             "skipped_malformed_name": counts["malformed_name"],

@@ -152,6 +152,14 @@ class Trainer:
         )
         atomic.write_parquet(self.run_dir / "predictions.parquet", predictions)
         self.log(f"test split scored as evaluate scores it, {served}")
+        if data.disputed:
+            kept = ~predictions["path"].astype(str).isin(data.disputed)
+            self.metrics["disputed"] = {
+                "n": int((~kept).sum()),
+                "without_them": scoring.run_metrics(
+                    predictions[kept].reset_index(drop=True), self.config["bins"]
+                ),
+            }
         # The test set's identity, so that runs scored on different images are never compared as alike.
         md5s = "\n".join(sorted(data.splits["test"]["md5"].astype(str)))
         self.metrics["scored_on"] = hashlib.sha1(md5s.encode()).hexdigest()[:12]
