@@ -471,7 +471,21 @@ def checked_config(config: dict[str, Any]) -> dict[str, Any]:
     ConfigError. What a launch checks before it makes a run folder, so a bad config never makes one."""
     config = resolve_data(build_config(base=config))
     check_data(config)
+    check_weights(config)
     return config
+
+
+def check_weights(config: Mapping[str, Any]) -> None:
+    """A pretrained backbone's weights file is on this machine, fetched once when it is not, so a run
+    never starts only to fail on a download; ConfigError names the file to supply otherwise."""
+    if config["model"] not in PRETRAINED_MODELS or config["weights"] == "none":
+        return
+    from agelab.backbone_weights import WeightsUnavailable, available_weights
+
+    try:
+        available_weights(config["model"], config["alpha"])
+    except WeightsUnavailable as err:
+        raise ConfigError(f"bad value model={config['model']}: {err}") from None
 
 
 def check_data(config: Mapping[str, Any]) -> None:

@@ -8,16 +8,18 @@ the very same layers.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
-from agelab.assets import FACE_WEIGHTS
-from agelab.paths import keras_home
+from agelab.backbone_weights import (  # Callers catch models.WeightsUnavailable and ask models.weights_file.
+    FACE_MODEL,
+    WeightsUnavailable,  # noqa: F401
+    available_weights,
+    weights_file,  # noqa: F401
+)
 
 import keras  # noqa: E402  isort: skip
 
@@ -27,23 +29,15 @@ DEX_MAX_AGE = 100
 BASELINE_SIZE = 64
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
-# keras.applications constructors and the file each looks for under KERAS_HOME/models.
-APPLICATIONS: dict[str, tuple[str, str]] = {
-    "mobilenet_v2": ("MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"),
-    "mobilenet": ("MobileNet", "mobilenet_{alpha_v1}_224_tf_no_top.h5"),
-    "vgg16": ("VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet50": ("ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "efficientnetb0": ("EfficientNetB0", "efficientnetb0_notop.h5"),
+# The keras.applications constructor of each ImageNet backbone (its weights file:
+# agelab.backbone_weights).
+APPLICATIONS: dict[str, str] = {
+    "mobilenet_v2": "MobileNetV2",
+    "mobilenet": "MobileNet",
+    "vgg16": "VGG16",
+    "resnet50": "ResNet50",
+    "efficientnetb0": "EfficientNetB0",
 }
-
-
-# The face-pretrained MobileNet (alpha 1.0); ``python -m agelab setup`` puts its weights file under
-# KERAS_HOME/models (agelab.assets).
-FACE_MODEL = "face_mobilenet"
-
-
-class WeightsUnavailable(RuntimeError):
-    """ImageNet weights that are neither cached nor downloadable."""
 
 
 @dataclass
@@ -54,18 +48,6 @@ class BuiltModel:
     features: keras.Model
     heads: keras.Model
     backbone: keras.Model | None
-
-
-def weights_file(model_name: str, alpha: float) -> Path | None:
-    """Where Keras caches the pretrained weights of ``model_name``; None for models without any."""
-    if model_name == FACE_MODEL:
-        return keras_home() / "models" / FACE_WEIGHTS
-    if model_name not in APPLICATIONS:
-        return None
-    template = APPLICATIONS[model_name][1]
-    alpha_v1 = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}.get(alpha, "")
-    alpha_v2 = f"{alpha:g}" if alpha not in (1.0,) else "1.0"
-    return keras_home() / "models" / template.format(alpha=alpha_v2, alpha_v1=alpha_v1)
 
 
 def _fixed_dense(units: int, kernel: np.ndarray, bias: np.ndarray | None, name: str) -> keras.layers.Dense:
@@ -116,28 +98,18 @@ def _preprocess(model_name: str, x):
 
 
 def _application(model_name: str, image_size: int, alpha: float, weights: str) -> keras.Model:
-    constructor = getattr(keras.applications, APPLICATIONS[model_name][0])
+    constructor = getattr(keras.applications, APPLICATIONS[model_name])
     kwargs: dict[str, Any] = {
         "input_shape": (image_size, image_size, 3),
         "include_top": False,
-        "weights": "imagenet" if weights == "imagenet" else None,
+        "weights": None,
     }
     if model_name in ("mobilenet_v2", "mobilenet"):
         kwargs["alpha"] = alpha
     if weights == "imagenet":
-        cached = weights_file(model_name, alpha)
-        try:
-            with warnings.catch_warnings():
-                # Sizes other than Keras' list reuse the 224 weights, which is what we want offline.
-                warnings.filterwarnings("ignore", message=".*will be loaded as the default")
-                return constructor(**kwargs)
-        except Exception as err:  # Keras raises a bare Exception on a failed download
-            reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-            raise WeightsUnavailable(
-                f"ImageNet weights for {model_name} are not in {cached.parent if cached else keras_home()} "
-                f"and could not be downloaded ({reason}); run `python -m agelab setup` with internet, "
-                "or pass weights=none to start from random weights"
-            ) from None
+        # The file itself, not "imagenet": Keras would go to the network for a missing file (twice, in a
+        # run) before any clear word, and for one whose hash it doubts. The 224 file serves every size.
+        kwargs["weights"] = str(available_weights(model_name, alpha))
     return constructor(**kwargs)
 
 
@@ -146,14 +118,7 @@ def _face_backbone(image_size: int, weights: str) -> keras.Model:
         alpha=1.0, include_top=False, weights=None, input_shape=(image_size, image_size, 3)
     )
     if weights != "none":
-        path = weights_file(FACE_MODEL, 1.0)
-        if path is None or not path.is_file():
-            raise WeightsUnavailable(
-                f"the face-pretrained weights {FACE_WEIGHTS} are not in {keras_home() / 'models'}: run "
-                "`python -m agelab setup` (with AGELAB_MIRROR set to a folder holding keras/face/), "
-                "or pass weights=none to start from random weights"
-            )
-        backbone.load_weights(str(path))
+        backbone.load_weights(str(available_weights(FACE_MODEL, 1.0)))
     return backbone
 
 

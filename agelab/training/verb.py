@@ -22,6 +22,7 @@ from agelab.config import (
     ConfigError,
     build_config,
     check_data,
+    check_weights,
     describe_options,
     load_config_file,
     parse_overrides,
@@ -139,6 +140,7 @@ def cli(argv: list[str]) -> int:
             config = resolve_data(build_config(parse_overrides(args.overrides), base=base))
             run_dir = None
         check_data(config)
+        check_weights(config)
     except ConfigError as err:
         print(f"agelab train: {err}", file=sys.stderr)
         return 2
