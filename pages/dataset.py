@@ -12,6 +12,7 @@ from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.config import OPTIONS
 from agelab.data import GENDERS, RACES
 from agelab.data_sources import overview
+from agelab.images import ImageError, load_image
 from agelab.paths import data_dir
 from agelab.rebalance import STRATEGIES, default_target, rebalance
 from streamlit_setup import through_app
@@ -33,6 +34,30 @@ def change_times(folders: str) -> tuple[float, ...]:
         for path in (Path(part), Path(part) / "labels.csv"):
             times.append(path.stat().st_mtime if path.exists() else 0.0)
     return tuple(times)
+
+
+def show_images(paths: list[str], captions: list[str], width: int) -> None:
+    """Thumbnails of the images that decode; each one that does not is named in a warning instead,
+    since Streamlit's own decoding raised a raw codec error that took the page down."""
+    from PIL import Image
+
+    shown, labels, failed = [], [], []
+    for path, caption in zip(paths, captions):
+        try:
+            thumbnail = Image.fromarray(load_image(path))
+        except ImageError as err:
+            failed.append(str(err))
+            continue
+        thumbnail.thumbnail((2 * width, 2 * width))  # sharp on a high-density screen, small to send
+        shown.append(thumbnail)
+        labels.append(caption)
+    if shown:
+        st.image(shown, caption=labels, width=width)
+    if failed:
+        st.warning(
+            f"{len(failed)} image(s) cannot be shown; replace or remove them: " + "; ".join(failed),
+            icon=":material/broken_image:",
+        )
 
 
 st.title("Dataset")
@@ -123,7 +148,7 @@ with st.expander(
         ~malformed["reason"].str.startswith("cannot be read")
         & ~malformed["reason"].str.contains("not found in", regex=False)
     ]
-    st.image(viewable["path"].tolist(), caption=viewable["file"].tolist(), width=100)
+    show_images(viewable["path"].tolist(), viewable["file"].tolist(), width=100)
     st.subheader("Byte-identical images under different names")
     only_conflicts = st.checkbox("Only groups with conflicting labels", value=True)
     shown = (
@@ -135,7 +160,7 @@ with st.expander(
         start = st.number_input("First group shown", 0, max(len(group_ids) - 1, 0), 0, step=6)
         for group in group_ids[start : start + 6]:
             members = shown[shown["dup_group"] == group]
-            st.image(members["path"].tolist(), caption=members["file"].tolist(), width=110)
+            show_images(members["path"].tolist(), members["file"].tolist(), width=110)
 
 st.header("Age")
 left, right = st.columns(2)
@@ -231,7 +256,7 @@ sample = eda.sample_faces(data, pick_bins, pick_genders, pick_races, n=24, seed=
 if sample.empty:
     st.info("No image matches these filters.")
 else:
-    st.image(sample["path"].tolist(), caption=[eda.caption(r) for _, r in sample.iterrows()], width=120)
+    show_images(sample["path"].tolist(), [eda.caption(r) for _, r in sample.iterrows()], width=120)
 
 st.header("Rebalancing preview")
 c1, c2, c3, c4 = st.columns(4)
