@@ -15,6 +15,7 @@ and ``normalized_margin`` in a few lines.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,3 +117,49 @@ def find_label_issues(
         gender_quality=gender_quality,
     )
     return LabelIssues(table.sort_values("quality", kind="stable").reset_index(drop=True))
+
+
+# The backbone whose frozen features the finder's heads read: the face-pretrained one where its weights
+# are present (its features know faces), else the small ImageNet MobileNet every setup has.
+FACE_BACKBONE = {"model": "face_mobilenet", "alpha": 0.0, "image_size": 128}
+IMAGENET_BACKBONE = {"model": "mobilenet_v2", "alpha": 0.35, "image_size": 112}
+
+
+def finder_backbone() -> dict:
+    from agelab.models import FACE_MODEL, weights_file
+
+    path = weights_file(FACE_MODEL, 1.0)
+    return FACE_BACKBONE if path is not None and path.is_file() else IMAGENET_BACKBONE
+
+
+def training_label_issues(
+    data: str | None = None, scheme: BinScheme | None = None, log: Callable[[str], None] = print
+) -> LabelIssues:
+    """The label issues of ``data=``'s training and validation splits (the test split is never
+    cleaned: it is what every run is scored on). The features are computed once per image set and
+    cached; the folds take seconds after that."""
+    from agelab import models, pipeline
+    from agelab.bins import GROUPS10
+    from agelab.crop_cache import aligned_inputs
+    from agelab.data_sources import load_data
+
+    scheme = scheme or GROUPS10
+    frame = load_data(data)
+    frame = frame[frame["split"].isin(["train", "val"])].reset_index(drop=True)
+    backbone = finder_backbone()
+    size = backbone["image_size"]
+    frame = aligned_inputs(frame, size, log)
+    built = models.create_model(
+        backbone["model"], size, scheme.num_bins, alpha=backbone["alpha"], weights="imagenet"
+    )
+    key = {
+        "model": backbone["model"],
+        "alpha": f"a{backbone['alpha']:g}",
+        "size": size,
+        "weights": "imagenet",
+    }
+    log(
+        f"label review: {len(frame):,} training and validation faces, features of {backbone['model']} at {size} px"
+    )
+    features, _ = pipeline.cached_features(built.features, frame, size, key)
+    return find_label_issues(frame, features, scheme)
