@@ -115,6 +115,18 @@ def mark_failure(image: str | Path, err: Exception) -> str:
     return f"The mark of {os.path.basename(str(image))} was not saved: {err}."
 
 
+def in_words(table: pd.DataFrame) -> pd.DataFrame:
+    """The marks for a person to read: gender and ethnicity by name, not their codes."""
+    from agelab.data import GENDERS, RACES
+
+    def name(codes: pd.Series, names: dict[int, str]) -> pd.Series:
+        return codes.map(lambda c: "" if pd.isna(c) else names.get(int(c), str(c)))
+
+    return table.assign(gender=name(table["gender"], GENDERS), race=name(table["race"], RACES)).rename(
+        columns={"race": "ethnicity", "marked_at": "marked at"}
+    )
+
+
 def export_csv(table: pd.DataFrame) -> bytes:
     """The marks as CSV bytes, the same format ``train exclude=`` reads."""
     buffer = io.StringIO()

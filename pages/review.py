@@ -344,7 +344,9 @@ def marks_summary(frame: pd.DataFrame) -> None:
     st.markdown(f"**{len(table)}** face{'s' if len(table) != 1 else ''} marked *label looks wrong*.")
     if table.empty:
         return
-    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 250))
+    st.dataframe(
+        marks.in_words(table), hide_index=True, width="stretch", height=min(38 + 35 * len(table), 250)
+    )
     st.download_button(
         "Export the marks (CSV)",
         data=marks.export_csv(table),

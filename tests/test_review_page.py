@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from agelab import marks
 from agelab.bins import get_scheme
+from agelab.data import RACES
 from agelab.evaluation.evaluate import cli as evaluate_cli
 from agelab.evaluation.gallery import page_count, tile_lines, tile_markdown
 from agelab.evaluation.metrics import SLICE_DIMENSIONS, headline
@@ -228,6 +229,8 @@ def test_marking_a_face_writes_the_marks_file(tiny_run: Path, truth: pd.DataFram
     folder = Path(truth["path"].iloc[0]).parent
     assert marks.marked_files(folder) == {first}
     assert any("1** face marked" in m.value for m in at.markdown)
+    shown = next(d.value for d in at.dataframe if "marked at" in d.value.columns)
+    assert shown["gender"].iloc[0] in ("Male", "Female") and shown["ethnicity"].iloc[0] in RACES.values()
     assert at.download_button(key="rv_marks_export").label == "Export the marks (CSV)"
     at.checkbox(key=f"rv_mark_{first}").uncheck().run()
     assert marks.marked_files(folder) == set()
