@@ -38,8 +38,8 @@ small_data = real_images_fixture(60, step=300)
 def test_a_run_whose_loss_becomes_nan_fails_saying_so(small_data, isolated_dirs, monkeypatch):
     compile_model = stages.compile_model
 
-    def diverging(model, learning_rate, config, total_steps=0):  # a step size no network survives
-        compile_model(model, 1e30, config, total_steps)
+    def diverging(model, learning_rate, config, total_steps=0, ranges=False):  # no network survives it
+        compile_model(model, 1e30, config, total_steps, ranges)
 
     monkeypatch.setattr(stages, "compile_model", diverging)
     with pytest.raises(training.TrainingFailed, match="loss became NaN at epoch 1"):
