@@ -219,7 +219,7 @@ def in_layout(frame: pd.DataFrame, layout: dict[str, str]) -> pd.DataFrame:
     every reason missing) is still text, and the cache it is saved to fits the layout when read."""
     return (
         frame[list(layout)]
-        .astype({column: _KINDS[kind] for column, kind in layout.items()})
+        .astype({column: _KINDS[kind] for column, kind in layout.items() if kind in _KINDS})
         .reset_index(drop=True)
     )
 
@@ -232,6 +232,8 @@ def fits_layout(frame: pd.DataFrame, layout: dict[str, str]) -> bool:
         "text": lambda c: pd.api.types.is_string_dtype(c) or pd.api.types.is_object_dtype(c),
         "integer": pd.api.types.is_integer_dtype,
         "bool": pd.api.types.is_bool_dtype,
+        # Integer or float: a labelled folder's ages (whole years, or a range's midpoint).
+        "number": lambda c: pd.api.types.is_numeric_dtype(c) and not pd.api.types.is_bool_dtype(c),
     }
     return all(checks[kind](frame[column]) for column, kind in layout.items())
 
@@ -282,17 +284,9 @@ def load_index(
     entries = listing(folder)
     signature = signature_of(entries)
     cache = index_cache_dir(folder)
-    meta = atomic.read_cache_json(cache / "meta.json", {}) if use_cache else {}
-    if isinstance(meta, dict) and meta.get("signature") == signature:
-        try:
-            frame = pd.read_parquet(cache / "index.parquet")
-            malformed = pd.read_parquet(cache / "malformed.parquet")
-            # A cache written by another version (or another program) is rebuilt, not trusted.
-            if fits_layout(frame, INDEX_COLUMNS) and fits_layout(malformed, MALFORMED_COLUMNS):
-                return Index(folder, frame, malformed, True, time.perf_counter() - start)
-        except Exception:  # noqa: BLE001  an unreadable cache, whatever the error, is rebuilt below
-            pass
-
+    cached = cached_index(folder, cache, signature, INDEX_COLUMNS, start) if use_cache else None
+    if cached is not None:
+        return cached
     rows = []
     for i, entry in enumerate(entries):
         rows.append(_index_row(entry))
@@ -303,6 +297,31 @@ def load_index(
     is_malformed = everything["reason"].notna()
     frame = in_layout(everything[~is_malformed], INDEX_COLUMNS)
     malformed = in_layout(everything[is_malformed], MALFORMED_COLUMNS)
+    return saved_index(folder, cache, signature, frame, malformed, start)
+
+
+def cached_index(
+    folder: Path, cache: Path, signature: str, layout: dict[str, str], start: float
+) -> Index | None:
+    """The index kept in ``cache`` when it was written for ``signature`` and has ``layout``; else None."""
+    meta = atomic.read_cache_json(cache / "meta.json", {})
+    if not isinstance(meta, dict) or meta.get("signature") != signature:
+        return None
+    try:
+        frame = pd.read_parquet(cache / "index.parquet")
+        malformed = pd.read_parquet(cache / "malformed.parquet")
+    except Exception:  # noqa: BLE001  an unreadable cache, whatever the error, is rebuilt
+        return None
+    # A cache written by another version (or another program) is rebuilt, not trusted.
+    if not (fits_layout(frame, layout) and fits_layout(malformed, MALFORMED_COLUMNS)):
+        return None
+    return Index(folder, frame, malformed, True, time.perf_counter() - start)
+
+
+def saved_index(
+    folder: Path, cache: Path, signature: str, frame: pd.DataFrame, malformed: pd.DataFrame, start: float
+) -> Index:
+    """The index just built, kept in ``cache`` for ``signature`` (a failed write only costs a rebuild)."""
     save_cache(cache / "index.parquet", lambda p: atomic.write_parquet(p, frame))
     save_cache(cache / "malformed.parquet", lambda p: atomic.write_parquet(p, malformed))
     save_cache(

@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agelab import atomic
 from agelab.data import (
+    MALFORMED_COLUMNS,
     Index,
+    cached_index,
     dedupe,
+    in_layout,
     index_cache_dir,
     listing,
     load_split,
     mark_duplicates,
     md5_of,
-    save_cache,
+    saved_index,
     signature_of,
     unreadable_reason,
 )
@@ -34,7 +36,21 @@ from agelab.data import load_index as load_utkface_index
 from agelab.labels_csv import LABELS_FILE, is_labelled_folder, parse_rows, read_table
 from agelab.paths import data_dir
 
-LABELLED_INDEX_VERSION = 1
+LABELLED_INDEX_VERSION = 2
+# A labelled folder's index: UTKFace's columns, then the labelled age range. Its age is a float where
+# some range has a midpoint between two whole years.
+LABELLED_COLUMNS = {
+    "path": "text",
+    "file": "text",
+    "age": "number",
+    "gender": "integer",
+    "race": "integer",
+    "md5": "text",
+    "dup_group": "integer",
+    "dup_conflict": "bool",
+    "age_low": "number",
+    "age_high": "number",
+}
 SOURCE_COLUMNS = ("source", "source_weight", "age_low", "age_high")
 
 
@@ -110,14 +126,9 @@ def _labelled_index(folder: Path, progress: Callable[[int, int], None] | None, u
         f"{LABELLED_INDEX_VERSION}\0{signature_of(entries)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
     ).hexdigest()
     cache = index_cache_dir(folder)
-    meta = atomic.read_cache_json(cache / "meta.json", {}) if use_cache else {}
-    if isinstance(meta, dict) and meta.get("signature") == signature:
-        try:
-            frame = pd.read_parquet(cache / "index.parquet")
-            malformed = pd.read_parquet(cache / "malformed.parquet")
-            return Index(folder, frame, malformed, True, time.perf_counter() - start)
-        except Exception:  # noqa: BLE001  an unreadable cache, whatever the error, is rebuilt below
-            pass
+    cached = cached_index(folder, cache, signature, LABELLED_COLUMNS, start) if use_cache else None
+    if cached is not None:
+        return cached
 
     rows = parse_rows(table)
     present = {entry.name for entry in entries}
@@ -154,18 +165,9 @@ def _labelled_index(folder: Path, progress: Callable[[int, int], None] | None, u
     frame["race"] = frame["race"].astype("int64")
     if (frame["age"] == frame["age"].round()).all():
         frame["age"] = frame["age"].astype("int64")
-    frame = frame[
-        ["path", "file", "age", "gender", "race", "md5", "dup_group", "dup_conflict", "age_low", "age_high"]
-    ]
-    malformed = everything.loc[
-        is_malformed, ["file", "reason", "path", "md5", "dup_group", "dup_conflict"]
-    ].reset_index(drop=True)
-    save_cache(cache / "index.parquet", lambda p: atomic.write_parquet(p, frame))
-    save_cache(cache / "malformed.parquet", lambda p: atomic.write_parquet(p, malformed))
-    save_cache(
-        cache / "meta.json", lambda p: atomic.write_json(p, {"signature": signature, "folder": str(folder)})
-    )
-    return Index(folder, frame, malformed, False, time.perf_counter() - start)
+    frame = in_layout(frame, LABELLED_COLUMNS)
+    malformed = in_layout(everything[is_malformed], MALFORMED_COLUMNS)
+    return saved_index(folder, cache, signature, frame, malformed, start)
 
 
 @dataclass
