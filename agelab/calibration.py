@@ -152,13 +152,13 @@ def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> d
     """Fit a saved model's temperatures on its dataset's validation split and write them into its
     sidecar (``calibration``); what ``python -m agelab calibrate`` runs. Returns the calibration."""
     from agelab.crop_cache import aligned_inputs
-    from agelab.data import load_dataset
+    from agelab.data_sources import load_data
     from agelab.images import load_image
     from agelab.model_files import record_in_sidecar
     from agelab.predictor import load_predictor
 
     predictor = load_predictor(model_path)
-    frame = load_dataset(data)
+    frame = load_data(data)
     val = frame[frame["split"] == "val"].reset_index(drop=True)
     if val.empty:
         raise ValueError(f"the dataset {data or 'data/UTKFace'} has no validation images to calibrate on")

@@ -146,7 +146,10 @@ def cli(argv: list[str]) -> int:
         help="also export the int8 LiteRT twin (python -m agelab export --int8)",
     )
     parser.add_argument(
-        "--data", default=None, help="the UTKFace folder to calibrate on (default data/UTKFace)"
+        "--data",
+        default=None,
+        help="the data to calibrate on, as train's data= takes it: a folder or several, comma-separated "
+        "(default data/UTKFace)",
     )
     args = parser.parse_args(argv)
     if Path(args.out).suffix != ".keras":

@@ -299,10 +299,10 @@ def prepared_faces(
     trained on those): the split's rows, in the batch's order, and the batch."""
     from agelab.crop import model_input
     from agelab.crop_cache import aligned_inputs
-    from agelab.data import load_dataset
+    from agelab.data_sources import load_data
     from agelab.images import load_image
 
-    frame = load_dataset(data)
+    frame = load_data(data)
     where = data or "data/UTKFace"
     if frame.empty:
         raise ModelError(
@@ -442,7 +442,12 @@ def cli(argv: list[str] | None = None) -> int:
         help="also write X.int8.tflite (int8, calibrated on training-split faces), which then serves first",
     )
     parser.add_argument("--calibration", type=int, default=300, help="training faces to calibrate int8 on")
-    parser.add_argument("--data", default=None, help="the UTKFace folder for --int8 (default data/UTKFace)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="the data for --int8, as train's data= takes it: a folder or several, comma-separated "
+        "(default data/UTKFace)",
+    )
     args = parser.parse_args(argv)
     if args.calibration < 1:
         parser.error(f"--calibration {args.calibration}: calibrate on at least 1 face (300 is the default)")
