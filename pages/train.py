@@ -412,9 +412,6 @@ def sweeps_section() -> None:
     st.session_state["sweep"] = chosen
     sweep = next(s for s in found if s["name"] == chosen)
     state = sweeps.sweep_state(sweep)
-    if state == "damaged":
-        st.error(sweep.get("error") or f"{chosen}: its sweep.json cannot be read", icon=":material/error:")
-        return
     counts = {k: sum(e["state"] == k for e in sweep["runs"]) for k in sweeps.ENTRY_STATES}
     where = sweep.get("ray_address") or "this machine"
     st.markdown(
@@ -422,6 +419,9 @@ def sweeps_section() -> None:
         f" {sweep.get('max_concurrent') or 'no limit'} at once · "
         + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
     )
+    if state == "damaged":
+        st.error(sweep.get("error") or f"{chosen}: its sweep.json cannot be read", icon=":material/error:")
+        return
     if state == "interrupted":
         st.warning(
             f"Its scheduler ended with runs still queued: `python -m agelab sweep --resume {sweep['path']}`"
