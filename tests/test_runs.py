@@ -64,7 +64,7 @@ def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
     assert "stop requested" in run.log()
     # The epoch the stop cut short is no epoch: not in the history, counted apart, no validation pass.
     partial = run.metrics["partial_epoch"]
-    assert 1 <= partial["batches"] < partial["of"]
+    assert 1 <= partial["batches"] <= partial["of"]  # the stop may come with an epoch's last batch
     assert len(run.history) == run.metrics["epochs_completed"]
     assert "that partial epoch is not recorded" in run.log()
     # Launched with --log-redirected: its output reaches log.txt once, not copied there again.
