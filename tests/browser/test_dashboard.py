@@ -59,10 +59,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(runs: Path, log_name: str) -> tuple[subprocess.Popen, str, object]:
-    """``streamlit run app.py`` on a free loopback port, its runs in ``runs``; waits until healthy."""
+def serve(runs: Path, log_name: str, **settings: str) -> tuple[subprocess.Popen, str, object]:
+    """``streamlit run app.py`` on a free loopback port, its runs in ``runs`` (and any other agelab
+    ``settings``, such as ``AGELAB_DATA``); waits until healthy."""
     port = _free_port()
-    env = {**os.environ, "AGELAB_RUNS_DIR": str(runs)}
+    env = {**os.environ, "AGELAB_RUNS_DIR": str(runs), **settings}
     log = open(runs.parent / log_name, "w")  # noqa: SIM115 (closed by the caller)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
@@ -144,7 +145,7 @@ def test_dataset_page_shows_the_real_figures(page, app_url):
     wait_idle(page)
     text = main_text(page)
     assert "22,162" in text and "21,581" in text
-    assert "Data quality: 9 malformed names, 334 duplicate groups" in text
+    assert "Data quality: 9 files left out, 334 duplicate groups" in text
     no_exceptions(page)
 
 
@@ -416,10 +417,10 @@ def test_a_deep_link_on_a_fresh_server_gets_the_apps_layout_and_menu(browser, tm
         wait_idle(page)
         links = page.locator("[data-testid=stSidebarNavLink]")
         texts = links.all_inner_texts()
-        assert len(texts) == 4, texts  # not "app, dataset, predict, review, train"
-        for link, title in zip(texts, ["Dataset", "Train", "Review", "Predict"]):
+        assert len(texts) == 5, texts  # not "app, dataset, labels, predict, review, train"
+        for link, title in zip(texts, ["Dataset", "Train", "Review", "Labels", "Predict"]):
             assert link.strip().endswith(title), texts
-        assert links.locator("[data-testid=stIconMaterial]").count() == 4  # with their icons
+        assert links.locator("[data-testid=stIconMaterial]").count() == 5  # with their icons
         # app.py's wide layout: the centred one is 736 px at most.
         assert page.locator("[data-testid=stMainBlockContainer]").bounding_box()["width"] > 1000
         no_exceptions(page)
@@ -451,3 +452,65 @@ def test_no_request_leaves_the_loopback_address(page, app_url):
         and urlparse(url).hostname not in ("127.0.0.1", "localhost")
     }
     assert len(asked) > 20 and not outside, sorted(outside)
+
+
+def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser, tmp_path, utkface_dir):
+    """Open Labels on the training split, step with the arrow keys, mark three faces with M and a
+    reason each, then train without them: training and validation are three faces smaller, and the
+    test split is the same, file for file."""
+    from agelab import marks
+    from agelab.bins import GROUPS10
+    from agelab.training.splits import prepare_data
+    from tests.real_data import copy_real_images
+
+    folder = tmp_path / "utk"
+    copy_real_images(utkface_dir, folder, 300, step=70)
+    cache = tmp_path / "cache"
+    (tmp_path / "runs").mkdir()
+    server, url, log = serve(
+        tmp_path / "runs", "labels.log", AGELAB_DATA=str(folder), AGELAB_CACHE_DIR=str(cache)
+    )
+    try:
+        page = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
+        page.goto(url + "/labels")
+        page.wait_for_selector("h1:has-text('Labels')", timeout=120_000)
+        wait_idle(page)
+        page.get_by_text("Find the labels that look wrong").click()
+        page.wait_for_selector("text=look mislabelled", timeout=600_000)
+        wait_idle(page)
+
+        def shown() -> str:
+            return page.locator("text=this is").first.inner_text()
+
+        assert "this is 1" in shown()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_selector("text=this is 2", timeout=60_000)
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_selector("text=this is 1", timeout=60_000)
+        for reason, position in (("age wrong", 2), ("gender wrong", 3), ("not a face", 4)):
+            wait_idle(page)
+            page.get_by_text(reason, exact=True).click()
+            wait_idle(page)
+            page.keyboard.press("m")
+            page.wait_for_selector(f"text=this is {position}", timeout=60_000)
+        shot(page, "labels")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    os.environ["AGELAB_CACHE_DIR"], previous = str(cache), os.environ.get("AGELAB_CACHE_DIR")
+    try:
+        table = marks.load_marks(folder)
+        assert table["reason"].tolist() == ["age wrong", "gender wrong", "not a face"]
+        config = {"data": str(folder), "max_images": 0, "seed": 0, "crop": "none", "rebalance": "none",
+                  "rebalance_by_race": False, "rebalance_power": 1.0}  # fmt: skip
+        before = prepare_data({**config, "exclude": ""}, GROUPS10, lambda _: None)
+        after = prepare_data({**config, "exclude": str(marks.marks_path(folder))}, GROUPS10, lambda _: None)
+    finally:
+        if previous is None:
+            os.environ.pop("AGELAB_CACHE_DIR")
+        else:
+            os.environ["AGELAB_CACHE_DIR"] = previous
+    kept = len(before.splits["train"]) + len(before.splits["val"])
+    assert len(after.splits["train"]) + len(after.splits["val"]) == kept - 3
+    assert after.splits["test"]["file"].tolist() == before.splits["test"]["file"].tolist()
