@@ -94,7 +94,7 @@ file = os.path.basename(row["path"])
 if file in marked:
     right.caption(f":material/flag: Marked: {marked[file]}")
 
-b1, b2, b3, b4 = right.columns(4)
+b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 3])
 if b1.button("Previous", shortcut="Left", icon=":material/chevron_left:", disabled=position == 0):
     st.session_state["lb_position"] = position - 1
     st.rerun()

@@ -483,6 +483,8 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
             return page.locator("text=this is").first.inner_text()
 
         assert "this is 1" in shown()
+        # The keys act on the page, not inside a form field: take the focus off the toggle first.
+        page.locator("h1:has-text('Labels')").click()
         page.keyboard.press("ArrowRight")
         page.wait_for_selector("text=this is 2", timeout=60_000)
         page.keyboard.press("ArrowLeft")
@@ -491,6 +493,7 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
             wait_idle(page)
             page.get_by_text(reason, exact=True).click()
             wait_idle(page)
+            page.locator("h1:has-text('Labels')").click()
             page.keyboard.press("m")
             page.wait_for_selector(f"text=this is {position}", timeout=60_000)
         shot(page, "labels")
