@@ -85,3 +85,16 @@ def real_images_fixture(count: int, step: int) -> Any:
         return made
 
     return folder
+
+
+def splits_with_and_without_marks(folder: Path) -> tuple[Any, Any]:
+    """A run's data of ``folder`` (no crop, no rebalancing) before and after ``exclude=`` its marks."""
+    from agelab import marks
+    from agelab.bins import GROUPS10
+    from agelab.training.splits import prepare_data
+
+    config = {"data": str(folder), "max_images": 0, "seed": 0, "crop": "none", "rebalance": "none",
+              "rebalance_by_race": False, "rebalance_power": 1.0}  # fmt: skip
+    before = prepare_data({**config, "exclude": ""}, GROUPS10, lambda _: None)
+    after = prepare_data({**config, "exclude": str(marks.marks_path(folder))}, GROUPS10, lambda _: None)
+    return before, after

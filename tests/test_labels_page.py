@@ -7,10 +7,8 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from agelab import marks
-from agelab.bins import GROUPS10
 from agelab.paths import PROJECT_ROOT
-from agelab.training.splits import prepare_data
-from tests.real_data import copy_real_images
+from tests.real_data import copy_real_images, splits_with_and_without_marks
 
 PAGE = str(PROJECT_ROOT / "pages" / "labels.py")
 
@@ -34,10 +32,7 @@ def test_step_mark_three_and_train_without_them(utkface_dir, isolated_dirs, monk
     assert next(m.value for m in app.markdown if m.value.startswith("**Label:**")) == shown[-1]
     table = marks.load_marks(folder)
     assert table["reason"].tolist() == ["age wrong", "gender wrong", "not a face"]
-    config = {"data": str(folder), "max_images": 0, "seed": 0, "crop": "none", "rebalance": "none",
-              "rebalance_by_race": False, "rebalance_power": 1.0}  # fmt: skip
-    before = prepare_data({**config, "exclude": ""}, GROUPS10, lambda _: None)
-    after = prepare_data({**config, "exclude": str(marks.marks_path(folder))}, GROUPS10, lambda _: None)
+    before, after = splits_with_and_without_marks(folder)
     used = pd.concat([before.splits["train"], before.splits["val"]])
     assert set(table["file"]) <= set(used["file"])  # only training and validation faces are offered
     assert len(after.splits["train"]) + len(after.splits["val"]) == len(used) - 3

@@ -459,9 +459,7 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
     reason each, then train without them: training and validation are three faces smaller, and the
     test split is the same, file for file."""
     from agelab import marks
-    from agelab.bins import GROUPS10
-    from agelab.training.splits import prepare_data
-    from tests.real_data import copy_real_images
+    from tests.real_data import copy_real_images, splits_with_and_without_marks
 
     folder = tmp_path / "utk"
     copy_real_images(utkface_dir, folder, 300, step=70)
@@ -505,10 +503,7 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
     try:
         table = marks.load_marks(folder)
         assert table["reason"].tolist() == ["age wrong", "gender wrong", "not a face"]
-        config = {"data": str(folder), "max_images": 0, "seed": 0, "crop": "none", "rebalance": "none",
-                  "rebalance_by_race": False, "rebalance_power": 1.0}  # fmt: skip
-        before = prepare_data({**config, "exclude": ""}, GROUPS10, lambda _: None)
-        after = prepare_data({**config, "exclude": str(marks.marks_path(folder))}, GROUPS10, lambda _: None)
+        before, after = splits_with_and_without_marks(folder)
     finally:
         if previous is None:
             os.environ.pop("AGELAB_CACHE_DIR")
