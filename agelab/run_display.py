@@ -93,3 +93,27 @@ def source_rows(selected: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["run", "source", "images", "bin acc", "within 1", "age MAE", "gender acc"]
     )
+
+
+def test_scores_text(metrics: dict[str, Any]) -> str:
+    """A run's test scores in words: ``"test split (3,228 faces): exact group 62.3 %, within one 96.3 %,
+    age MAE 4.47 years, gender 94.3 %"``; empty when it has none."""
+
+    def number(key: str) -> float | None:
+        value = metrics.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    parts = []
+    for key, label, unit in (
+        ("test_bin_accuracy", "exact group", "%"),
+        ("test_within_one_bin", "within one", "%"),
+        ("test_age_mae", "age MAE", "years"),
+        ("test_gender_accuracy", "gender", "%"),
+    ):
+        value = number(key)
+        if value is not None:
+            parts.append(f"{label} {100 * value:.1f} %" if unit == "%" else f"{label} {value:.2f} {unit}")
+    if not parts:
+        return ""
+    n = number("n_test")
+    return ("test split" + (f" ({int(n):,} faces)" if n else "") + ": ") + ", ".join(parts)

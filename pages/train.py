@@ -288,7 +288,7 @@ def live_view() -> None:
     else:
         st.caption(
             f"{run.state} in {run_display.format_seconds(run.duration_s or 0)}; "
-            + ", ".join(f"{k}={v}" for k, v in run.metrics.items() if k.startswith("test_"))
+            + run_display.test_scores_text(run.metrics)
         )
     history = run.history
     left, right = st.columns(2)

@@ -135,3 +135,28 @@ def test_runs_scored_on_different_test_sets_are_flagged(isolated_dirs):
     assert runs.test_set_warning(table.iloc[[0, 1]]) is None  # one test set: comparable
     warning = runs.test_set_warning(table)
     assert "a-1, b-1 on 3,228 images; c-1 on 4,616 images" in warning and "evaluate --model" in warning
+
+
+def test_a_runs_test_scores_read_in_words(isolated_dirs):
+    import json
+
+    from agelab.run_display import test_scores_text
+
+    path = runs.create_run(build_config({"name": "words"}))
+    (path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "test_bin_accuracy": 0.6231,
+                "test_within_one_bin": 0.9628,
+                "test_age_mae": 4.468,
+                "test_gender_accuracy": 0.9433,
+                "n_test": 3228,
+            }
+        )  # fmt: skip
+    )
+    text = test_scores_text(runs.load_run(path).metrics)
+    assert (
+        text
+        == "test split (3,228 faces): exact group 62.3 %, within one 96.3 %, age MAE 4.47 years, gender 94.3 %"
+    )
+    assert "test_" not in text and test_scores_text({}) == ""
