@@ -455,10 +455,11 @@ def build_config(
 
 def resolve_data(config: dict[str, Any]) -> dict[str, Any]:
     """Pin each ``data`` folder to an absolute path, so the saved config reproduces the run elsewhere."""
+    from agelab.data_sources import comma_list
     from agelab.paths import data_dir
 
     config = dict(config)
-    folders = [part.strip() for part in str(config.get("data") or "").split(",") if part.strip()]
+    folders = comma_list(config.get("data"))
     config["data"] = ",".join(
         str(Path(folder).expanduser().resolve()) for folder in folders or [str(data_dir())]
     )

@@ -51,7 +51,6 @@ LABELLED_COLUMNS = {
     "age_low": "number",
     "age_high": "number",
 }
-SOURCE_COLUMNS = ("source", "source_weight", "age_low", "age_high")
 
 
 class SourceError(ValueError):
@@ -71,11 +70,23 @@ class Source:
         return is_labelled_folder(self.folder)
 
 
+def comma_list(text: str | Path | None) -> list[str]:
+    """The non-empty, stripped items of a comma-separated ``data=`` or ``source_weights=`` value."""
+    return [part.strip() for part in str(text or "").split(",") if part.strip()]
+
+
+def change_times(data: str | Path | None) -> tuple[float, ...]:
+    """Each ``data=`` folder's change time and its ``labels.csv``'s (0 for one that is missing): a cache
+    key that changes when a folder or its labels are edited."""
+    paths = [path for folder in comma_list(data) for path in (Path(folder), Path(folder) / LABELS_FILE)]
+    return tuple(path.stat().st_mtime if path.exists() else 0.0 for path in paths)
+
+
 def parse_sources(data: str | Path | None, weights: str = "") -> list[Source]:
     """The sources of ``data`` (comma-separated folders; empty: AGELAB_DATA) with ``weights`` (a
     comma-separated number per source; empty: 1 each)."""
-    folders = [part.strip() for part in str(data or "").split(",") if part.strip()] or [str(data_dir())]
-    given = [part.strip() for part in str(weights or "").split(",") if part.strip()]
+    folders = comma_list(data) or [str(data_dir())]
+    given = comma_list(weights)
     if given and len(given) != len(folders):
         raise SourceError(
             f"source_weights={weights!r} gives {len(given)} weight(s) for {len(folders)} source(s) in data=; "
@@ -161,8 +172,6 @@ def _labelled_index(folder: Path, progress: Callable[[int, int], None] | None, u
     everything = mark_duplicates(rows)
     is_malformed = everything["reason"].notna()
     frame = everything[~is_malformed].drop(columns="reason").reset_index(drop=True)
-    frame["gender"] = frame["gender"].astype("int64")
-    frame["race"] = frame["race"].astype("int64")
     if (frame["age"] == frame["age"].round()).all():
         frame["age"] = frame["age"].astype("int64")
     frame = in_layout(frame, LABELLED_COLUMNS)
@@ -195,7 +204,8 @@ class SourceReport:
 def load_sources(
     sources: list[Source], dedupe_policy: str = "drop_conflicts", seed: int = 0
 ) -> tuple[pd.DataFrame, list[SourceReport]]:
-    """Every kept face of every source with its ``split`` and the :data:`SOURCE_COLUMNS`, and a report
+    """Every kept face of every source with its ``split``, ``source``, ``source_weight``, ``age_low``
+    and ``age_high``, and a report
     per source. A photo found in an earlier source is kept there only, in that source's split; where
     the two sources' labels disagree it is dropped from both."""
     parts, indexes = [], []

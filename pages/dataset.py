@@ -1,8 +1,6 @@
 """Dataset: the training sources (UTKFace folders and labelled folders), their flaws, their mix and their
 imbalance."""
 
-from pathlib import Path
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -11,7 +9,7 @@ from agelab import eda, palette, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.config import OPTIONS
 from agelab.data import GENDERS, RACES
-from agelab.data_sources import overview
+from agelab.data_sources import change_times, overview
 from agelab.images import ImageError, load_image
 from agelab.paths import data_dir
 from agelab.rebalance import STRATEGIES, default_target, rebalance
@@ -25,15 +23,6 @@ LABELS = palette.TITLES
 @st.cache_data(show_spinner="Indexing images...")
 def load(folders: str, dedupe_policy: str, signature: tuple[float, ...]):
     return overview(folders, dedupe_policy)
-
-
-def change_times(folders: str) -> tuple[float, ...]:
-    """Each folder's (and labels.csv's) change time: the cache key, so an edited folder is read again."""
-    times = []
-    for part in (p.strip() for p in folders.split(",") if p.strip()):
-        for path in (Path(part), Path(part) / "labels.csv"):
-            times.append(path.stat().st_mtime if path.exists() else 0.0)
-    return tuple(times)
 
 
 def show_images(paths: list[str], captions: list[str], width: int) -> None:

@@ -12,6 +12,7 @@ import streamlit as st
 from agelab import marks
 from agelab.bins import GROUPS10
 from agelab.data import GENDERS, RACES
+from agelab.data_sources import change_times
 from agelab.label_noise import training_label_issues
 from agelab.paths import data_dir
 from streamlit_setup import through_app
@@ -26,11 +27,6 @@ REASONS = ("age wrong", "gender wrong", "not a face", "duplicate", "other")
 )
 def label_issues(folders: str, signature: tuple[float, ...]) -> pd.DataFrame:
     return training_label_issues(folders, GROUPS10, log=lambda _: None).table
-
-
-def change_times(folders: str) -> tuple[float, ...]:
-    parts = [Path(p.strip()) for p in folders.split(",") if p.strip()]
-    return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in parts for p in (p, p / "labels.csv"))
 
 
 def describe(row: pd.Series) -> str:

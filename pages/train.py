@@ -22,7 +22,7 @@ from agelab.config import (
     build_config,
     parse_overrides,
 )
-from agelab.data_sources import discover_sources, source_roots
+from agelab.data_sources import comma_list, discover_sources, source_roots
 from agelab.launchers import LaunchError
 from agelab.paths import data_dir, runs_dir
 from agelab.training import devices
@@ -179,7 +179,7 @@ if launched or sweep_launched:
     chosen = {
         "recipe": recipe,
         "name": name,
-        "data": ",".join([folder, *(s for s in more_sources if s not in folder.split(","))]),
+        "data": ",".join([folder, *(s for s in more_sources if s not in comma_list(folder))]),
         "source_weights": source_weights,
         "max_images": max_images,
         "model": model,
