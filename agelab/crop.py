@@ -65,38 +65,62 @@ def align_face(image: np.ndarray, keypoints: np.ndarray, size: int = CROP_SIZE) 
     """The ``size`` x ``size`` RGB crop of the face whose keypoints (at least the first four, in
     ``image``'s pixels) are given, rotated and scaled onto :data:`TEMPLATE`; outside the image is black.
     """
-    import cv2
-
     points = np.asarray(keypoints, np.float64)[:ALIGN_POINTS]
     matrix = similarity_transform(points, TEMPLATE * (size / CROP_SIZE))
-    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    return resample(image, matrix, (size, size))
+
+
+def resample(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The ``size`` (width, height) image that the 2x3 ``matrix`` (``image`` to output, no shear)
+    maps ``image`` onto, black outside it, made so that the output does not depend on how many pixels
+    ``image`` has: the same photo at 1x and at 12x gives the same output.
+
+    Coordinates are continuous: pixel ``(i, j)`` covers ``[i, i + 1) x [j, j + 1)``, as the face
+    detector's keypoints are. (``warpAffine`` puts pixel centres at whole numbers; mapped as they
+    are, the output moves by up to half an output pixel with the scale.)
+
+    Shrinking, the region the output needs is first averaged down by area (``cv2.resize``,
+    INTER_AREA) to the output's scale, so each output pixel is the mean of the source pixels it
+    covers; a warp alone samples one point per output pixel and aliases (``warpAffine`` has no area
+    mode: it takes INTER_AREA as bilinear). What is left is a warp at about unit scale, bicubic like
+    every enlargement: bilinear blurs by up to half a pixel depending on the sub-pixel phase, and
+    the phase changes with the source's resolution.
+    """
+    import cv2
+
+    matrix = np.asarray(matrix, np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    width, height = size
     source = image
-    if scale < 0.5:
-        # Shrinking by more than 2x in one bilinear warp aliases (a big face in a phone photo):
-        # shrink the face's region by area averaging first, then warp at about its final scale.
+    if scale < 1.0:
         inverse = cv2.invertAffineTransform(matrix)
-        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64)
+        corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], np.float64)
         mapped = corners @ inverse.T
-        x0, y0 = np.floor(mapped.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(mapped.max(0)).astype(int) + 2
-        region = _padded_region(image, x0, y0, x1, y1)
-        factor = scale * 1.5
+        # The needed region, wider by the bicubic kernel, clipped to the image: outside it the
+        # warp's border is black anyway, and a 9000 px photo is never copied whole.
+        margin = 3 / scale
+        x0, y0 = (max(0, int(np.floor(v - margin))) for v in mapped.min(0))
+        x1 = min(image.shape[1], int(np.ceil(mapped[:, 0].max() + margin)))
+        y1 = min(image.shape[0], int(np.ceil(mapped[:, 1].max() + margin)))
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((height, width, 3), np.uint8)
         small = cv2.resize(
-            region,
-            (max(1, round(region.shape[1] * factor)), max(1, round(region.shape[0] * factor))),
+            np.ascontiguousarray(image[y0:y1, x0:x1]),
+            (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))),
             interpolation=cv2.INTER_AREA,
         )
-        shrink = np.array([[small.shape[1] / region.shape[1], 0], [0, small.shape[0] / region.shape[0]]])
-        # matrix maps image -> crop; compose with region coordinates: image = region / shrink + origin.
-        linear = matrix[:, :2] @ np.linalg.inv(shrink)
+        # Continuous region coordinates are (x - x0) * shrink per axis (exact for the rounded sizes).
+        shrink = np.array([small.shape[1] / (x1 - x0), small.shape[0] / (y1 - y0)])
         offset = matrix[:, :2] @ np.array([x0, y0], np.float64) + matrix[:, 2]
-        matrix = np.hstack([linear, offset[:, None]])
+        matrix = np.hstack([matrix[:, :2] / shrink[None, :], offset[:, None]])
         source = small
+    # Continuous to pixel-centre coordinates: u + 1/2 = A (x + 1/2) + b.
+    centred = np.hstack([matrix[:, :2], (matrix[:, :2] @ np.full(2, 0.5) + matrix[:, 2] - 0.5)[:, None]])
     return cv2.warpAffine(
         np.ascontiguousarray(source),
-        matrix,
-        (size, size),
-        flags=cv2.INTER_LINEAR,
+        centred,
+        (width, height),
+        flags=cv2.INTER_CUBIC,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0),
     )

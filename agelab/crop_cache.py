@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 MIN_SCORE = 0.5
 # Crop files are written under this name scheme version; bump it when the crop changes.
 # aligned2: the detector model is run by LiteRT directly (agelab.blazeface); keypoints moved ~0.1 px.
-VERSION = "aligned2"
+# aligned3: the detector input and the crop are resampled by area averaging and bicubic (crop.resample).
+VERSION = "aligned3"
 
 
 def crop_folder(source: str | Path, image_size: int) -> Path:

@@ -19,7 +19,8 @@ import numpy as np
 from agelab import settings
 from agelab.assets import AssetError, download_face_model
 from agelab.blazeface import INPUT_SIZE, BlazeFace, UnsupportedDetectorModel
-from agelab.crop import ALIGN_POINTS, DEFAULT_MARGIN, align_face, clip_box, crop_face
+from agelab.crop import ALIGN_POINTS, DEFAULT_MARGIN, align_face, clip_box, crop_face, resample
+from agelab.face_boxes import MERGE_IOU, box_overlap, fills_the_frame
 from agelab.paths import mirror_dir, models_dir
 
 # Faces that fill the frame (as in UTKFace) are often missed. When a first pass finds nothing, a second
@@ -27,51 +28,25 @@ from agelab.paths import mirror_dir, models_dir
 # short-range model missed 13 without a border and none with 0.25. The border is not always on because
 # it shrinks the faces of a wide scene.
 DEFAULT_BORDER = 0.25
-# Detection runs on a copy whose longer side is at most this; boxes come back in original pixels.
-DETECT_MAX_SIDE = 1280
 # Faces narrower than this fraction of the frame get their keypoints measured again on a close-up of
-# REFINE_CONTEXT times their box, resampled to REFINE_SIZE px (see FaceDetector._refine).
+# REFINE_CONTEXT times their box, at the detector's input size (see FaceDetector._refine).
 REFINE_BELOW = 0.5
 REFINE_CONTEXT = 2.0
-# The detector's own input size: a larger close-up was only sampled down again (256 px gave the
-# same keypoints to the last digit on real photos, at the cost of a second resample).
-REFINE_SIZE = INPUT_SIZE
 # "litert" runs the short-range model directly (agelab.blazeface), "mediapipe" through MediaPipe
 # Tasks' own graph (the reference it is tested against, and the only runner of the full-range model).
 RUNTIMES = ("litert", "mediapipe")
 # The detector is created with a low floor; callers filter by their own min_score, so one detector
 # serves every position of a confidence slider.
 DETECTOR_FLOOR = 0.2
-
+# "auto" runs the short-range model and, unless it found only faces that fill a good part of the
+# frame (a selfie, a portrait, a webcam close-up), the full-range model too, merging the two.
+KINDS = ("auto", "short", "full")
 MODEL_FILES = {
     "short": "face_detection_short_range.tflite",
     "full": "face_detection_full_range_sparse.tflite",
 }
-
-
-# A photo at least this large (its longer side, px) can hold faces too small for the detector, which
-# sees the whole frame at its own input size (128 px short range, 192 full range): in a 2400 px photo
-# of 30 faces 120 px wide, the full-range model found 1 and the short-range none.
-SMALL_FACES_PHOTO = 1000
-# Found faces narrower than this share of the photo's longer side are "small": where only such faces
-# (or none) were found, more of them were likely missed.
-SMALL_FACE_SHARE = 0.125
-
-
-def missed_faces_hint(width: int, height: int, boxes: list[tuple[int, int, int, int]]) -> str | None:
-    """A hint for a large photo in which at most one face, and no large one, was found: it may hold
-    faces too small for the detector. None when the result needs no hint."""
-    longest = max(width, height)
-    if longest < SMALL_FACES_PHOTO or len(boxes) > 1:
-        return None
-    if any(max(w, h) >= SMALL_FACE_SHARE * longest for _, _, w, h in boxes):
-        return None  # one face that fills the photo (a portrait): nothing was missed
-    found = "no face" if not boxes else "1 small face"
-    return (
-        f"found {found} in a {width}x{height} photo; if it holds more faces, they are too small for the"
-        " detector, which sees the whole photo at 128-192 px: crop the photo around them (each face a"
-        " tenth of the crop or more) and predict the crops"
-    )
+# Each model's square input, in pixels: the whole frame is shrunk onto it by area averaging.
+INPUT_SIDES = {"short": INPUT_SIZE, "full": 192}
 
 
 class DetectorModelError(RuntimeError):
@@ -173,6 +148,8 @@ def _close_open_detectors() -> None:
 class FaceDetector:
     """MediaPipe's face detector, returning boxes, scores and crops.
 
+    ``kind`` is "short" (faces near the camera), "full" (faces up to a few metres away) or "auto"
+    (short range, and full range as well unless every face found fills a good part of the frame).
     The short-range model is run by LiteRT with MediaPipe's pre- and post-processing
     (:mod:`agelab.blazeface`) unless ``runtime="mediapipe"``; other models by MediaPipe Tasks.
 
@@ -183,24 +160,28 @@ class FaceDetector:
 
     def __init__(
         self,
-        kind: str = "short",
+        kind: str = "auto",
         model_path: str | Path | None = None,
         mode: str = "image",
         margin: float = DEFAULT_MARGIN,
         border: float = DEFAULT_BORDER,
-        max_side: int = DETECT_MAX_SIDE,
         floor: float = DETECTOR_FLOOR,
         runtime: str = "litert",
     ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown detector {kind!r}: choose from {', '.join(KINDS)}")
         if mode not in {"image", "video"}:
             raise ValueError(f"detector mode {mode!r}: use 'image' or 'video'")
         if runtime not in RUNTIMES:
             raise ValueError(f"detector runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
         self.requested_runtime = runtime
-        self.kind, self.mode, self.margin, self.border, self.max_side = kind, mode, margin, border, max_side
-        self.model_path = detector_model_path(kind, model_path)
+        self.kind, self.mode, self.margin, self.border = kind, mode, margin, border
+        self.model_kind = "full" if kind == "full" else "short"
+        self.input_side = INPUT_SIDES[self.model_kind]
+        self.model_path = detector_model_path(self.model_kind, model_path)
         self.floor = floor
         self._lock = threading.Lock()
+        self._far: FaceDetector | None = None
         self._blazeface = self._direct_model()
         if self._blazeface is None:
             mp, vision, base_options = _mediapipe()
@@ -224,40 +205,58 @@ class FaceDetector:
     def _direct_model(self) -> BlazeFace | None:
         """The short-range model run by LiteRT without MediaPipe's task graph (same faces, a third of
         the time: :mod:`agelab.blazeface`); None for other models, which the task runs."""
-        if self.kind != "short" or self.requested_runtime != "litert":
+        if self.model_kind != "short" or self.requested_runtime != "litert":
             return None
         try:
             return BlazeFace(self.model_path, threads=min(2, os.cpu_count() or 1))
         except (UnsupportedDetectorModel, ImportError, ValueError, RuntimeError):
             return None
 
+    def _far_detector(self) -> FaceDetector:
+        """The full-range detector "auto" adds for faces far from the camera, loaded when first needed."""
+        with self._lock:
+            if self._far is None:
+                self._far = FaceDetector("full", mode=self.mode, border=0.0, floor=self.floor)
+            return self._far
+
     @property
     def runtime(self) -> str:
         """What runs the detector model, for descriptions."""
-        return "LiteRT" if self._blazeface is not None else "MediaPipe Tasks"
+        own = "LiteRT" if self._blazeface is not None else "MediaPipe Tasks"
+        return f"{own}, full range by MediaPipe Tasks" if self.kind == "auto" else own
 
     def locate(self, image: np.ndarray, min_score: float, timestamp_ms: int | None) -> list[Located]:
         """Boxes and keypoints in ``image``'s pixels, not clipped to it (a face at the edge reaches
         past it)."""
-        import cv2
-
-        height, width = image.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        small = image
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        found = self._detect_once(small, 0, scale, min_score, timestamp_ms)
+        found = self._detect_frame(image, 0.0, min_score, timestamp_ms)
         if not found and self.border > 0:
             # A face that fills the frame is often missed; a black border lets the detector see it whole.
-            pad = int(round(self.border * min(small.shape[:2])))
-            padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-            found = self._detect_once(
-                padded, pad, scale, min_score, None if timestamp_ms is None else timestamp_ms + 1
+            pad = self.border * min(image.shape[:2])
+            found = self._detect_frame(
+                image, pad, min_score, None if timestamp_ms is None else timestamp_ms + 1
             )
+        if self.kind == "auto" and not fills_the_frame(found, image.shape):
+            far = self._far_detector()._detect_frame(image, 0.0, min_score, timestamp_ms)
+            found += [
+                item for item in far if all(box_overlap(item[0], mine[0]) < MERGE_IOU for mine in found)
+            ]
         found = [self._refine(image, item) for item in found]
         found.sort(key=lambda item: -item[1])
         return found
+
+    def _detect_frame(
+        self, image: np.ndarray, pad: float, min_score: float, timestamp_ms: int | None
+    ) -> list[Located]:
+        """Faces in the whole frame, on a black border of ``pad`` pixels, letterboxed onto the model's
+        square input by area averaging (:func:`agelab.crop.resample`), so that the detector sees the
+        same input, and gives the same boxes, for the photo at any resolution."""
+        height, width = image.shape[:2]
+        side = max(height, width) + 2 * pad
+        zoom = self.input_side / side
+        left, top = width / 2 - side / 2, height / 2 - side / 2
+        to_input = np.array([[zoom, 0, -left * zoom], [0, zoom, -top * zoom]])
+        pixels = resample(image, to_input, (self.input_side, self.input_side))
+        return self._detect_once(pixels, zoom, left, top, min_score, timestamp_ms)
 
     def _refine(self, image: np.ndarray, item: Located) -> Located:
         """Keypoints measured again on a close-up of the face, when it is small in the frame.
@@ -284,28 +283,22 @@ class FaceDetector:
 
     def _close_up(self, image: np.ndarray, item: Located, min_score: float) -> Located | None:
         """The detection nearest the centre of a close-up around ``item``'s box (REFINE_CONTEXT times
-        its side, resampled to REFINE_SIZE px, black outside the image), in ``image``'s pixels."""
-        import cv2
-
+        its side at the model's input size, black outside the image), in ``image``'s pixels. The
+        close-up is resampled from the original pixels (:func:`agelab.crop.resample`), so a face
+        gives the same close-up, and the same keypoints, at any resolution of the photo."""
         (x, y, w, h), _, _ = item
         side = max(w, h)
         if side <= 0:
             return None
         region_side = side * REFINE_CONTEXT
         left, top = x + w / 2 - region_side / 2, y + h / 2 - region_side / 2
-        zoom = REFINE_SIZE / region_side
+        zoom = self.input_side / region_side
         to_region = np.array([[zoom, 0, -left * zoom], [0, zoom, -top * zoom]])
-        close_up = cv2.warpAffine(
-            image,
-            to_region,
-            (REFINE_SIZE, REFINE_SIZE),
-            flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-        )
-        found = self._detect_once(close_up, 0, 1.0, min_score, None)
+        close_up = resample(image, to_region, (self.input_side, self.input_side))
+        found = self._detect_once(close_up, 1.0, 0.0, 0.0, min_score, None)
         if not found:
             return None
-        centre = REFINE_SIZE / 2
+        centre = self.input_side / 2
         (bx, by, bw, bh), score, points = min(
             found, key=lambda a: np.hypot(a[0][0] + a[0][2] / 2 - centre, a[0][1] + a[0][3] / 2 - centre)
         )
@@ -313,12 +306,20 @@ class FaceDetector:
         return box, score, points / zoom + np.array([left, top])
 
     def _detect_once(
-        self, pixels: np.ndarray, pad: int, scale: float, min_score: float, timestamp_ms: int | None
+        self,
+        pixels: np.ndarray,
+        zoom: float,
+        left: float,
+        top: float,
+        min_score: float,
+        timestamp_ms: int | None,
     ) -> list[Located]:
+        """Faces in ``pixels``, mapped back to the image that ``pixels`` shows at ``zoom`` from
+        (``left``, ``top``): image coordinates are ``left + u / zoom``."""
         if self._blazeface is not None:
             # The task applies its floor before suppression and callers' min_score after: kept here.
             return [
-                (((x - pad) / scale, (y - pad) / scale, w / scale, h / scale), score, (points - pad) / scale)
+                ((x / zoom + left, y / zoom + top, w / zoom, h / zoom), score, points / zoom + [left, top])
                 for (x, y, w, h), score, points in self._blazeface.detect(pixels, self.floor)
                 if score >= min_score
             ]
@@ -332,15 +333,15 @@ class FaceDetector:
             else:
                 result = self._detector.detect(frame)
         found = []
+        height, width = pixels.shape[:2]
         for det in result.detections:
             score = float(det.categories[0].score) if det.categories else 0.0
             if score < min_score:
                 continue
             b = det.bounding_box
-            raw = ((b.origin_x - pad) / scale, (b.origin_y - pad) / scale, b.width / scale, b.height / scale)
-            height, width = pixels.shape[:2]
+            raw = (b.origin_x / zoom + left, b.origin_y / zoom + top, b.width / zoom, b.height / zoom)
             keypoints = np.array(
-                [((k.x * width - pad) / scale, (k.y * height - pad) / scale) for k in det.keypoints or []],
+                [(k.x * width / zoom + left, k.y * height / zoom + top) for k in det.keypoints or []],
                 np.float64,
             ).reshape(-1, 2)
             found.append((raw, score, keypoints))
@@ -370,6 +371,8 @@ class FaceDetector:
         return faces
 
     def close(self) -> None:
+        if self._far is not None:
+            self._far.close()
         if self._blazeface is not None:
             return
         with self._lock, contextlib.suppress(Exception):

@@ -19,7 +19,8 @@ from typing import Any
 
 from agelab import atomic
 from agelab.data import IMAGE_SUFFIXES
-from agelab.faces import FaceDetector, missed_faces_hint
+from agelab.face_boxes import missed_faces_hint
+from agelab.faces import FaceDetector
 from agelab.images import ImageError, load_image
 from agelab.model_files import (
     BACKEND_HELP,

@@ -11,7 +11,8 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from agelab.annotate import annotate  # noqa: E402
-from agelab.faces import FaceDetector, missed_faces_hint  # noqa: E402
+from agelab.face_boxes import missed_faces_hint  # noqa: E402
+from agelab.faces import FaceDetector  # noqa: E402
 from agelab.images import ImageError, image_format, load_image  # noqa: E402
 from agelab.live import LiveAnnotator, rtc_configuration  # noqa: E402
 from agelab.model_files import ModelError, available_models, default_model, model_stamp  # noqa: E402

@@ -106,7 +106,8 @@ def test_align_face_pads_black_outside_the_image():
     keypoints = TEMPLATE * 0.5 - np.array([60.0, 0.0])
     crop = align_face(image, keypoints)
     assert crop.shape == (CROP_SIZE, CROP_SIZE, 3)
-    assert (crop[:, :119] == 0).all() and (crop[:199, 121:] == 200).all()
+    # Bicubic: within two image pixels (4 crop pixels) of the image's edge the grey rings a little.
+    assert (crop[:, :119] == 0).all() and (crop[4:196, 124:] == 200).all()
 
 
 def test_crop_crossing_the_border_is_padded_black():

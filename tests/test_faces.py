@@ -130,8 +130,8 @@ def test_litert_runs_the_short_range_model_as_mediapipe_tasks_does(detector, utk
         for image in images:
             # One detection pass each: the task rounds its boxes to whole pixels, and locate's close-up
             # pass, placed by the box, would carry that rounding into the keypoints.
-            ours = detector._detect_once(image, 0, 1.0, 0.3, None)
-            theirs = tasks._detect_once(image, 0, 1.0, 0.3, None)
+            ours = detector._detect_once(image, 1.0, 0.0, 0.0, 0.3, None)
+            theirs = tasks._detect_once(image, 1.0, 0.0, 0.0, 0.3, None)
             assert len(ours) == len(theirs), image.shape
             for (box, score, points), (their_box, their_score, their_points) in zip(
                 ours, theirs, strict=True
