@@ -223,7 +223,7 @@ class FaceDetector:
     def runtime(self) -> str:
         """What runs the detector model, for descriptions."""
         own = "LiteRT" if self._blazeface is not None else "MediaPipe Tasks"
-        return f"{own}, full range by MediaPipe Tasks" if self.kind == "auto" else own
+        return f"{own} (full range: MediaPipe Tasks)" if self.kind == "auto" else own
 
     def locate(self, image: np.ndarray, min_score: float, timestamp_ms: int | None) -> list[Located]:
         """Boxes and keypoints in ``image``'s pixels, not clipped to it (a face at the edge reaches

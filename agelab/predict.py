@@ -19,8 +19,8 @@ from typing import Any
 
 from agelab import atomic
 from agelab.data import IMAGE_SUFFIXES
-from agelab.face_boxes import missed_faces_hint
-from agelab.faces import FaceDetector
+from agelab.face_boxes import left_to_right, missed_faces_hint
+from agelab.faces import KINDS, FaceDetector
 from agelab.images import ImageError, load_image
 from agelab.model_files import (
     BACKEND_HELP,
@@ -55,6 +55,8 @@ def predict_file(
     try:
         image = load_image(path)
         results = predict_image(image, detector, predictor, min_score)
+        # Numbered left to right, as on the Predict page's photo and table.
+        results = [results[i] for i in left_to_right([r.box for r in results])]
         record["faces"] = [r.as_dict() for r in results]
         if detector is not None:
             height, width = image.shape[:2]
@@ -146,7 +148,11 @@ def cli(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-detect", action="store_true", help="treat each image as one face crop")
     parser.add_argument(
-        "--detector", choices=["short", "full"], default="short", help="MediaPipe model range"
+        "--detector",
+        choices=KINDS,
+        default="auto",
+        help="MediaPipe model range: auto (short range, and full range too unless the faces fill the "
+        "frame), short (close-ups), full (faces far away)",
     )
     parser.add_argument("--detector-model", help="a face detector .tflite file (else AGELAB_FACE_MODEL)")
     parser.add_argument("--min-score", type=float, default=0.5, help="minimum detection confidence (0-1)")

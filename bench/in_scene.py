@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab.bins import GROUPS10  # noqa: E402
 from agelab.data import load_dataset  # noqa: E402
+from agelab.face_boxes import box_overlap as overlap  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.images import load_image  # noqa: E402
 from agelab.model_files import (  # noqa: E402
@@ -47,15 +48,6 @@ def make_scene(face: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     scene = background.copy()
     scene[y : y + side, x : x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
     return scene, (x, y, side, side)
-
-
-def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w = max(0, min(ax1, bx1) - max(a[0], b[0]))
-    h = max(0, min(ay1, by1) - max(a[1], b[1]))
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def score(rows: pd.DataFrame) -> dict[str, float]:

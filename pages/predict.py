@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from agelab.annotate import annotate  # noqa: E402
-from agelab.face_boxes import missed_faces_hint  # noqa: E402
+from agelab.face_boxes import left_to_right, missed_faces_hint  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.images import ImageError, image_format, load_image  # noqa: E402
 from agelab.live import LiveAnnotator, rtc_configuration  # noqa: E402
@@ -25,7 +25,12 @@ through_app()
 keep_models_warm()
 
 ACCEPTED = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
-DETECTORS = {"short": "Short range (close-ups, webcam)", "full": "Full range (group photos, faces far away)"}
+DETECTORS = {
+    "auto": "Automatic (short range, and full range unless the faces fill the photo)",
+    "short": "Short range (close-ups, webcam)",
+    "full": "Full range (group photos, faces far away)",
+}
+DETECTOR_NAMES = {"auto": "short-range (and full-range, where faces are small)", "short": "short-range", "full": "full-range"}
 MODES = ("Upload", "Camera snapshot", "Live webcam")
 METRIC_LABELS = {
     "test_bin_accuracy": "bin accuracy",
@@ -70,7 +75,8 @@ def model_table(models_folder: str, runs_folder: str) -> list[dict]:
 
 
 def face_rows(results: list[FaceResult]) -> pd.DataFrame:
-    """One row per face, what matters first: age, age group, gender; then how sure, then where."""
+    """One row per face, numbered as on the photo, what matters first: age, age group, gender; then
+    how sure, then where."""
     rows = []
     for i, r in enumerate(results, start=1):
         p = r.prediction
@@ -93,6 +99,8 @@ def face_rows(results: list[FaceResult]) -> pd.DataFrame:
 
 
 def show_results(image, results: list[FaceResult]) -> None:
+    """The photo with numbered boxes beside the table, both left to right."""
+    results = [results[i] for i in left_to_right([r.box for r in results])]
     left, right = st.columns([1, 1])
     left.image(annotate(image, results), width="stretch")
     right.dataframe(
@@ -163,6 +171,8 @@ def live_view(predictor: Predictor, kind: str, min_score: float) -> None:
     except ValueError as exc:
         st.error(str(exc))
         return
+    # The webcam is a close-up: short range alone keeps its frame rate ("auto" would add full range).
+    kind = "short" if kind == "auto" else kind
     key = (kind, str(predictor.model_path))
     annotator: LiveAnnotator | None = st.session_state.get("live_annotator")
     if annotator is None or st.session_state.get("live_key") != key:
@@ -247,7 +257,7 @@ except (ModelError, RuntimeError, OSError) as exc:
     st.stop()
 st.caption(
     f"{choice}: {predictor.scheme.num_bins} age groups ({predictor.scheme.spec}), input {predictor.image_size} px; "
-    f"{predictor.backend_note}; faces found by MediaPipe's {kind}-range detector, run by {detector.runtime}"
+    f"{predictor.backend_note}; faces found by MediaPipe's {DETECTOR_NAMES[kind]} detector, run by {detector.runtime}"
 )
 if predictor.warning:
     st.warning(predictor.warning)

@@ -44,7 +44,7 @@ def test_upload_of_real_photos_shows_one_row_per_face_and_writes_nothing(page, u
     at, models = page
     captions = " ".join(c.value for c in at.caption)
     assert "written to disk" in captions
-    assert "short-range detector, run by LiteRT" in captions
+    assert "short-range (and full-range, where faces are small) detector, run by LiteRT" in captions
     assert at.selectbox[0].options == ["tiny.keras"]
     before = files_on_disk(models.parent)
     face = real_faces(utkface_dir, 1, step=1, start=4500)[0]
