@@ -199,6 +199,13 @@ class RayLauncher:
                 env[key] = str(Path(os.environ[key]).expanduser().resolve())
         return {"working_dir": str(PROJECT_ROOT), "excludes": RAY_EXCLUDES, "env_vars": env}
 
+    def job_runtime_env(self, root: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """One run's ``runtime_env``: a job that reserved no GPU sees none (Ray leaves them all visible)."""
+        env = self.runtime_env(root)
+        if not config["num_gpus"]:
+            env["env_vars"][HIDE_GPUS] = ""
+        return env
+
     def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path:
         config = checked_config(config)
         client = self.client  # before making a folder: a missing ray or a dead cluster makes none
@@ -206,13 +213,10 @@ class RayLauncher:
         run_dir = runs.create_run(config, root)
         runs.write_status(run_dir, launcher="ray", ray_address=self.address, **fields)
         try:
-            runtime_env = self.runtime_env(root)
-            if not config["num_gpus"]:  # Ray leaves every GPU visible to a job that reserved none
-                runtime_env["env_vars"][HIDE_GPUS] = ""
             job_id = client.submit_job(
                 entrypoint=f"python -m agelab train --run-dir {shlex.quote(str(run_dir.resolve()))}",
                 submission_id=f"agelab-{run_dir.name}-{uuid.uuid4().hex[:8]}",
-                runtime_env=runtime_env,
+                runtime_env=self.job_runtime_env(root, config),
                 entrypoint_num_cpus=config["num_cpus"],
                 entrypoint_num_gpus=config["num_gpus"],
                 metadata={"agelab_run": run_dir.name},
