@@ -48,10 +48,12 @@ def finished(process: subprocess.Popen) -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-def wait_for_checkpoint(run_root: Path, name: str, epoch: int, process: subprocess.Popen) -> Path:
+def wait_for_checkpoint(
+    run_root: Path, name: str, epoch: int, process: subprocess.Popen | None = None
+) -> Path:
     deadline = time.time() + 600
     while time.time() < deadline:
-        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert process is None or process.poll() is None, process.communicate()[0][-3000:]
         found = [p for p in (run_root / name).glob("checkpoints/epoch-*.npz")]
         if any(int(p.stem.split("-")[1]) >= epoch for p in found):
             return run_root / name
@@ -142,3 +144,34 @@ def test_the_train_verb_refuses_a_resume_with_another_config(isolated_dirs):
     )  # fmt: skip
     assert done.returncode == 2
     assert "learning_rate='0.1' with resume: a resumed run goes on with its own saved config" in done.stderr
+
+
+def test_the_train_page_shows_a_lost_run_and_resumes_it(small_data, isolated_dirs):
+    from streamlit.testing.v1 import AppTest
+
+    from agelab.launchers import LocalLauncher
+
+    config = dict(item.split("=", 1) for item in RUN)
+    run_dir = LocalLauncher().submit({**config, "epochs": 4, "data": str(small_data), "name": "page"})
+    wait_for_checkpoint(run_dir.parent, run_dir.name, 1)
+    os.killpg(runs.load_run(run_dir).status["pid"], signal.SIGKILL)
+    deadline = time.time() + 30
+    while runs.load_run(run_dir).state != "lost" and time.time() < deadline:
+        time.sleep(0.2)
+
+    app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=60).run()
+    assert not app.exception
+    assert any("`lost`" in m.value for m in app.markdown)
+    assert any("The run was lost: its process" in w.value for w in app.warning)
+    app.button(key="resume-page-1").click().run()
+    assert not app.exception and not app.error
+    deadline = time.time() + 600
+    while runs.load_run(run_dir).state in (*runs.ACTIVE, "lost") and time.time() < deadline:
+        time.sleep(0.5)
+    run = runs.load_run(run_dir)
+    assert run.state == "finished", run.log()
+    assert run.status["launcher"] == "local" and run.status["resumed"][0]["from_epoch"] >= 1
+    assert list(run.history["epoch"]) == [1, 2, 3, 4]
+    app.run()
+    assert any("`finished`" in m.value for m in app.markdown)
+    assert not [b for b in app.button if b.key == "resume-page-1"]  # a finished run is not resumed
