@@ -162,6 +162,14 @@ OPTIONS: dict[str, Option] = {
         "weights saved: the epoch of the best validation loss, or the last epoch",
         ("best", "last"),
     ),
+    "keep_checkpoints": Option(
+        2,
+        "int",
+        "per-epoch checkpoints kept in the run's checkpoints/ (the last ones; 0: none, no resume)",
+        (),
+        0,
+        1000,
+    ),
     "crop": Option(
         "aligned",
         "choice",
@@ -206,6 +214,30 @@ OPTIONS: dict[str, Option] = {
         0.0, "float", "GPUs a Ray run reserves (fractions share one; local: ignored)", (), 0.0, 64.0
     ),
     "num_cpus": Option(1.0, "float", "CPUs a Ray run reserves (local: ignored)", (), 0.0, 1024.0),
+    "gpus": Option(
+        -1,
+        "int",
+        "GPUs the run uses of those it sees (-1: all; 0: none, they are hidden from it)",
+        (),
+        -1,
+        64,
+    ),
+    "gpu_memory_mb": Option(
+        0,
+        "int",
+        "memory limit on each GPU in MB, for runs sharing one (0: memory grows as needed)",
+        (),
+        0,
+        1_000_000,
+    ),
+    "threads": Option(
+        0,
+        "int",
+        "TensorFlow's intra- and inter-op threads (0: one per core; on Ray: num_cpus)",
+        (),
+        0,
+        1024,
+    ),
 }
 
 # What the shipped models' recipes share: a cosine schedule kept to its last epoch, the serving crop,

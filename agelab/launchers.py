@@ -26,6 +26,7 @@ from agelab.config import checked_config
 from agelab.paths import PROJECT_ROOT, runs_dir
 from agelab.processes import identity, own_process, spawn
 from agelab.run_display import progress_text
+from agelab.training.devices import HIDE_GPUS, visible_gpus_env
 
 RAY_ADDRESS_ENV = "AGELAB_RAY_ADDRESS"
 INSTALL_RAY = ".venv/bin/pip install -r requirements-cluster.txt"
@@ -76,9 +77,10 @@ class LocalLauncher:
 
         The config is validated here first, so a bad one never makes a folder.
         """
-        run_dir = runs.create_run(checked_config(config), root)
+        config = checked_config(config)
+        run_dir = runs.create_run(config, root)
         # TF_CPP_MIN_LOG_LEVEL=2: the log starts with the run, not TensorFlow's C++ notices (oneDNN, CPU).
-        env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {"TF_CPP_MIN_LOG_LEVEL": "2", **visible_gpus_env(config)}
         if root is not None:
             env["AGELAB_RUNS_DIR"] = str(Path(root))
         # --log-redirected: spawn already sends its output to log.txt, which the run must not copy again.
@@ -197,6 +199,13 @@ class RayLauncher:
                 env[key] = str(Path(os.environ[key]).expanduser().resolve())
         return {"working_dir": str(PROJECT_ROOT), "excludes": RAY_EXCLUDES, "env_vars": env}
 
+    def job_runtime_env(self, root: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """One run's ``runtime_env``: a job that reserved no GPU sees none (Ray leaves them all visible)."""
+        env = self.runtime_env(root)
+        if not config["num_gpus"]:
+            env["env_vars"][HIDE_GPUS] = ""
+        return env
+
     def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path:
         config = checked_config(config)
         client = self.client  # before making a folder: a missing ray or a dead cluster makes none
@@ -207,7 +216,7 @@ class RayLauncher:
             job_id = client.submit_job(
                 entrypoint=f"python -m agelab train --run-dir {shlex.quote(str(run_dir.resolve()))}",
                 submission_id=f"agelab-{run_dir.name}-{uuid.uuid4().hex[:8]}",
-                runtime_env=self.runtime_env(root),
+                runtime_env=self.job_runtime_env(root, config),
                 entrypoint_num_cpus=config["num_cpus"],
                 entrypoint_num_gpus=config["num_gpus"],
                 metadata={"agelab_run": run_dir.name},
@@ -279,11 +288,30 @@ class RayLauncher:
         try:
             stopped = self.client.stop_job(job_id)
         except Exception as err:
-            raise LaunchError(f"Ray could not stop job {job_id}: {str(err).splitlines()[0][:200]}") from None
+            return stop_without_ray(
+                Path(run_dir), f"Ray at {self.address} cannot be reached ({_first_line(err)})"
+            )
         if status.get("status") == "queued" and status.get("ray_status", "PENDING") == "PENDING":
             # Still in Ray's queue: it never starts, so nothing but this records its end.
             runs.write_status(run_dir, status="stopped", ended=runs.now(), note="stopped before it started")
         return "stopping" if stopped else "not running"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]
+
+
+def stop_without_ray(run_dir: Path, why: str) -> str:
+    """Stop a Ray run that Ray cannot stop: the run reads the ``stop_requested`` already in its folder
+    after its next batch; when it is on this host, its own process also gets SIGTERM."""
+    pid, not_signalled = own_process(runs.read_run_file(run_dir / "status.json", []))
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            return f"stopping: {why}, so its process {pid} here was sent SIGTERM"
+        except ProcessLookupError:
+            return "not running"
+    return f"stopping: {why}, and {not_signalled}; it stops after its current batch, as its folder asks"
 
 
 def get_launcher(address: str | None = None) -> LocalLauncher | RayLauncher:

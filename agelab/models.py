@@ -59,6 +59,7 @@ def _fixed_dense(units: int, kernel: np.ndarray, bias: np.ndarray | None, name: 
         trainable=False,
         name=name,
         kernel_initializer=keras.initializers.Constant(0.0),
+        dtype="float32",  # an output layer: float32 under mixed precision too
     )
     layer._agelab_fixed = (kernel, bias)  # applied after build by _apply_fixed_weights
     return layer
@@ -200,7 +201,8 @@ def assemble(features: keras.Model, heads: keras.Model) -> keras.Model:
     """The full contract model: image -> features -> heads, sharing the parts' layers."""
     inputs = keras.Input(features.input_shape[1:], name="image", dtype="float32")
     outputs = heads(features(inputs))
-    named = {name: keras.layers.Identity(name=name)(outputs[name]) for name in OUTPUTS}
+    # float32: under mixed precision an Identity of the global policy would cast the outputs back to float16.
+    named = {name: keras.layers.Identity(name=name, dtype="float32")(outputs[name]) for name in OUTPUTS}
     return keras.Model(inputs, named, name="agelab")
 
 

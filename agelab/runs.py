@@ -25,11 +25,14 @@ import pandas as pd
 
 from agelab import atomic, schemas
 from agelab.paths import runs_dir
-from agelab.processes import pid_alive
+from agelab.processes import own_process, pid_alive
 
-# A run is queued, running, finished, failed, stopped, or "damaged": a run file cannot be read; the
-# run is listed with the reason and can be deleted.
+# A run is queued, running, finished, failed, stopped, "lost" (it was running, and its process died
+# without recording an end: resumable from its last checkpoint), or "damaged": a run file cannot be
+# read; the run is listed with the reason and can be deleted.
 ACTIVE = ("queued", "running")
+# The states a run can be resumed from (``train resume=RUN``), given a checkpoint.
+RESUMABLE = ("stopped", "failed", "lost")
 HEARTBEAT_EVERY_S = 5.0
 # A live run refreshes its heartbeat every few seconds; this much silence means it died.
 HEARTBEAT_STALE_S = 60.0
@@ -86,7 +89,15 @@ def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     return _write_status(run_dir, fields)
 
 
-def _write_status(run_dir: Path, fields: dict[str, Any], wait: float = -1) -> dict[str, Any]:
+def rewrite_status(run_dir: Path, drop: tuple[str, ...], **fields: Any) -> dict[str, Any]:
+    """Like :func:`write_status`, with the keys ``drop`` removed in the same write (a resumed run
+    leaves its earlier end, error and stop request behind)."""
+    return _write_status(run_dir, fields, drop=drop)
+
+
+def _write_status(
+    run_dir: Path, fields: dict[str, Any], wait: float = -1, drop: tuple[str, ...] = ()
+) -> dict[str, Any]:
     if not _status_lock.acquire(timeout=wait):
         return {}  # a signal handler interrupted this thread's own write: give up rather than deadlock
     try:
@@ -98,6 +109,8 @@ def _write_status(run_dir: Path, fields: dict[str, Any], wait: float = -1) -> di
             except ValueError:
                 status = {}  # a damaged status is replaced by what is known now
             status = status if isinstance(status, dict) else {}
+            for key in drop:
+                status.pop(key, None)
             status.update(fields)
             try:
                 atomic.write_json(path, status)
@@ -128,31 +141,55 @@ def write_status_from_signal(run_dir: Path, **fields: Any) -> dict[str, Any]:
 
 
 def effective_status(run_dir: Path, status: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The status with dead runs marked: a queued or running run whose process is gone, or whose
-    heartbeat went stale, reads as ``failed`` with the tail of its log."""
+    """The status with dead runs marked. A queued run whose process is gone, or that waited too long,
+    reads as ``failed`` (it never started). A running run reads as ``lost`` when its process is gone
+    (on this host), or when its heartbeat went stale and its process cannot be seen to live (another
+    host, or a pid that is no longer the run's own): it can be resumed from its last checkpoint.
+    Either way ``error`` gets the reason and the tail of the log."""
     if status is None:
         status = schemas.read_status(Path(run_dir), [])
     status = dict(status)
     state = status.get("status", "failed")
     if state not in ACTIVE:
         return status
-    same_host = status.get("host") in (None, socket.gethostname())
-    pid = status.get("pid")
-    beat = status.get("heartbeat") or status.get("created") or 0
-    reason = None
-    # A Ray run waits in the cluster's queue as long as it must; agelab.launchers asks Ray about it.
-    queued_on_ray = state == "queued" and status.get("launcher") == "ray"
-    if same_host and pid and not pid_alive(pid):
-        reason = f"its process {pid} ended without finishing"
-    elif not queued_on_ray and now() - beat > (HEARTBEAT_STALE_S if state == "running" else QUEUED_TIMEOUT_S):
-        reason = f"no heartbeat for {now() - beat:.0f} s"
+    reason = queued_reason(status) if state == "queued" else lost_reason(status)
     if reason:
-        status["status"] = "failed"
-        status["error"] = status.get("error") or f"The run died: {reason}.\n--- log tail ---\n" + log_tail(
+        status["status"] = "failed" if state == "queued" else "lost"
+        what = "The run died" if state == "queued" else "The run was lost"
+        status["error"] = status.get("error") or f"{what}: {reason}.\n--- log tail ---\n" + log_tail(
             run_dir, 20
         )
         status["dead"] = True
     return status
+
+
+def queued_reason(status: dict[str, Any]) -> str | None:
+    """Why a queued run will never start, or None while it may."""
+    pid = status.get("pid")
+    beat = status.get("heartbeat") or status.get("created") or 0
+    if status.get("host") in (None, socket.gethostname()) and pid and not pid_alive(pid):
+        return f"its process {pid} ended without finishing"
+    # A Ray run waits in the cluster's queue as long as it must; agelab.launchers asks Ray about it.
+    if status.get("launcher") != "ray" and now() - beat > QUEUED_TIMEOUT_S:
+        return f"no heartbeat for {now() - beat:.0f} s"
+    return None
+
+
+def lost_reason(status: dict[str, Any]) -> str | None:
+    """Why a running run is lost, or None while it may still run. On this host its process decides:
+    gone is lost at once, its own is alive whatever the heartbeat says; a pid now held by another
+    process, or a run on another host, is lost once the heartbeat is ``HEARTBEAT_STALE_S`` old."""
+    silent = now() - (status.get("heartbeat") or status.get("started") or status.get("created") or 0)
+    stale = silent > HEARTBEAT_STALE_S
+    pid = status.get("pid")
+    if status.get("host") in (None, socket.gethostname()) and isinstance(pid, int) and pid > 0:
+        if not pid_alive(pid):
+            return f"its process {pid} ended without finishing"
+        own, why = own_process(status)
+        if own is not None or not stale:
+            return None
+        return f"no heartbeat for {silent:.0f} s, and {why}"
+    return f"no heartbeat for {silent:.0f} s" if stale else None
 
 
 # TensorFlow's C++ start-up notices (absl's preface, "I0000 ... port.cc:153] oneDNN ...", the CPU

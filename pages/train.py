@@ -25,11 +25,13 @@ from agelab.config import (
 from agelab.data_sources import comma_list, discover_sources, source_roots
 from agelab.launchers import LaunchError
 from agelab.paths import data_dir, runs_dir
-from agelab.training import devices
+from agelab.training import checkpoints, devices
+from agelab.training.resume import launch_resume
 from streamlit_setup import through_app
 
 through_app()
 
+RESUME_HELP = "Continue this run from its last epoch's checkpoint, in its folder, with its own config"
 ALL_ALPHAS = sorted({a for values in ALPHAS.values() for a in values})
 
 
@@ -283,13 +285,20 @@ def live_view() -> None:
                 st.error(str(err))
         if run.status.get("stop_requested"):
             right.caption("Stopping after the current batch; press Kill to end it at once.")
-    elif run.state in ("failed", "damaged"):
-        st.error(run.status.get("error", "failed"))
+    elif run.state in ("failed", "damaged", "lost"):
+        (st.warning if run.state == "lost" else st.error)(run.status.get("error", run.state))
     else:
         st.caption(
             f"{run.state} in {run_display.format_seconds(run.duration_s or 0)}; "
             + run_display.test_scores_text(run.metrics)
         )
+    if run.state in runs.RESUMABLE and checkpoints.saved(run.path):
+        if st.button("Resume", icon=":material/play_circle:", key=f"resume-{run.name}", help=RESUME_HELP):
+            try:
+                launch_resume(run.path)
+                st.toast(f"{run.name}: resuming from its last checkpoint")
+            except ConfigError as err:
+                st.error(str(err))
     history = run.history
     left, right = st.columns(2)
     if not history.empty:

@@ -90,7 +90,7 @@ MIRRORED = textwrap.dedent(
 
     stages.compile_model = spy
     run.Trainer._export_litert = lambda self: None  # 30 s that proves nothing here
-    training.describe_device = lambda: (f"CPU x{len(devices)} (logical)", devices)
+    training.configure_devices = lambda config, ray_job=False: (f"CPU x{len(devices)} (logical)", devices)
     config = {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 1, "batch_size": 4,
               "max_images": 60, "crop": "none", "data": sys.argv[1]}
     run_dir = training.train(config, Path(sys.argv[2]))

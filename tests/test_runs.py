@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from agelab import runs
 from agelab.config import ConfigError, build_config
 from agelab.launchers import LocalLauncher
-from agelab.processes import pid_alive
+from agelab.processes import identity, pid_alive
 from tests.real_data import real_images_fixture
 
 SLOW_RUN = {"model": "baseline_cnn", "weights": "none", "image_size": 64, "epochs": 200, "batch_size": 8}
@@ -72,6 +73,17 @@ def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
     assert LocalLauncher().stop(run_dir) == "not running"
 
 
+def test_a_stop_request_in_the_folder_stops_the_run_without_a_signal(isolated_dirs, small_data):
+    """What a run whose launcher cannot reach it gets: only ``stop_requested`` in its status.json."""
+    run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "asked"})
+    wait_for(lambda: batches_done(run_dir))
+    runs.write_status(run_dir, stop_requested=time.time())
+    run = wait_for(lambda: (r := runs.load_run(run_dir)).state not in runs.ACTIVE and r, timeout=120)
+    assert run.state == "stopped" and run.metrics["stopped"] is True, run.log()
+    assert "stop requested in the run folder" in run.log() and "stop requested: finishing" not in run.log()
+    assert 1 <= run.metrics["partial_epoch"]["batches"] <= run.metrics["partial_epoch"]["of"]
+
+
 def test_second_stop_kills(isolated_dirs, small_data):
     run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "kill"})
     wait_for(lambda: batches_done(run_dir))
@@ -83,27 +95,57 @@ def test_second_stop_kills(isolated_dirs, small_data):
     assert run.state == "stopped" and run.status["killed"] is True
 
 
-def test_a_killed_process_shows_as_failed_with_its_log(isolated_dirs, small_data):
+def test_a_killed_process_shows_as_lost_with_its_log(isolated_dirs, small_data):
     run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "dead"})
     wait_for(lambda: batches_done(run_dir))
     pid = runs.load_run(run_dir).status["pid"]
     os.killpg(pid, signal.SIGKILL)
-    run = wait_for(lambda: (r := runs.load_run(run_dir)).state == "failed" and r, timeout=30)
+    run = wait_for(lambda: (r := runs.load_run(run_dir)).state == "lost" and r, timeout=30)
     assert f"process {pid} ended without finishing" in run.status["error"]
     assert "epoch" in run.status["error"] or "model baseline_cnn" in run.status["error"]  # the log tail
+    assert LocalLauncher().stop(run_dir) == "not running"
 
 
-def test_a_stale_heartbeat_means_failed(isolated_dirs):
+def test_a_stale_heartbeat_with_a_pid_not_the_runs_own_means_lost(isolated_dirs):
     run_dir = runs.create_run(build_config({"name": "stale"}))
-    # A live process (this one) that stopped beating long ago, as a hung run would.
+    # A live process (this one, no agelab train) named by a run that stopped beating long ago.
     runs.write_status(
         run_dir, status="running", pid=os.getpid(), heartbeat=time.time() - 3600, started=time.time()
     )
     (run_dir / "log.txt").write_text("epoch 1 done\nhung here\n")
     run = runs.load_run(run_dir)
-    assert (
-        run.state == "failed" and "no heartbeat" in run.status["error"] and "hung here" in run.status["error"]
-    )
+    assert run.state == "lost" and "no heartbeat for 3600 s" in run.status["error"]
+    assert "not an agelab train process" in run.status["error"] and "hung here" in run.status["error"]
+    # Fresh, the same pid is not judged yet: the heartbeat says the run lives.
+    runs.write_status(run_dir, heartbeat=time.time())
+    assert runs.load_run(run_dir).state == "running"
+
+
+def test_a_run_whose_own_process_lives_is_running_whatever_its_heartbeat(isolated_dirs):
+    own = subprocess.Popen(["sleep", "300"])
+    try:
+        run_dir = runs.create_run(build_config({"name": "quiet"}))
+        runs.write_status(
+            run_dir, status="running", pid=own.pid, process=identity(own.pid), heartbeat=time.time() - 3600
+        )
+        assert runs.load_run(run_dir).state == "running"
+    finally:
+        own.kill()
+        own.wait()
+    assert runs.load_run(run_dir).state == "lost"
+
+
+def test_a_run_on_another_host_is_lost_only_when_its_heartbeat_is_stale(isolated_dirs):
+    run_dir = runs.create_run(build_config({"name": "far"}))
+    runs.write_status(run_dir, status="running", pid=1, host="elsewhere", heartbeat=time.time() - 10)
+    assert runs.load_run(run_dir).state == "running"
+    runs.write_status(run_dir, heartbeat=time.time() - 2 * runs.HEARTBEAT_STALE_S)
+    assert runs.load_run(run_dir).state == "lost"
+    out = subprocess.run(
+        [sys.executable, "-m", "agelab", "runs", "list"], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ),
+    )  # fmt: skip
+    assert re.search(r"far-1\s+lost", out.stdout), out.stdout
 
 
 def test_delete_refuses_a_running_run_and_removes_a_finished_one(isolated_dirs):

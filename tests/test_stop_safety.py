@@ -150,3 +150,43 @@ def test_the_train_page_stop_button_says_why_and_signals_nothing(isolated_dirs, 
     assert not app.exception, app.exception
     assert any("not signalled" in e.value for e in app.error), [e.value for e in app.error]
     assert still_running(bystander)
+
+
+def test_a_ray_run_whose_cluster_is_gone_is_stopped_through_its_own_pid_here(isolated_dirs, signals_sent):
+    """The Ray head died and the run lives on: Stop cannot reach Ray, so it signals the run's own
+    process on this host (the request is in the run's folder as well)."""
+    pytest.importorskip("ray", reason="needs ray (requirements-cluster.txt) for a Ray launcher")
+    own = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        run_dir = running_run(
+            "orphan",
+            pid=own.pid,
+            process=processes.identity(own.pid),
+            launcher="ray",
+            job_id="agelab-orphan-1-abc",
+            ray_address="http://127.0.0.1:9",
+        )
+        said = launchers.launcher_for(run_dir).stop(run_dir)
+        assert said.startswith("stopping: Ray at http://127.0.0.1:9 cannot be reached")
+        assert f"its process {own.pid} here was sent SIGTERM" in said
+        assert own.wait(timeout=30) == -signal.SIGTERM
+        assert runs.load_run(run_dir).status["stop_requested"] > 0
+    finally:
+        own.kill()
+        own.wait()
+
+
+def test_a_ray_run_elsewhere_whose_cluster_is_gone_is_asked_through_its_folder(isolated_dirs, signals_sent):
+    pytest.importorskip("ray", reason="needs ray (requirements-cluster.txt) for a Ray launcher")
+    run_dir = running_run(
+        "far", pid=4242, host="worker-7", launcher="ray", job_id="agelab-far-1-abc", ray_address="127.0.0.1:9"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "agelab", "runs", "stop", run_dir.name],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+        env=dict(os.environ, AGELAB_RUNS_DIR=str(isolated_dirs / "runs")),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "it runs on worker-7" in done.stdout and "as its folder asks" in done.stdout
+    assert runs.load_run(run_dir).status["stop_requested"] > 0
+    assert [s for s in signals_sent if s[2] != 0] == []

@@ -5,12 +5,14 @@ list is made)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agelab import atomic
+from agelab.training import checkpoints
 from agelab.training.errors import RunError, StopAtBatch
 from agelab.training.recorder import RunRecorder, number
 from agelab.training.stop import StopRequest
@@ -118,17 +120,88 @@ class FeatureProgress(keras.callbacks.Callback):
         )
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on val_loss whose count of epochs without a gain can start where a checkpoint
+    left it (``earlier``: ``wait``, ``best``, ``best_epoch``), so a resumed stage stops when it would have."""
+
+    def __init__(self, patience: int, earlier: dict[str, Any] | None = None) -> None:
+        super().__init__("val_loss", patience=patience)
+        self.earlier = earlier
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.earlier:
+            self.wait = int(self.earlier["wait"])
+            self.best = self.earlier["best"]
+            self.best_epoch = int(self.earlier["best_epoch"])
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {"wait": self.wait, "best": best, "best_epoch": self.best_epoch}
+
+
+@dataclass(frozen=True)
+class StagePlace:
+    """Where a stage sits in its run, as a checkpoint records it: its index among the run's stages and
+    the run's epoch count when it began."""
+
+    index: int
+    start_epoch: int
+
+
+class SaveCheckpoint(keras.callbacks.Callback):
+    """After every epoch (after the record and early stopping have seen it), the run's checkpoint:
+    :mod:`agelab.training.checkpoints`. ``self.model`` is the stage's model, whose optimizer is saved."""
+
+    def __init__(
+        self,
+        recorder: RunRecorder,
+        stage: str,
+        place: StagePlace,
+        snapshot_model: Any,
+        keep: int,
+        early: ResumableEarlyStopping | None,
+    ) -> None:
+        super().__init__()
+        self.recorder, self.stage, self.place = recorder, stage, place
+        self.snapshot_model, self.keep, self.early = snapshot_model, keep, early
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        recorder = self.recorder
+        state = {
+            "epoch": epoch + 1,
+            "stage": self.stage,
+            "stage_index": self.place.index,
+            "stage_start": self.place.start_epoch,
+            # Early stopping ended the stage with this epoch: a resume goes on with the next stage.
+            "stage_done": bool(self.model.stop_training),
+            "early_stopping": self.early.state() if self.early else None,
+            "recorder": recorder.state(),
+        }
+        # The best weights when they are not this epoch's own (which the model variables hold).
+        best = recorder.best_weights if recorder.best_epoch not in (0, epoch + 1) else None
+        checkpoints.save(recorder.run_dir, state, self.snapshot_model, self.model.optimizer, best, self.keep)
+
+
 def stage_callbacks(
     recorder: RunRecorder,
     stage: str,
     steps: int,
     snapshot_model: Any,
     stopper: StopRequest,
-    early_stopping: int,
+    config: dict[str, Any],
+    place: StagePlace,
+    earlier_stop: dict[str, Any] | None = None,
 ) -> list[keras.callbacks.Callback]:
     """Every callback of one stage's ``fit()``: the record, then the stop request (so the batch that
-    saw it is recorded first), then early stopping on val_loss when ``early_stopping`` (its patience)."""
+    saw it is recorded first), then early stopping on val_loss when ``early_stopping`` (its patience),
+    then the epoch's checkpoint (``keep_checkpoints`` of them kept)."""
     callbacks = [RecordStage(recorder, stage, steps, snapshot_model), StopOnRequest(stopper)]
-    if early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=early_stopping))
+    early = None
+    if config["early_stopping"]:
+        early = ResumableEarlyStopping(config["early_stopping"], earlier_stop)
+        callbacks.append(early)
+    callbacks.append(
+        SaveCheckpoint(recorder, stage, place, snapshot_model, config.get("keep_checkpoints", 0), early)
+    )
     return callbacks

@@ -55,6 +55,29 @@ class RunRecorder:
     def start(self) -> None:
         self.started = self.started or time.time()
 
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the record, so that a resumed run's record goes on from it."""
+        return {
+            "history": self.history,
+            "curve": self.curve,
+            "steps_done": self.steps_done,
+            "train_seconds": self.train_seconds,
+            "best_val_loss": None if self.best_epoch == 0 else self.best_val_loss,
+            "best_epoch": self.best_epoch,
+        }
+
+    def restore(self, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
+        """The record as a checkpoint left it (:meth:`state`); ``history.csv`` rewritten to match, since
+        it may hold an epoch the checkpoint does not (a process killed between the two writes)."""
+        self.history = [dict(row) for row in state["history"]]
+        self.curve = [list(point) for point in state["curve"]]
+        self.steps_done = int(state["steps_done"])
+        self.train_seconds = float(state["train_seconds"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_val_loss = float("inf") if state["best_val_loss"] is None else float(state["best_val_loss"])
+        self.best_weights = best_weights
+        atomic.write_text(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+
     def record_epoch(
         self,
         stage: str,

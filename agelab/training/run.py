@@ -13,8 +13,9 @@ from typing import Any
 from agelab import atomic, models, pipeline
 from agelab.bins import BinScheme, get_scheme
 from agelab.model_files import save_model
-from agelab.training import distill, scoring
-from agelab.training.callbacks import stage_callbacks
+from agelab.training import checkpoints, distill, scoring
+from agelab.training.callbacks import StagePlace, stage_callbacks
+from agelab.training.checkpoints import Checkpoint
 from agelab.training.datasets import ImageDatasets
 from agelab.training.devices import make_strategy
 from agelab.training.errors import StopAtBatch
@@ -43,11 +44,20 @@ class Trainer:
     """Trains ``config`` into ``run_dir``: ``model.keras`` (with its sidecar and LiteRT twin),
     ``predictions.parquet``, ``metrics.json``, and as it goes ``progress.json`` and ``history.csv``."""
 
-    def __init__(self, config: dict[str, Any], run_dir: Path, stopper: StopRequest, gpus: list[Any]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        run_dir: Path,
+        stopper: StopRequest,
+        gpus: list[Any],
+        resume: Checkpoint | None = None,
+    ) -> None:
         self.config = config
         self.run_dir = run_dir
         self.stopper = stopper
         self.gpus = gpus
+        # The checkpoint a resumed run goes on from (``train resume=RUN``); None for a new run.
+        self.resume = resume
         self.metrics: dict[str, Any] = {}
 
     def log(self, message: str) -> None:
@@ -69,6 +79,8 @@ class Trainer:
             stages = self.plan_stages(built, data, scheme, features, images, batch, strategy)
             recorder = RunRecorder(self.run_dir, Plan.of(stages), batch)
             recorder.finish_passes = finish_passes(data)
+            if self.resume is not None:
+                self.restore(built.model, recorder)
             try:
                 self.fit_stages(stages, recorder, built.model)
                 finishing = time.time()
@@ -124,16 +136,45 @@ class Trainer:
         self.metrics.update(feature_cache_hit=features.from_cache, feature_seconds=round(features.seconds, 1))
         return features
 
+    def restore(self, model: Any, recorder: RunRecorder) -> None:
+        """The model's variables and the record as the resumed checkpoint left them."""
+        ckpt = self.resume
+        assert ckpt is not None
+        checkpoints.restore_model(model, ckpt.model)
+        best = ckpt.best
+        if best is None and ckpt.state["recorder"]["best_epoch"] == ckpt.epoch:
+            best = model.get_weights()  # the best epoch was the checkpoint's own
+        recorder.restore(ckpt.state["recorder"], best)
+        self.metrics["resumed_from_epoch"] = ckpt.epoch
+        self.log(f"resumed from {ckpt.path.name}: {ckpt.epoch} epochs done, {ckpt.state['stage']} stage")
+
     def fit_stages(self, stages: list[Stage], recorder: RunRecorder, full_model: Any) -> None:
-        """Each stage in turn until a stop request. Epochs count on across stages."""
-        for stage in stages:
+        """Each stage in turn until a stop request. Epochs count on across stages. A resumed run skips
+        the stages its checkpoint finished and goes on inside the one it was in."""
+        ckpt = self.resume.state if self.resume is not None else None
+        for index, stage in enumerate(stages):
             if self.stopper.requested:
                 break
+            start, goes_on_from, earlier_stop = len(recorder.history), None, None
+            if ckpt is not None and index <= ckpt["stage_index"]:
+                done = ckpt["epoch"] - ckpt["stage_start"]
+                if index < ckpt["stage_index"] or ckpt["stage_done"] or done >= stage.epochs:
+                    continue
+                start, goes_on_from = ckpt["stage_start"], ckpt["epoch"]
+                earlier_stop = ckpt["early_stopping"]
             callbacks = stage_callbacks(
-                recorder, stage.name, stage.steps, full_model, self.stopper, self.config["early_stopping"]
+                recorder,
+                stage.name,
+                stage.steps,
+                full_model,
+                self.stopper,
+                self.config,
+                StagePlace(index, start),
+                earlier_stop,
             )
+            resume = None if goes_on_from is None else (goes_on_from, self.resume.optimizer)  # type: ignore[union-attr]
             try:
-                stage.fit(callbacks, initial_epoch=len(recorder.history))
+                stage.fit(callbacks, initial_epoch=start, resume=resume)
             except StopAtBatch:
                 # The cut-short epoch is not an epoch: it is counted apart, never in the history.
                 done = recorder.steps_done - sum(row.get("steps", 0) for row in recorder.history)

@@ -18,6 +18,7 @@ from typing import Any
 from agelab import models
 from agelab.bins import get_scheme
 from agelab.training import distill, intervals
+from agelab.training.checkpoints import restore_optimizer
 from agelab.training.datasets import ImageDatasets
 from agelab.training.losses import age_bin_loss
 
@@ -91,16 +92,28 @@ class Stage:
         """``(train, val, val_steps)``: both repeat, and are read ``steps`` / ``val_steps`` at a time."""
         raise NotImplementedError
 
-    def fit(self, callbacks: list[Any], initial_epoch: int = 0) -> None:
-        """Train after the ``initial_epoch`` epochs of the stages before (epochs count on across stages)."""
+    def fit(
+        self, callbacks: list[Any], initial_epoch: int = 0, resume: tuple[int, list[Any]] | None = None
+    ) -> None:
+        """Train after the ``initial_epoch`` epochs of the stages before (epochs count on across stages).
+
+        ``resume``: ``(epoch, optimizer values)`` of a checkpoint inside this stage: the optimizer is
+        loaded (its step count carries the learning-rate schedule on) and the batches of the stage's
+        finished epochs are skipped, so the next epoch reads the batches it would have read."""
         self.compile()
         train, val, val_steps = self.datasets()
+        first = initial_epoch
+        if resume is not None:
+            first, optimizer_state = resume
+            with self.strategy.scope():
+                restore_optimizer(self.model, optimizer_state)
+            train = train.skip((first - initial_epoch) * self.steps)
         self.model.fit(
             train,
             steps_per_epoch=self.steps,
             validation_data=val,
             validation_steps=val_steps,
-            initial_epoch=initial_epoch,
+            initial_epoch=first,
             epochs=initial_epoch + self.epochs,
             callbacks=callbacks,
             verbose=0,

@@ -28,42 +28,60 @@ from agelab.config import (
     parse_overrides,
     resolve_data,
 )
-from agelab.training.devices import describe_device
+from agelab.training import checkpoints
+from agelab.training.devices import configure_devices
 from agelab.training.errors import RunStopped, TrainingFailed, failure_reason
+from agelab.training.resume import ENDED_KEYS, RESUME, RESUME_FLAG, as_local, resumable_run, resume_config
 from agelab.training.stop import StopRequest
 
 # What the local launcher passes when the process's stdout and stderr already go to the run's log.txt.
 LOG_REDIRECTED = "--log-redirected"
 
 
-def train(config: dict[str, Any], run_dir: Path | None = None) -> Path:
+def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = False) -> Path:
     """Train in this process; returns the run folder. Raises :class:`TrainingFailed` (after
-    recording the traceback in ``status.json``) when the run crashes."""
+    recording the traceback in ``status.json``) when the run crashes. ``resume``: go on from the last
+    checkpoint in ``run_dir`` (:func:`agelab.training.resume.resumable_run` checked it can)."""
     # TensorFlow loads here, not for --help or a bad argument.
     from agelab.pipeline import remove_orphan_caches
     from agelab.training.run import Trainer
 
     config = resolve_data(build_config(base=config))
     run_dir = Path(run_dir) if run_dir else runs.create_run(config)
+    checkpoint = checkpoints.latest(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise TrainingFailed(run_dir, f"run {run_dir.name} has no readable checkpoint to resume from")
     stopper = StopRequest(run_dir)
     stopper.install()
     try:
+        status = runs.read_run_file(run_dir / "status.json", [])
+        device, gpus = configure_devices(config, ray_job=status.get("launcher") == "ray")
         remove_orphan_caches()
-        device, gpus = describe_device()
-        runs.write_status(
+        started = time.time()
+        resumed = {}
+        if checkpoint is not None:
+            earlier = status.get("resumed") if isinstance(status.get("resumed"), list) else []
+            resumed = {"resumed": [*earlier, {"at": started, "from_epoch": checkpoint.epoch}]}
+        runs.rewrite_status(
             run_dir,
+            # What the run's earlier life left: its end, its error, the stop request it obeyed.
+            ENDED_KEYS if checkpoint is not None else (),
             status="running",
             pid=os.getpid(),
             # What Stop checks before it signals this process (agelab.processes.own_process).
             process=processes.identity(os.getpid()),
             host=socket.gethostname(),
-            started=time.time(),
+            started=status.get("started", started) if checkpoint is not None else started,
             device=device,
+            heartbeat=started,
+            **resumed,
         )
         print(f"run {run_dir} on {device}", flush=True)
         with runs.Heartbeat(run_dir):
-            Trainer(config, run_dir, stopper, gpus).run()
+            Trainer(config, run_dir, stopper, gpus, checkpoint).run()
         final = "stopped" if stopper.requested else "finished"
+        if final == "finished":
+            checkpoints.remove(run_dir)  # it has its model now, and a finished run is not resumed
         runs.write_status(run_dir, status=final, ended=time.time())
         _say(f"run {final}")
     except BaseException as err:
@@ -121,18 +139,33 @@ class _Tee:
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m agelab train",
-        description="Train a model. Keys (key=value):\n" + describe_options(),
+        description="Train a model. Keys (key=value):\n"
+        + describe_options()
+        + f"\n\n{RESUME}=RUN (a run name or folder) continues a stopped, failed or lost run from its last"
+        " checkpoint, with its own saved config.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     parser.add_argument("--config", help="a YAML or JSON file of key: value (overrides still apply on top)")
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)  # a queued run made by a launcher
+    # With --run-dir: go on from its last checkpoint (the Resume button; agelab.training.resume).
+    parser.add_argument(RESUME_FLAG, action="store_true", help=argparse.SUPPRESS)
     # Set by the local launcher, whose process writes straight into log.txt: copying it there again would
     # double every line.
     parser.add_argument(LOG_REDIRECTED, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    resume = bool(args.resume and args.run_dir)
     try:
-        if args.run_dir:
+        asked = [item for item in args.overrides if item.split("=", 1)[0].strip() == RESUME]
+        if asked:
+            # train resume=RUN [keys that may change]: the run's own folder and saved config.
+            run_dir = resumable_run(asked[-1].split("=", 1)[1].strip())
+            rest = [item for item in args.overrides if item not in asked]
+            config = resume_config(run_dir, parse_overrides(rest))
+            atomic.write_json(run_dir / "config.json", config)
+            as_local(run_dir)
+            resume = True
+        elif args.run_dir:
             run_dir = Path(args.run_dir)
             config = build_config(base=atomic.read_json(run_dir / "config.json", {}))
         else:
@@ -157,7 +190,7 @@ def cli(argv: list[str]) -> int:
         log = open(run_dir / "log.txt", "a", encoding="utf-8")
         sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
     try:
-        train(config, run_dir)
+        train(config, run_dir, resume=resume)
         code = 0 if runs.effective_status(run_dir).get("status") == "finished" else 3
     except TrainingFailed as err:
         print(f"agelab train: the run failed: {err}", file=sys.stderr)
