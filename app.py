@@ -16,7 +16,6 @@ pages = [
     st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/review.py", title="Review", icon=":material/rule:"),
-    st.Page("pages/labels.py", title="Labels", icon=":material/flag:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/photo_camera:"),
 ]
 st.navigation(pages).run()
