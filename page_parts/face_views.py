@@ -20,6 +20,8 @@ from agelab.quality_flags import file_flags, flags_sentence
 from page_parts.marking import mark_control
 
 DIALOG_AT = "rv_dialog_at"
+# While set, the gallery draws the dialog on every run (a mark or a step reruns it); closing clears it.
+DIALOG_OPEN = "rv_dialog_open"
 
 
 @dataclass(frozen=True)
@@ -76,21 +78,30 @@ def show_flags(row: pd.Series, container=st) -> None:
         container.caption(f":orange[:material/warning: {sentence}]")
 
 
-@st.dialog("Face", width="large")
+def step_dialog(position: int) -> None:
+    st.session_state[DIALOG_AT] = position
+
+
+def close_dialog() -> None:
+    st.session_state.pop(DIALOG_OPEN, None)
+
+
+@st.dialog("Face", width="large", on_dismiss=close_dialog)
 def face_dialog(selection: pd.DataFrame, labels: list[str], view: ModelView) -> None:
     """One face of the gallery's selection large; Previous and Next step through the selection."""
     at = min(max(int(st.session_state.get(DIALOG_AT, 0)), 0), len(selection) - 1)
     row = selection.iloc[at]
     back, where, forward = st.columns([1, 3, 1], vertical_alignment="center")
-    if back.button("Previous", key="rv_dialog_back", icon=":material/chevron_left:", disabled=at == 0):
-        st.session_state[DIALOG_AT] = at - 1
-        st.rerun(scope="fragment")
+    # Callbacks, not a rerun after the click: the step is made before the dialog draws again.
+    back.button(
+        "Previous", key="rv_dialog_back", icon=":material/chevron_left:", disabled=at == 0,
+        on_click=step_dialog, args=(at - 1,),
+    )  # fmt: skip
     where.markdown(f"Face **{at + 1:,}** of {len(selection):,} in the gallery's selection")
-    if forward.button(
-        "Next", key="rv_dialog_forward", icon=":material/chevron_right:", disabled=at >= len(selection) - 1
-    ):
-        st.session_state[DIALOG_AT] = at + 1
-        st.rerun(scope="fragment")
+    forward.button(
+        "Next", key="rv_dialog_forward", icon=":material/chevron_right:", disabled=at >= len(selection) - 1,
+        on_click=step_dialog, args=(at + 1,),
+    )  # fmt: skip
     stored, seen, text = st.columns([2, 2, 3])
     if os.path.exists(row["path"]):
         stored.image(row["path"], caption="the stored file", width="stretch")
@@ -113,7 +124,7 @@ def face_dialog(selection: pd.DataFrame, labels: list[str], view: ModelView) -> 
     if mark_control(row["path"], f"rv_dialog_{os.path.basename(row['path'])}", container=text):
         # The tile's checkbox is read again from the marks file when the gallery is drawn next.
         st.session_state.pop(mark_key(row["path"]), None)
-        st.rerun(scope="fragment")
+        st.rerun()  # the whole page: the tile's checkbox and the marks table change too
     probs = bin_probabilities(row, labels)
     if probs is None:
         st.caption("Bin probabilities do not apply after rebinning to another scheme.")

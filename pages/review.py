@@ -42,7 +42,14 @@ from agelab.evaluation.review_charts import FAR, comparison_figure, confusion_fi
 from agelab.evaluation.shared_split import test_set_difference
 from agelab.evaluation.sources import PredictionSource, default_model_source, list_sources
 from page_parts import label_review
-from page_parts.face_views import DIALOG_AT, ModelView, confident_mistakes_list, face_dialog, gallery_tile
+from page_parts.face_views import (
+    DIALOG_AT,
+    DIALOG_OPEN,
+    ModelView,
+    confident_mistakes_list,
+    face_dialog,
+    gallery_tile,
+)
 from page_parts.marking import marks_summary
 from page_parts.shared_scores import rescore_offer
 from streamlit_setup import keep_models_warm, through_app
@@ -171,11 +178,13 @@ def gallery(
     def open_face(position: int) -> None:
         # The dialog steps through the whole selection, in the gallery's order, from this face.
         st.session_state[DIALOG_AT] = position
-        face_dialog(ordered, labels, view)
+        st.session_state[DIALOG_OPEN] = True
 
     with st.grid(columns="auto", min_column_width=220, gap="small"):
         for offset, (_, row) in enumerate(rows.iterrows()):
             gallery_tile(row, first + offset, row["path"] in marked, open_face)
+    if st.session_state.get(DIALOG_OPEN):
+        face_dialog(ordered, labels, view)
     folder = image_folder(frame)
     marks_summary(None if folder is None else str(folder), "rv_marks_export")
 
