@@ -65,3 +65,13 @@ def test_review_opens_on_the_training_labels_mark_three_and_launch_without_them(
     tested = pd.read_parquet(run_dir / "predictions.parquet")["path"].map(lambda p: p.rsplit("/", 1)[-1])
     assert sorted(tested) == sorted(before.splits["test"]["file"])
     assert after.splits["test"]["file"].tolist() == before.splits["test"]["file"].tolist()
+
+
+def test_the_app_hides_the_deploy_button_wherever_it_is_started(isolated_dirs, monkeypatch, tmp_path):
+    import streamlit as st
+
+    monkeypatch.chdir(tmp_path)  # not the project folder: .streamlit/config.toml is not read here
+    st.set_option("client.toolbarMode", "auto")
+    app = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120).run()
+    assert not app.exception, app.exception
+    assert st.get_option("client.toolbarMode") == "viewer"  # the front end shows no Deploy in viewer mode
