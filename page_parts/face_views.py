@@ -13,7 +13,8 @@ import streamlit as st
 
 from agelab import marks
 from agelab.data import GENDERS, RACES
-from agelab.evaluation.gallery import bin_probabilities, model_view, tile_markdown
+from agelab.evaluation.gallery import bin_probabilities, image_folder, model_view, tile_markdown
+from agelab.evaluation.mistakes import confident_mistakes
 from agelab.evaluation.review_charts import bin_probability_figure
 from agelab.images import ImageError
 from agelab.quality_flags import file_flags, flags_sentence
@@ -184,3 +185,34 @@ def confident_mistakes_list(mistakes: pd.DataFrame) -> None:
         if mark_control(row["path"], f"rv_cm_{os.path.basename(row['path'])}", container=mark):
             st.session_state.pop(mark_key(row["path"]), None)
             st.rerun()
+
+
+@st.cache_data(show_spinner="Indexing the image folder for duplicates...", max_entries=4)
+def load_index_frame(folder: str) -> pd.DataFrame | None:
+    from agelab.data import load_index
+
+    try:
+        return load_index(folder).frame
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: bool) -> None:
+    folder = image_folder(frame)
+    index_frame = load_index_frame(str(folder)) if folder is not None else None
+    mistakes = confident_mistakes(frame, index_frame, limit=limit, only_conflicts=only_conflicts)
+    if mistakes.empty:
+        st.info("No wrong bin predictions.")
+        return
+    with_dups = int((mistakes["conflicting_duplicates"].str.len() > 0).sum())
+    st.caption(
+        f"The {len(mistakes)} most confident wrong predictions; {with_dups} of them have byte-identical "
+        "copies under other names whose labels disagree (shown beside them), a sign of label noise. "
+        "Mark a face whose label is wrong: a marked test face stays in the test split, scored as disputed."
+        + (
+            ""
+            if index_frame is not None
+            else " The image folder could not be indexed, so duplicates are not shown."
+        )
+    )
+    confident_mistakes_list(mistakes)

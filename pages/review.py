@@ -36,7 +36,6 @@ from agelab.evaluation.metrics import (
     per_bin_report,
     slice_metrics,
 )
-from agelab.evaluation.mistakes import confident_mistakes
 from agelab.evaluation.predictions import load_predictions, with_derived_columns
 from agelab.evaluation.review_charts import FAR, comparison_figure, confusion_figure, distance_figure
 from agelab.evaluation.shared_split import test_set_difference
@@ -46,7 +45,7 @@ from page_parts.face_views import (
     DIALOG_AT,
     DIALOG_OPEN,
     ModelView,
-    confident_mistakes_list,
+    confident_mistakes_section,
     face_dialog,
     gallery_tile,
 )
@@ -79,16 +78,6 @@ def load_prepared(path: str, mtime: float, native: str, scheme: str) -> pd.DataF
 @st.cache_data(show_spinner="Computing slice metrics and intervals...", max_entries=8)
 def load_slices(path: str, mtime: float, native: str, scheme: str) -> pd.DataFrame:
     return slice_metrics(load_prepared(path, mtime, native, scheme))
-
-
-@st.cache_data(show_spinner="Indexing the image folder for duplicates...", max_entries=4)
-def load_index_frame(folder: str) -> pd.DataFrame | None:
-    from agelab.data import load_index
-
-    try:
-        return load_index(folder).frame
-    except (FileNotFoundError, OSError):
-        return None
 
 
 def prepared(source: PredictionSource, scheme: str) -> pd.DataFrame:
@@ -187,27 +176,6 @@ def gallery(
         face_dialog(ordered, labels, view)
     folder = image_folder(frame)
     marks_summary(None if folder is None else str(folder), "rv_marks_export")
-
-
-def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: bool) -> None:
-    folder = image_folder(frame)
-    index_frame = load_index_frame(str(folder)) if folder is not None else None
-    mistakes = confident_mistakes(frame, index_frame, limit=limit, only_conflicts=only_conflicts)
-    if mistakes.empty:
-        st.info("No wrong bin predictions.")
-        return
-    with_dups = int((mistakes["conflicting_duplicates"].str.len() > 0).sum())
-    st.caption(
-        f"The {len(mistakes)} most confident wrong predictions; {with_dups} of them have byte-identical "
-        "copies under other names whose labels disagree (shown beside them), a sign of label noise. "
-        "Mark a face whose label is wrong: a marked test face stays in the test split, scored as disputed."
-        + (
-            ""
-            if index_frame is not None
-            else " The image folder could not be indexed, so duplicates are not shown."
-        )
-    )
-    confident_mistakes_list(mistakes)
 
 
 # --- the page ----------------------------------------------------------------------------------
