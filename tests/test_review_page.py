@@ -337,8 +337,12 @@ def test_confident_mistakes_can_be_marked_with_a_reason(tiny_run: Path, truth: p
 
 
 def test_the_crop_the_model_saw_is_the_cached_crop_or_made_again_as_training_made_it(
-    utkface_dir: Path, isolated_dirs: Path
+    utkface_dir: Path, isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tests.real_data import find_detector_models, require
+
+    # The tiny run's module empties the models folder; the face detector is needed here.
+    monkeypatch.setenv("AGELAB_MODELS_DIR", str(require(find_detector_models(), "face detector models")))
     from agelab.crop import model_input
     from agelab.crop_cache import aligned_inputs
     from agelab.evaluation.gallery import model_view
