@@ -22,6 +22,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "List, launch (here or on Ray), watch, and stop runs: python -m agelab runs --help",
     ),
     "evaluate": ("agelab.evaluation.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
+    "rescore": (
+        "agelab.evaluation.shared_split",
+        "Score runs' models on the shared test split, so that their test metrics compare.",
+    ),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (
         "agelab.calibration",

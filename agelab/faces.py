@@ -21,6 +21,7 @@ from agelab.assets import AssetError, download_face_model
 from agelab.blazeface import INPUT_SIZE, BlazeFace, UnsupportedDetectorModel
 from agelab.crop import ALIGN_POINTS, DEFAULT_MARGIN, align_face, clip_box, crop_face, resample
 from agelab.face_boxes import MERGE_IOU, box_overlap, fills_the_frame
+from agelab.native_log import SPARSITY_NOTICE, dropped_native_lines
 from agelab.paths import mirror_dir, models_dir
 
 # Faces that fill the frame (as in UTKFace) are often missed. When a first pass finds nothing, a second
@@ -193,7 +194,8 @@ class FaceDetector:
                 min_detection_confidence=floor,
             )
             try:
-                self._detector = vision.FaceDetector.create_from_options(options)
+                with dropped_native_lines(SPARSITY_NOTICE):  # a notice per tensor of the sparse model
+                    self._detector = vision.FaceDetector.create_from_options(options)
             except (RuntimeError, ValueError) as exc:  # MediaPipe's message does not name the file
                 raise DetectorModelError(
                     f"the face detector model {self.model_path} cannot be loaded ({str(exc).splitlines()[0][:120]});"

@@ -62,17 +62,17 @@ def load_image(source: ImageSource, name: str | None = None, max_pixels: int = M
         with img:
             width, height = img.size
             if width * height > max_pixels:
-                raise ImageError(
-                    f"{label}: {width} x {height} pixels is more than the {max_pixels / 1e6:.0f} Mpx "
-                    "limit; refused as a possible decompression bomb. Downscale it first."
-                )
+                raise ImageError(_too_large(label, width, height, max_pixels))
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{label}: refused as a possible decompression bomb") from None
+        # Pillow refuses past twice its own limit at open, before our check could say the size.
+        header = _header(data)
+        size = (header[1], header[2]) if header else (0, 0)
+        raise ImageError(_too_large(label, *size, max_pixels)) from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image Pillow can read (is it a JPEG, PNG or WebP?)") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -80,12 +80,44 @@ def load_image(source: ImageSource, name: str | None = None, max_pixels: int = M
 
 
 def image_format(source: bytes) -> str | None:
-    """The format Pillow finds in the bytes (``"JPEG"``, ``"PNG"``, ``"WEBP"``...), or None."""
+    """The format Pillow finds in the bytes (``"JPEG"``, ``"PNG"``, ``"WEBP"``...), or None.
+
+    A huge image still has its format (it was said to be "not an image"): :func:`load_image` then
+    refuses it with its size."""
     try:
-        with Image.open(io.BytesIO(source)) as img:
-            return img.format
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source)) as img:
+                return img.format
+    except Image.DecompressionBombError:
+        header = _header(source)
+        return header[0] if header else None
     except Exception:
         return None
+
+
+def _too_large(label: str, width: int, height: int, max_pixels: int) -> str:
+    size = f"{width} x {height} px" if width and height else "larger than Pillow allows"
+    return (
+        f"{label} is {size}, above the {max_pixels / 1e6:.0f}-megapixel limit, so it is refused as a "
+        "possible decompression bomb; resize it (4,000 px on the long side is plenty) and try again"
+    )
+
+
+def _header(data: bytes) -> tuple[str, int, int] | None:
+    """``(format, width, height)`` read from the header by Pillow's format plugins, without
+    ``Image.open``'s size refusal (nothing is decoded); None when no plugin reads it."""
+    Image.init()
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        try:
+            if accept and not accept(data[:16]):
+                continue
+            with factory(io.BytesIO(data), "") as img:
+                return str(img.format), int(img.size[0]), int(img.size[1])
+        except Exception:  # noqa: BLE001, S112  a plugin that cannot read it: try the next
+            continue
+    return None
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

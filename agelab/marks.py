@@ -24,6 +24,8 @@ from agelab.data import MalformedName, index_cache_dir, parse_name
 
 MARKS_FILE = "marks.csv"
 REASON = "label looks wrong"
+# The reasons a reviewer picks from (Review's two views, its face dialog): what is wrong with the face.
+REASONS = ("age wrong", "gender wrong", "not a face", "duplicate", "other")
 COLUMNS = ["file", "age", "gender", "race", "reason", "marked_at"]
 
 

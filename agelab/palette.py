@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 GENDER = {"Male": "#4C78A8", "Female": "#E45756"}
+# The one order of the genders on every chart and table: the codes' order (0 Male, 1 Female), which
+# the slices of Review and the filters already follow.
+GENDER_ORDER = tuple(GENDER)
 ETHNICITY = {
     "White": "#72B7B2",
     "Black": "#B279A2",

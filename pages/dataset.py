@@ -161,7 +161,7 @@ left.plotly_chart(
         y="images",
         color="gender_name",
         color_discrete_map=palette.GENDER,
-        category_orders={"gender_name": list(palette.GENDER)},
+        category_orders={"gender_name": list(palette.GENDER_ORDER)},
         labels=LABELS,
         title="Age (1-year bins)",
     ),
@@ -211,6 +211,8 @@ for col, column, title, colors in (
     (right, "gender_name", "gender", palette.GENDER),
 ):
     table = eda.crosstab(data, column)
+    if column == "gender_name":  # a crosstab sorts names alphabetically; every chart uses one order
+        table = table.reindex(columns=[g for g in palette.GENDER_ORDER if g in table.columns])
     ratio = eda.imbalance_ratio(table.to_numpy())
     heading = f"Age bin x {title}: imbalance {ratio:.1f}x (largest cell / smallest cell)"
     if view == "Heatmap":

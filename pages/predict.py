@@ -18,6 +18,7 @@ from agelab.live import LiveAnnotator, rtc_configuration  # noqa: E402
 from agelab.model_files import ModelError, available_models, default_model, model_stamp  # noqa: E402
 from agelab.paths import models_dir, runs_dir  # noqa: E402
 from agelab.predictor import FaceResult, Predictor, load_predictor, predict_image  # noqa: E402
+from agelab.quality_flags import flags_sentence, image_flags  # noqa: E402
 from agelab.tracking import live_note  # noqa: E402
 from streamlit_setup import keep_models_warm, through_app  # noqa: E402
 
@@ -145,6 +146,8 @@ def show_photo(
         return
     results = predict_image(image, detector, predictor, min_score)
     st.markdown(f"**{name}**: {len(results)} face{'s' if len(results) != 1 else ''}")
+    if doubt := flags_sentence(image_flags(image)):
+        st.warning(f"{name}: {doubt}", icon=":material/warning:")
     if hint := missed_faces_hint(image.shape[1], image.shape[0], [r.box for r in results]):
         st.info(f"{name}: {hint}.")
     if results:

@@ -1,4 +1,5 @@
-"""Review: a model's mistakes by how many age bins off they are, overall, per slice, and face by face."""
+"""Review: the training labels that look wrong (the opening view), and a model's test-split mistakes by
+how many age bins off they are, overall, per slice, and face by face."""
 
 from __future__ import annotations
 
@@ -6,40 +7,50 @@ import functools
 import os
 import time
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import marks, palette, tables
+from agelab import marks, tables
 from agelab.bins import BUILTIN_SCHEMES, get_scheme
 from agelab.data import GENDERS, RACES
+from agelab.evaluation import shared_split
 from agelab.evaluation.export import export_csv
 from agelab.evaluation.gallery import (
     DIRECTIONS,
     SORTS,
     GalleryQuery,
-    bin_probabilities,
     filter_predictions,
     image_folder,
+    model_input_size,
     page_count,
     page_of,
     query_from_selection,
+    saw_aligned_crops,
     sort_predictions,
-    tile_markdown,
 )
 from agelab.evaluation.metrics import (
     SLICE_DIMENSIONS,
     compare_headlines,
-    confusion,
     distance_distribution,
     headline,
     per_bin_report,
     slice_metrics,
 )
-from agelab.evaluation.mistakes import confident_mistakes
 from agelab.evaluation.predictions import load_predictions, with_derived_columns
+from agelab.evaluation.review_charts import FAR, comparison_figure, confusion_figure, distance_figure
+from agelab.evaluation.shared_split import test_set_difference
 from agelab.evaluation.sources import PredictionSource, default_model_source, list_sources
+from page_parts import label_review
+from page_parts.face_views import (
+    DIALOG_AT,
+    DIALOG_OPEN,
+    ModelView,
+    confident_mistakes_section,
+    face_dialog,
+    gallery_tile,
+)
+from page_parts.marking import marks_summary
+from page_parts.shared_scores import rescore_offer
 from streamlit_setup import keep_models_warm, through_app
 
 through_app()
@@ -67,16 +78,6 @@ def load_prepared(path: str, mtime: float, native: str, scheme: str) -> pd.DataF
 @st.cache_data(show_spinner="Computing slice metrics and intervals...", max_entries=8)
 def load_slices(path: str, mtime: float, native: str, scheme: str) -> pd.DataFrame:
     return slice_metrics(load_prepared(path, mtime, native, scheme))
-
-
-@st.cache_data(show_spinner="Indexing the image folder for duplicates...", max_entries=4)
-def load_index_frame(folder: str) -> pd.DataFrame | None:
-    from agelab.data import load_index
-
-    try:
-        return load_index(folder).frame
-    except (FileNotFoundError, OSError):
-        return None
 
 
 def prepared(source: PredictionSource, scheme: str) -> pd.DataFrame:
@@ -143,224 +144,11 @@ def show_headline(h: dict, other: dict | None = None) -> None:
     cols[6].metric("Images", f"{h['n']:,}")
 
 
-def confusion_figure(frame: pd.DataFrame, scheme_labels: list[str], normalized: bool) -> go.Figure:
-    k = len(scheme_labels)
-    counts = confusion(frame, k)
-    z = confusion(frame, k, normalize=True) if normalized else counts
-    text = [[f"{v:.0%}" if normalized else f"{int(v)}" for v in row] for row in z]
-    ticks = list(range(k))
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=ticks,
-            y=ticks,
-            text=text,
-            texttemplate="%{text}",
-            textfont={"size": 16 if k <= 10 else 13},
-            colorscale="Blues",
-            colorbar={"title": "share" if normalized else "images", "thickness": 12},
-            customdata=counts,
-            hovertemplate="true %{y}, predicted %{x}<br>%{customdata} images<extra></extra>",
-        )
-    )
-    # Streamlit reports no selection for heatmap cells, so an invisible marker on each cell
-    # carries the click.
-    true_idx, pred_idx = np.meshgrid(ticks, ticks, indexing="ij")
-    fig.add_trace(
-        go.Scatter(
-            x=pred_idx.ravel(),
-            y=true_idx.ravel(),
-            mode="markers",
-            marker={"size": max(12, 360 // k), "symbol": "square", "opacity": 0.01, "color": "black"},
-            customdata=np.stack([true_idx.ravel(), pred_idx.ravel(), counts.ravel()], axis=1),
-            hovertemplate="true %{customdata[0]}, predicted %{customdata[1]}: %{customdata[2]} images"
-            "<br>click to show them<extra></extra>",
-            showlegend=False,
-        )
-    )
-    fig.update_layout(
-        xaxis={"title": "predicted age bin", "tickvals": ticks, "ticktext": scheme_labels, "side": "bottom"},
-        yaxis={
-            "title": "true age bin",
-            "tickvals": ticks,
-            "ticktext": scheme_labels,
-            "autorange": "reversed",
-        },
-        height=480 + 10 * k,
-        margin={"t": 10},
-        font={"size": 13},
-    )
-    return fig
-
-
-def distance_figure(dist: pd.DataFrame, log_axis: bool) -> go.Figure:
-    fig = go.Figure()
-    for direction in ("under", "exact", "over"):
-        part = dist[dist["direction"] == direction]
-        fig.add_trace(
-            go.Bar(
-                x=part["distance"],
-                y=part["count"],
-                name=palette.DIRECTION_NAMES[direction],
-                marker_color=palette.DIRECTION[direction],
-                # Each bar says its count, so the rare far misses stay visible on a linear axis.
-                text=part["count"],
-                textposition="outside",
-                cliponaxis=False,
-                customdata=part["share"],
-                hovertemplate="%{x:+d} bins: %{y} images (%{customdata:.1%})<br>click to show them<extra></extra>",
-            )
-        )
-    fig.update_layout(
-        xaxis={"title": "bin distance (predicted - true)", "dtick": 1},
-        yaxis={
-            "title": "images" + (" (log scale)" if log_axis else ""),
-            "type": "log" if log_axis else "linear",
-        },
-        height=340,
-        margin={"t": 30, "r": 10},
-        # Right of the plot, below the toolbar: above the plot the toolbar covered it, below it the
-        # axis title.
-        legend={"orientation": "v", "yanchor": "top", "y": 0.85, "x": 1.02},
-        bargap=0.15,
-    )
-    return fig
-
-
-def comparison_figure(frames: dict[str, pd.DataFrame]) -> go.Figure:
-    """The bin-distance distributions of two runs side by side, as shares so sizes may differ."""
-    fig = go.Figure()
-    for name, run_frame in frames.items():
-        dist = distance_distribution(run_frame)
-        fig.add_trace(
-            go.Bar(
-                x=dist["distance"],
-                y=dist["share"],
-                name=name,
-                customdata=dist["count"],
-                hovertemplate=f"{name}<br>%{{x:+d}} bins: %{{y:.1%}} (%{{customdata}} images)<extra></extra>",
-            )
-        )
-    fig.update_layout(
-        barmode="group",
-        xaxis={"title": "bin distance (predicted - true)", "dtick": 1},
-        yaxis={"title": "share of images", "tickformat": ".0%"},
-        height=360,
-        margin={"t": 60},
-        # Above the plot, clear of the axis title (below it, it sat on the title).
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-    )
-    return fig
-
-
-def bin_probability_figure(probs: pd.DataFrame) -> go.Figure:
-    colors = palette.bin_colors(probs["label"].tolist())
-    role = np.where(probs["true"] & probs["predicted"], "true and predicted", "")
-    role = np.where(probs["true"] & ~probs["predicted"], "true bin", role)
-    role = np.where(~probs["true"] & probs["predicted"], "predicted bin", role)
-    fig = go.Figure(
-        go.Bar(
-            x=probs["label"],
-            y=probs["probability"],
-            marker_color=[colors[label] for label in probs["label"]],
-            marker_line={"color": ["black" if r else "rgba(0,0,0,0)" for r in role], "width": 2},
-            text=[f"{p:.0%}" + (f"<br>{r}" if r else "") for p, r in zip(probs["probability"], role)],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{x}: %{y:.1%}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        xaxis={"title": "age bin"},
-        yaxis={"title": "model's probability", "tickformat": ".0%", "range": [0, 1.15]},
-        height=340,
-        margin={"t": 20},
-    )
-    return fig
-
-
-@st.dialog("Face", width="large")
-def face_dialog(row: pd.Series, labels: list[str], marked: bool) -> None:
-    """The face large, with everything the tile says and the model's probability for every bin."""
-    left, right = st.columns([2, 3])
-    if os.path.exists(row["path"]):
-        left.image(row["path"], width="stretch")
-    else:
-        left.warning(f"missing file {row['path']}")
-    right.markdown(tile_markdown(row))
-    if marked:
-        right.caption(":material/flag: Marked: label looks wrong")
-    probs = bin_probabilities(row, labels)
-    if probs is None:
-        right.caption("Bin probabilities do not apply after rebinning to another scheme.")
-    else:
-        right.plotly_chart(bin_probability_figure(probs), key="rv_dialog_probs")
-
-
-def toggle_mark(path: str, key: str) -> None:
-    try:
-        marks.set_mark(os.path.dirname(path), path, marked=bool(st.session_state[key]))
-    except (OSError, ValueError) as err:
-        # Shown by the gallery on this rerun; the checkbox goes back to what the file still says.
-        st.session_state["rv_mark_error"] = marks.mark_failure(path, err)
-        st.session_state[key] = not st.session_state[key]
-
-
-def mark_key(path: str) -> str:
-    return f"rv_mark_{os.path.basename(path)}"
-
-
-def gallery_tile(row: pd.Series, labels: list[str], marked: bool) -> None:
-    with st.container(border=True):
-        if os.path.exists(row["path"]):
-            st.image(row["path"], width="stretch")
-        else:
-            st.caption(f"missing file {row['path']}")
-        st.caption(tile_markdown(row))
-        key = mark_key(row["path"])
-        st.checkbox(
-            "label looks wrong",
-            value=marked,
-            key=key,
-            on_change=toggle_mark,
-            args=(row["path"], key),
-            help="Keeps a mark beside the dataset index; `train exclude=` leaves marked faces out",
-        )
-        if st.button("Open", key=f"rv_open_{os.path.basename(row['path'])}", icon=":material/open_in_full:"):
-            face_dialog(row, labels, bool(st.session_state.get(key, marked)))
-
-
-def marks_summary(frame: pd.DataFrame) -> None:
-    folder = image_folder(frame)
-    if folder is None:
-        st.caption("The images sit in several folders: each folder keeps its own marks.")
-        return
-    path = marks.marks_path(folder)
-    try:
-        table = marks.load_marks(folder)
-    except ValueError as err:
-        st.warning(f"{err}. Delete or fix it to mark faces again.")
-        return
-    st.markdown(f"**{len(table)}** face{'s' if len(table) != 1 else ''} marked *label looks wrong*.")
-    if table.empty:
-        return
-    st.dataframe(
-        marks.in_words(table), hide_index=True, width="stretch", height=min(38 + 35 * len(table), 250)
-    )
-    st.download_button(
-        "Export the marks (CSV)",
-        data=marks.export_csv(table),
-        file_name="marks.csv",
-        mime="text/csv",
-        key="rv_marks_export",
-    )
-    st.caption(f"Kept in `{path}`. Train without them: `python -m agelab train exclude={path}`.")
-
-
 @st.fragment
 def gallery(
-    filtered: pd.DataFrame, frame: pd.DataFrame, labels: list[str], sort: str, page_size: int, page_key: str
-) -> None:
+    filtered: pd.DataFrame, frame: pd.DataFrame, labels: list[str], view: ModelView, sort: str, page_size: int,
+    page_key: str,
+) -> None:  # fmt: skip
     """Only this part reruns when the user pages or marks, so paging through thousands stays quick."""
     ordered = sort_predictions(filtered, sort, seed=0)
     pages = page_count(len(ordered), page_size)
@@ -375,56 +163,32 @@ def gallery(
         marked = marks.marked_paths(rows["path"])
     except ValueError:
         marked = set()  # marks_summary below says which file is damaged
+
+    def open_face(position: int) -> None:
+        # The dialog steps through the whole selection, in the gallery's order, from this face.
+        st.session_state[DIALOG_AT] = position
+        st.session_state[DIALOG_OPEN] = True
+
     with st.grid(columns="auto", min_column_width=220, gap="small"):
-        for _, row in rows.iterrows():
-            gallery_tile(row, labels, row["path"] in marked)
-    marks_summary(frame)
-
-
-def confident_mistakes_section(frame: pd.DataFrame, limit: int, only_conflicts: bool) -> None:
+        for offset, (_, row) in enumerate(rows.iterrows()):
+            gallery_tile(row, first + offset, row["path"] in marked, open_face)
+    if st.session_state.get(DIALOG_OPEN):
+        face_dialog(ordered, labels, view)
     folder = image_folder(frame)
-    index_frame = load_index_frame(str(folder)) if folder is not None else None
-    mistakes = confident_mistakes(frame, index_frame, limit=limit, only_conflicts=only_conflicts)
-    if mistakes.empty:
-        st.info("No wrong bin predictions.")
-        return
-    with_dups = int((mistakes["conflicting_duplicates"].str.len() > 0).sum())
-    st.caption(
-        f"The {len(mistakes)} most confident wrong predictions; {with_dups} of them have byte-identical "
-        "copies under other names whose labels disagree (shown beside them), a sign of label noise."
-        + (
-            ""
-            if index_frame is not None
-            else " The image folder could not be indexed, so duplicates are not shown."
-        )
-    )
-    for _, row in mistakes.iterrows():
-        duplicates = row["conflicting_duplicates"]
-        cols = st.columns([1, 3])
-        with cols[0]:
-            if os.path.exists(row["path"]):
-                st.image(row["path"], width="stretch")
-        with cols[1]:
-            st.markdown(tile_markdown(row))
-            if duplicates:
-                st.markdown("**Same bytes, other labels:**")
-                with st.grid(columns=4, min_column_width=110):
-                    for dup in duplicates:
-                        with st.container():
-                            if os.path.exists(dup["path"]):
-                                st.image(dup["path"], width="stretch")
-                            st.caption(
-                                f"{dup['age']} y · {GENDERS[dup['gender']]} · {RACES[dup['race']]}  \n"
-                                f"`{dup['file']}`"
-                            )
-            else:
-                st.caption("No conflicting duplicate.")
+    marks_summary(None if folder is None else str(folder), "rv_marks_export")
 
 
 # --- the page ----------------------------------------------------------------------------------
 
 started = time.perf_counter()
 st.title("Review")
+VIEWS = ("Labels that look wrong (training data)", "Test-split mistakes")
+view_pick = st.segmented_control(
+    "What to review", VIEWS, default=VIEWS[0], required=True, key="rv_view", label_visibility="collapsed"
+)
+if view_pick == VIEWS[0]:
+    label_review.show()
+    st.stop()
 st.caption("How far off is the model, in ordinal age bins? Click a bar or a cell to see those faces.")
 
 try:
@@ -492,12 +256,27 @@ if other_name != "(none)":
 show_headline(main, other)
 if other is not None:
     st.caption(f"Deltas compare **{source.name}** against **{other_name}**.")
+    compared_frames = {source.name: frame, other_name: other_frame}
+    if warning := test_set_difference(frame, other_frame, (source.name, other_name)):
+        st.warning(warning, icon=":material/compare_arrows:")
+        run_dirs = [s.predictions.parent for s in (source, by_name[other_name]) if s.kind == "run"]
+        if len(run_dirs) == 2:
+            rescore_offer(run_dirs, "rv_rescore")
+            shared = [shared_split.shared_out(d.name) for d in run_dirs]
+            if all(path.is_file() and shared_split.shared_scores(d) for path, d in zip(shared, run_dirs)):
+                compared_frames = {
+                    name: load_prepared(str(path), os.path.getmtime(path), source.bins, scheme.spec)
+                    for name, path in zip((source.name, other_name), shared)
+                }
+                main, other = (headline(f) for f in compared_frames.values())
+        else:
+            st.caption(
+                "An evaluation is scored on the folder it names; compare runs to score both on one split."
+            )
     compared = tables.compare_table(compare_headlines({source.name: main, other_name: other}))
-    side = st.columns([2, 3])
-    side[0].dataframe(compared, width="stretch", height=38 + 35 * len(compared), key="rv_compare_table")
-    side[1].plotly_chart(
-        comparison_figure({source.name: frame, other_name: other_frame}), key="rv_compare_chart"
-    )
+    # The whole width: beside the chart, the second run's column was cut off.
+    st.dataframe(compared, width="stretch", height=38 + 35 * len(compared), key="rv_compare_table")
+    st.plotly_chart(comparison_figure(compared_frames), key="rv_compare_chart")
 
 st.subheader("Metrics by slice")
 slice_pick = st.selectbox("Slice", ["every slice", *SLICE_DIMENSIONS], key="rv_slice")
@@ -529,15 +308,13 @@ confusion_event = st.plotly_chart(
 left, right = st.columns(2)
 with left:
     st.subheader("Bin distance")
-    log_axis = st.toggle(
-        "Log scale", key="rv_log_axis", help="Shows the rare far misses as clearly as the rest"
-    )
     distance_event = st.plotly_chart(
-        distance_figure(distance_distribution(frame), log_axis),
+        distance_figure(distance_distribution(frame)),
         on_select="rerun",
         selection_mode="points",
         key="rv_distance_chart",
     )
+    st.caption(f"Misses of {FAR} bins or more sit on panels of their own scale, so each is a bar to click.")
 with right:
     st.subheader("Per age bin")
     per_bin = tables.per_bin_table(per_bin_report(frame, scheme))
@@ -560,12 +337,13 @@ dist_k = f[1].number_input("k", min_value=0, max_value=scheme.num_bins - 1, step
 direction = f[2].radio("Direction", DIRECTIONS, horizontal=True, key="rv_direction")
 true_pick = f[3].multiselect("True bin", labels, key="rv_true")
 pred_pick = f[4].multiselect("Predicted bin", labels, key="rv_pred")
-g = st.columns([2, 3, 2, 1, 1])
+g = st.columns([2, 3, 2, 2, 1, 1])
 gender_pick = g[0].multiselect("Gender", list(GENDERS.values()), key="rv_gender")
 eth_pick = g[1].multiselect("Ethnicity", list(RACES.values()), key="rv_eth")
 sort = g[2].selectbox("Sort by", SORTS, key="rv_sort")
-page_size = g[3].selectbox("Per page", [24, 48, 96], key="rv_page_size")
-g[4].button("Clear", on_click=reset_filters, key="rv_clear", help="Clear every filter")
+g[3].selectbox("Mark reason", marks.REASONS, key="rv_reason", help="The reason a tile's checkbox marks with")
+page_size = g[4].selectbox("Per page", [24, 48, 96], key="rv_page_size")
+g[5].button("Clear", on_click=reset_filters, key="rv_clear", help="Clear every filter")
 
 query = GalleryQuery(
     distance=None if dist_mode == "any" else int(dist_k),
@@ -590,9 +368,9 @@ st.download_button(
 if filtered.empty:
     st.info("No image matches these filters.")
 else:
-    gallery(
-        filtered, frame, labels, sort, int(page_size), page_key=f"{abs(hash((context, query, page_size))):x}"
-    )
+    model_seen = ModelView(saw_aligned_crops(frame), model_input_size(source.info))
+    page_key = f"{abs(hash((context, query, page_size))):x}"
+    gallery(filtered, frame, labels, model_seen, sort, int(page_size), page_key)
 
 st.subheader("Confident mistakes")
 m = st.columns([3, 2])

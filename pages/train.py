@@ -15,6 +15,7 @@ from agelab.config import (
     COMMON_SIZES,
     MODELS,
     OPTIONS,
+    PRETRAINED_MODELS,
     REBALANCE,
     RECIPES,
     WEIGHTS,
@@ -23,10 +24,12 @@ from agelab.config import (
     parse_overrides,
 )
 from agelab.data_sources import comma_list, discover_sources, source_roots
+from agelab.evaluation.shared_split import with_shared_scores
 from agelab.launchers import LaunchError
 from agelab.paths import data_dir, runs_dir
 from agelab.training import checkpoints, devices
 from agelab.training.resume import launch_resume
+from page_parts.shared_scores import rescore_offer
 from streamlit_setup import through_app
 
 through_app()
@@ -70,22 +73,35 @@ def index_of(options, value, fallback: int = 0) -> int:
     return list(options).index(value) if value in options else fallback
 
 
+# The choices that decide which fields below apply sit outside the form: a form's fields cannot change
+# (here: be enabled or disabled) until it is submitted.
+d1, d2, d3, d4 = st.columns(4)
+model = d1.selectbox("Model", MODELS, index=index_of(MODELS, base["model"]))
+bin_options = [*BUILTIN_SCHEMES, "custom"]
+bins = d2.selectbox("Age bins", bin_options, index=index_of(bin_options, base["bins"], len(bin_options) - 1))
+rebalance = d3.selectbox("Rebalance", REBALANCE, index=index_of(REBALANCE, base["rebalance"]))
+fine_tune_layers = d4.number_input(
+    "Fine-tune depth (layers)", 0, 1000, base["fine_tune_layers"], help=OPTIONS["fine_tune_layers"].help
+)
+has_alpha, pretrained = model in ALPHAS, model in PRETRAINED_MODELS
+
 # Enter in a field must not launch a run: runs cost minutes of CPU, so only the button launches.
 with st.form("config", enter_to_submit=False):
     c1, c2, c3, c4 = st.columns(4)
-    model = c1.selectbox("Model", MODELS, index=index_of(MODELS, base["model"]))
     alpha_options = ["model default", *ALL_ALPHAS]
     alpha = c1.selectbox(
         "Width (alpha)",
         alpha_options,
         index=index_of(alpha_options, base["alpha"]) if recipe != "none" else 0,
         help="MobileNet only: 0.35/0.5 (v2), 0.25 (v1)",
+        disabled=not has_alpha,
     )
     weights = c1.selectbox(
         "Weights",
         WEIGHTS,
         index=index_of(WEIGHTS, base["weights"]),
         help="baseline_cnn and small_cnn need none",
+        disabled=not pretrained,
     )
     sizes = sorted({*COMMON_SIZES, base["image_size"]})
     image_size = c2.selectbox(
@@ -99,17 +115,15 @@ with st.form("config", enter_to_submit=False):
     learning_rate = c2.number_input(
         "Learning rate", 1e-6, 1.0, base["learning_rate"], step=1e-4, format="%.5f"
     )
-    bin_options = [*BUILTIN_SCHEMES, "custom"]
-    bins = c3.selectbox(
-        "Age bins", bin_options, index=index_of(bin_options, base["bins"], len(bin_options) - 1)
-    )
     custom_edges = c3.text_input(
         "Custom bin edges",
         base["bins"] if base["bins"] not in BUILTIN_SCHEMES else "0,3,13,20,40,60",
         help="used when Age bins is custom",
+        disabled=bins != "custom",
     )
-    rebalance = c3.selectbox("Rebalance", REBALANCE, index=index_of(REBALANCE, base["rebalance"]))
-    by_race = c3.toggle("Balance bin x ethnicity", value=base["rebalance_by_race"])
+    by_race = c3.toggle(
+        "Balance bin x ethnicity", value=base["rebalance_by_race"], disabled=rebalance == "none"
+    )
     balance_power = c3.slider(
         "Balance strength",
         0.0,
@@ -117,15 +131,11 @@ with st.form("config", enter_to_submit=False):
         float(base["rebalance_power"]),
         0.25,
         help=OPTIONS["rebalance_power"].help,
+        disabled=rebalance != "class_weights",
     )
-    fine_tune_layers = c4.number_input(
-        "Fine-tune depth (layers)",
-        0,
-        1000,
-        base["fine_tune_layers"],
-        help=OPTIONS["fine_tune_layers"].help,
+    fine_tune_epochs = c4.number_input(
+        "Fine-tune epochs", 0, 1000, base["fine_tune_epochs"], disabled=fine_tune_layers == 0
     )
-    fine_tune_epochs = c4.number_input("Fine-tune epochs", 0, 1000, base["fine_tune_epochs"])
     augment = c4.toggle("Augment", value=base["augment"], help="flip, rotation, zoom, contrast, brightness")
     mixup = c4.number_input("Mixup (alpha)", 0.0, 2.0, float(base["mixup"]), 0.1, help=OPTIONS["mixup"].help)
     fast = c4.toggle("Fast mode", value=base["fast"] if recipe != "none" else True, help=OPTIONS["fast"].help)
@@ -185,21 +195,21 @@ if launched or sweep_launched:
         "source_weights": source_weights,
         "max_images": max_images,
         "model": model,
-        "weights": weights,
+        "weights": weights if pretrained else "none",
         "image_size": image_size,
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "bins": custom_edges if bins == "custom" else bins,
         "rebalance": rebalance,
-        "rebalance_by_race": by_race,
-        "rebalance_power": balance_power,
+        "rebalance_by_race": by_race and rebalance != "none",
+        "rebalance_power": balance_power if rebalance == "class_weights" else 1.0,
         "fine_tune_layers": fine_tune_layers,
         "fine_tune_epochs": fine_tune_epochs,
         "augment": augment,
         "mixup": mixup,
         "fast": fast,
-        "alpha": 0.0 if alpha == "model default" else alpha,
+        "alpha": 0.0 if alpha == "model default" or not has_alpha else alpha,
     }
     try:
         chosen.update(parse_overrides(extra.split()))
@@ -333,7 +343,8 @@ def runs_section() -> None:
     current = launchers.list_runs()
     if not current:
         return
-    table = runs.runs_table(current)
+    # A run scored on the shared test split (the offer below) is shown with those scores.
+    table = with_shared_scores(runs.runs_table(current))
     event = st.dataframe(
         table,
         hide_index=True,
@@ -355,6 +366,7 @@ def runs_section() -> None:
             "gender_acc": st.column_config.NumberColumn("gender acc", format="%.3f", width=80),
             "test_images": st.column_config.NumberColumn("test images", format="%d", width=80),
             "test_set": st.column_config.TextColumn("test set", width="small"),
+            "scored_on_split": st.column_config.TextColumn("scored on", width="small"),
             "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f", width=90),
             "device": st.column_config.TextColumn(width="small"),
             "job_id": st.column_config.TextColumn("Ray job", width="small"),
@@ -364,6 +376,7 @@ def runs_section() -> None:
     selected = [current[i] for i in event.selection.rows if i < len(current)]
     if warning := runs.test_set_warning(table.iloc[[i for i in event.selection.rows if i < len(table)]]):
         st.warning(warning, icon=":material/compare_arrows:")
+        rescore_offer([r.path for r in selected], "tr_rescore")
     if not selected:
         st.caption(
             "Select runs in the table to overlay their curves, open their config and log, or delete them."

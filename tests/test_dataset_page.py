@@ -54,6 +54,14 @@ def test_charts_and_tables_speak_words_and_share_one_palette(utkface_dir, isolat
                 colors.setdefault(trace["name"], set()).add(trace["marker"]["color"])
     assert colors["Female"] == {palette.GENDER["Female"]} and colors["Male"] == {palette.GENDER["Male"]}
     assert colors["Indian"] == {palette.ETHNICITY["Indian"]}
+    for spec in specs:  # the genders in one order on every chart
+        names = [t.get("name") for t in spec["data"] if t.get("name") in palette.GENDER]
+        assert names in ([], list(palette.GENDER_ORDER)), names
+    next(r for r in at.radio if r.label == "Show as").set_value("Heatmap").run()
+    heatmaps = [t for s in chart_specs(at) for t in s["data"] if t.get("type") == "heatmap"]
+    assert [list(t["x"]) for t in heatmaps if set(t["x"]) <= set(palette.GENDER)] == [
+        list(palette.GENDER_ORDER)
+    ]
 
     dups = next(d.value for d in at.dataframe if "labels disagree" in d.value.columns)
     assert set(dups["gender"]) <= {"Male", "Female", ""} and "None" not in set(dups["malformed name"])

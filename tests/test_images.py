@@ -84,3 +84,31 @@ def test_a_12000_pixel_square_image_is_refused_before_decoding(tmp_path, monkeyp
     Image.new("L", (30, 20), 128).save(small, "PNG")
     assert load_image(small.getvalue()).shape == (20, 30, 3)
     assert set(decoded) == {(30, 20)}  # the spy does see a decode
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A real PNG's opening (signature, IHDR, an empty IDAT, IEND) saying ``width`` x ``height``: what
+    Pillow reads before it decodes, without the gigabytes of pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_20000_pixel_png_is_refused_with_its_size_in_words():
+    from agelab.images import image_format
+
+    data = png_header(20_000, 20_000)
+    # Past twice Pillow's own limit its open raises; the format is still found, and the refusal says why.
+    assert image_format(data) == "PNG"
+    with pytest.raises(ImageError) as info:
+        load_image(data, name="poster.png")
+    message = str(info.value)
+    assert message.startswith("poster.png is 20000 x 20000 px, above the 100-megapixel limit")
+    assert "resize it" in message and "not an image" not in message

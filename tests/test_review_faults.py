@@ -38,7 +38,9 @@ def review_dirs(isolated_dirs, monkeypatch):
 
 
 def open_page() -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=120).run()
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.session_state["rv_view"] = "Test-split mistakes"  # past the opening view, the training labels
+    app.run()
     assert not app.exception, app.exception
     return app
 
@@ -98,3 +100,22 @@ def test_marking_a_face_on_a_full_disk_says_so_and_the_page_goes_on(small_cache,
     assert any("was not saved" in e and "the disk is full" in e for e in errors), errors
     assert not next(c for c in app.checkbox if c.key == first.key).value  # still unmarked, as on disk
     assert marks.load_marks(data).empty
+
+
+def test_a_nearly_black_and_a_tiny_face_are_flagged_on_their_tiles(review_dirs, utkface_dir):
+    import numpy as np
+    from PIL import Image
+
+    data, _ = evaluated(review_dirs, utkface_dir, "good")
+    faces = sorted(data.iterdir())
+    dark = np.asarray(Image.open(faces[0])).astype(np.float32) * 0.05
+    Image.fromarray(dark.astype(np.uint8)).save(faces[0], quality=95)  # the same file, in the dark
+    Image.open(faces[1]).resize((20, 20)).save(faces[1], quality=95)
+    model = save_contract_model(review_dirs / "model-flags", stem="flags")
+    assert evaluate_cli(["--model", str(model), "--data", str(data), "--no-detect"]) == 0
+    app = open_page()
+    app.selectbox(key="rv_source").set_value("evaluation: flags-on-good").run()
+    warnings = [c.value for c in app.caption if ":material/warning:" in c.value]
+    assert any(w.startswith(":orange[:material/warning: Nearly black") for w in warnings), warnings
+    assert any("Tiny (20 x 20 px" in w for w in warnings), warnings
+    assert len([w for w in warnings if "may mean nothing" in w]) >= 2

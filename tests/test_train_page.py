@@ -33,7 +33,6 @@ def widgets(app: AppTest, kind: str) -> dict:
 def fill_form(app: AppTest, data: Path, **choices) -> None:
     selects = widgets(app, "selectbox")
     selects["Model"].set_value(choices.get("model", "baseline_cnn"))
-    selects["Weights"].set_value(choices.get("weights", "none"))
     selects["Image size"].set_value(64)
     numbers = widgets(app, "number_input")
     numbers["Epochs"].set_value(1)
@@ -53,7 +52,9 @@ def test_page_without_runs_shows_the_device_and_an_empty_state(isolated_dirs):
 
 def test_a_bad_config_is_rejected_on_the_page(isolated_dirs, small_data):
     app = AppTest.from_file(PAGE, default_timeout=30).run()
-    fill_form(app, small_data, weights="imagenet")  # baseline_cnn has no ImageNet weights
+    fill_form(app, small_data)
+    # The Weights field is off for baseline_cnn; typed as a key, the config is still checked.
+    widgets(app, "text_input")["More keys"].set_value("weights=imagenet")
     app.button[0].click().run()
     assert any("baseline_cnn has no pretrained weights" in e.value for e in app.error)
     assert runs.list_runs() == []
@@ -62,10 +63,35 @@ def test_a_bad_config_is_rejected_on_the_page(isolated_dirs, small_data):
 def test_balance_strength_without_class_weights_is_rejected_on_the_page(isolated_dirs, small_data):
     app = AppTest.from_file(PAGE, default_timeout=30).run()
     fill_form(app, small_data)
-    widgets(app, "slider")["Balance strength"].set_value(0.5)
+    widgets(app, "text_input")["More keys"].set_value("rebalance_power=0.5")
     app.button[0].click().run()
     assert any("rebalance_power=0.5" in e.value and "rebalance=class_weights" in e.value for e in app.error)
     assert runs.list_runs() == []
+
+
+def test_fields_that_do_not_apply_are_off_until_their_choice_is_made(isolated_dirs):
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
+    selects, numbers = widgets(app, "selectbox"), widgets(app, "number_input")
+    selects["Model"].set_value("small_cnn")
+    selects["Age bins"].set_value("groups10")
+    selects["Rebalance"].set_value("none")
+    numbers["Fine-tune depth (layers)"].set_value(0)
+    app.run()
+
+    def disabled() -> set[str]:
+        found = [*app.selectbox, *app.text_input, *app.toggle, *app.slider, *app.number_input]
+        return {w.label for w in found if w.disabled}
+
+    assert {"Custom bin edges", "Fine-tune epochs", "Weights", "Width (alpha)"} <= disabled()
+    assert {"Balance strength", "Balance bin x ethnicity"} <= disabled()
+    widgets(app, "selectbox")["Model"].set_value("mobilenet_v2")
+    widgets(app, "selectbox")["Age bins"].set_value("custom")
+    widgets(app, "selectbox")["Rebalance"].set_value("class_weights")
+    widgets(app, "number_input")["Fine-tune depth (layers)"].set_value(20)
+    app.run()
+    assert not app.exception
+    assert not disabled() & {"Custom bin edges", "Fine-tune epochs", "Weights", "Width (alpha)",
+                             "Balance strength", "Balance bin x ethnicity"}  # fmt: skip
 
 
 def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
@@ -240,3 +266,25 @@ def test_the_face_recipe_fills_the_form_with_its_own_size(isolated_dirs):
     assert not app.exception
     selects = widgets(app, "selectbox")
     assert selects["Model"].value == "face_mobilenet" and selects["Image size"].value == 128
+
+
+def test_a_run_rescored_on_the_shared_test_split_shows_those_scores(isolated_dirs, small_data, monkeypatch):
+    """A run trained on part of the data has its own, smaller test split; scored on the shared one,
+    the runs table shows the shared scores and the same test-set identity as a run of all the data."""
+    from agelab.data import load_dataset
+    from agelab.evaluation import shared_split
+    from agelab.training.verb import train
+
+    monkeypatch.setenv("AGELAB_DATA", str(small_data))
+    run_dir = train({"model": "small_cnn", "weights": "none", "image_size": 32, "epochs": 1, "augment": False,
+                     "crop": "none", "data": str(small_data), "max_images": 120, "name": "part"})  # fmt: skip
+    shared_test = load_dataset().query("split == 'test'")
+    own = runs.runs_table(runs.list_runs())
+    assert own.loc[0, "test_images"] < len(shared_test)
+    assert shared_split.cli([str(run_dir)]) == 0
+    table = shared_split.with_shared_scores(own)
+    assert table.loc[0, "scored_on_split"] == "shared test split"
+    assert table.loc[0, "test_images"] == len(shared_test)
+    assert table.loc[0, "test_set"] == shared_split.test_set_id(shared_test)
+    saved = pd.read_parquet(shared_split.shared_out(run_dir.name))
+    assert sorted(saved["path"].map(lambda p: Path(p).name)) == sorted(shared_test["file"])

@@ -188,3 +188,50 @@ def image_folder(frame: pd.DataFrame) -> Path | None:
     """The one folder all images of a table sit in, or None when they are spread over several."""
     folders = {os.path.dirname(p) for p in frame["path"]}
     return Path(folders.pop()) if len(folders) == 1 else None
+
+
+def model_input_size(info: dict[str, Any]) -> int | None:
+    """The input size of the model behind a predictions source: a run's ``image_size``, or the size in
+    an evaluated model's sidecar; None when neither says."""
+    if isinstance(info.get("image_size"), int | float):
+        return int(info["image_size"])
+    if info.get("model"):
+        from agelab.model_files import read_sidecar
+
+        try:
+            size = read_sidecar(str(info["model"])).get("image_size")
+        except (OSError, ValueError):
+            return None
+        return int(size) if isinstance(size, int | float) else None
+    return None
+
+
+def saw_aligned_crops(frame: pd.DataFrame) -> bool:
+    """Whether the model of a predictions table was given the detector's aligned crops: ``face_found``
+    is recorded then (True or False per image), and empty when it was given the whole images."""
+    return "face_found" in frame.columns and bool(frame["face_found"].notna().any())
+
+
+def model_view(path: str | Path, aligned: bool, image_size: int, detector: Any = None) -> np.ndarray:
+    """The input the model was given for the image at ``path``, as RGB ``uint8``: its aligned crop
+    (the crop cache's, which training wrote, else made again by the same function with ``detector``
+    or a new one) or, for a model given whole images, the image resized. Raises ImageError."""
+    from agelab.crop import model_input
+    from agelab.crop_cache import crop_folder, labelled_face_crop
+    from agelab.images import ImageError, load_image
+
+    path = Path(path)
+    if aligned:
+        cached = crop_folder(path.parent, image_size) / (path.name + ".png")
+        if cached.is_file():
+            try:
+                return load_image(cached)
+            except ImageError:
+                pass  # a damaged cache file: made again below, as training would
+        if detector is None:
+            from agelab.faces import FaceDetector
+
+            with FaceDetector() as made:
+                return labelled_face_crop(load_image(path), made, image_size)[0]
+        return labelled_face_crop(load_image(path), detector, image_size)[0]
+    return model_input(load_image(path), image_size)

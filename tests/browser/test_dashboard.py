@@ -172,10 +172,7 @@ def test_train_launch_watch_reload_and_stop(page, app_url):
 
 
 def test_review_off_by_two_bar_shows_those_faces(page, app_url):
-    page.goto(app_url + "/review")
-    # The first visit scores the shipped model on the saved test split.
-    page.wait_for_selector("text=Bin distance", timeout=300_000)
-    wait_idle(page, 300)
+    open_review(page, app_url)
     chart = page.locator("[data-testid=stPlotlyChart]").nth(1)
     chart.scroll_into_view_if_needed()
     bars = chart.locator("g.trace.bars g.point path")
@@ -310,7 +307,12 @@ def pick_option(page, select, name: str, tries: int = 3) -> None:
 
 
 def open_review(page, app_url: str) -> None:
+    """Review's test-split view (the page opens on the training labels that look wrong)."""
     page.goto(app_url + "/review")
+    page.wait_for_selector("h1:has-text('Review')", timeout=120_000)
+    wait_idle(page)
+    page.get_by_role("button", name="Test-split mistakes").click()
+    # The first visit scores the shipped model on the saved test split.
     page.wait_for_selector("text=Bin distance", timeout=300_000)
     wait_idle(page, 300)
 
@@ -337,9 +339,7 @@ def test_review_tiles_most_wrong_first_and_marks_that_train_honours(
     saved = marks_file.read_bytes() if marks_file.exists() else None  # the user's own marks
     marks_file.unlink(missing_ok=True)
     try:
-        page.reload()
-        page.wait_for_selector("text=Bin distance", timeout=120_000)
-        wait_idle(page)
+        open_review(page, app_url)  # a reload opens on the training labels again
         tiles = gallery_tiles(page)
         tiles.first.wait_for(timeout=60_000)
         assert tiles.count() == 24
@@ -417,10 +417,10 @@ def test_a_deep_link_on_a_fresh_server_gets_the_apps_layout_and_menu(browser, tm
         wait_idle(page)
         links = page.locator("[data-testid=stSidebarNavLink]")
         texts = links.all_inner_texts()
-        assert len(texts) == 5, texts  # not "app, dataset, labels, predict, review, train"
-        for link, title in zip(texts, ["Dataset", "Train", "Review", "Labels", "Predict"]):
+        assert len(texts) == 4, texts  # not "app, dataset, predict, review, train"
+        for link, title in zip(texts, ["Dataset", "Train", "Review", "Predict"]):
             assert link.strip().endswith(title), texts
-        assert links.locator("[data-testid=stIconMaterial]").count() == 5  # with their icons
+        assert links.locator("[data-testid=stIconMaterial]").count() == 4  # with their icons
         # app.py's wide layout: the centred one is 736 px at most.
         assert page.locator("[data-testid=stMainBlockContainer]").bounding_box()["width"] > 1000
         no_exceptions(page)
@@ -455,10 +455,10 @@ def test_no_request_leaves_the_loopback_address(page, app_url):
 
 
 def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser, tmp_path, utkface_dir):
-    """Open Labels on the training split, step with the arrow keys, mark three faces with M and a
-    reason each, then train without them: training and validation are three faces smaller, and the
-    test split is the same, file for file."""
-    from agelab import marks
+    """Review opens on the training labels that look wrong: step with the arrow keys, mark three faces
+    with M and a reason each, launch `train exclude=` from the page; the new run trains on three faces
+    fewer, and its test split is the same, file for file."""
+    from agelab import marks, runs
     from tests.real_data import copy_real_images, splits_with_and_without_marks
 
     folder = tmp_path / "utk"
@@ -470,8 +470,8 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
     )
     try:
         page = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
-        page.goto(url + "/labels")
-        page.wait_for_selector("h1:has-text('Labels')", timeout=120_000)
+        page.goto(url + "/review")
+        page.wait_for_selector("h1:has-text('Review')", timeout=120_000)
         wait_idle(page)
         page.get_by_text("Find the labels that look wrong").click()
         page.wait_for_selector("text=look mislabelled", timeout=600_000)
@@ -482,7 +482,7 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
 
         assert "this is 1" in shown()
         # The keys act on the page, not inside a form field: take the focus off the toggle first.
-        page.locator("h1:has-text('Labels')").click()
+        page.locator("h1:has-text('Review')").click()
         page.keyboard.press("ArrowRight")
         page.wait_for_selector("text=this is 2", timeout=60_000)
         page.keyboard.press("ArrowLeft")
@@ -491,10 +491,23 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
             wait_idle(page)
             page.get_by_text(reason, exact=True).click()
             wait_idle(page)
-            page.locator("h1:has-text('Labels')").click()
+            page.locator("h1:has-text('Review')").click()
             page.keyboard.press("m")
             page.wait_for_selector(f"text=this is {position}", timeout=60_000)
         shot(page, "labels")
+        wait_idle(page)
+        keys = page.get_by_label("More keys for the run", exact=True)
+        keys.fill("model=small_cnn weights=none image_size=32 epochs=1 augment=false crop=none fast=false")
+        keys.press("Tab")
+        wait_idle(page)
+        page.get_by_role("button", name="Launch train exclude=").click()
+        page.wait_for_selector("text=Launched", timeout=60_000)
+        no_exceptions(page)
+        run_dir = next((tmp_path / "runs").glob("small_cnn-*"))
+        deadline = time.time() + 900
+        while runs.effective_status(run_dir).get("status") in runs.ACTIVE and time.time() < deadline:
+            time.sleep(3)
+        assert runs.effective_status(run_dir).get("status") == "finished", runs.log_tail(run_dir, 30)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -503,12 +516,16 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
     try:
         table = marks.load_marks(folder)
         assert table["reason"].tolist() == ["age wrong", "gender wrong", "not a face"]
-        before, after = splits_with_and_without_marks(folder)
+        before, _ = splits_with_and_without_marks(folder)
     finally:
         if previous is None:
             os.environ.pop("AGELAB_CACHE_DIR")
         else:
             os.environ["AGELAB_CACHE_DIR"] = previous
-    kept = len(before.splits["train"]) + len(before.splits["val"])
-    assert len(after.splits["train"]) + len(after.splits["val"]) == kept - 3
-    assert after.splits["test"]["file"].tolist() == before.splits["test"]["file"].tolist()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_excluded"] == 3
+    assert (
+        metrics["n_train"] + metrics["n_val"] == len(before.splits["train"]) + len(before.splits["val"]) - 3
+    )
+    tested = pd.read_parquet(run_dir / "predictions.parquet")["path"].map(os.path.basename)
+    assert sorted(tested) == sorted(before.splits["test"]["file"])
