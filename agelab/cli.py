@@ -24,15 +24,15 @@ VERBS: dict[str, tuple[str, str]] = {
     "evaluate": ("agelab.evaluation.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (
-        "agelab.calibration",
+        "agelab.commands.calibrate",
         "Fit a saved model's confidence on the validation split and record it in its sidecar.",
     ),
     "ensemble": (
-        "agelab.ensemble",
+        "agelab.commands.ensemble",
         "Average trained models (and their mirror views) into one model, calibrated and exported.",
     ),
     "export": (
-        "agelab.litert",
+        "agelab.commands.export",
         "Export a saved model to LiteRT (X.tflite beside X.keras), which then serves it.",
     ),
 }

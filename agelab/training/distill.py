@@ -27,9 +27,15 @@ import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
+from agelab.custom_objects import (
+    PackedBinaryCrossentropy,
+    PackedCrossentropy,
+    packed_bin_accuracy,
+    packed_gender_accuracy,
+    soft_bin_targets,
+)
 from agelab.training import mixup
 from agelab.training.errors import RunError
-from agelab.training.losses import soft_bin_targets
 
 import keras  # noqa: E402  isort: skip  (after agelab, which sets KERAS_HOME)
 
@@ -138,35 +144,6 @@ def training_labels(
     if not uses_packed_targets(config):
         return labels_of(frame, scheme)
     return packed_labels(frame, scheme, config.get("soft_bins", 0.0), config["teacher_weight"])
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-class PackedCrossentropy(keras.losses.Loss):
-    """Cross-entropy of the bin probabilities against the packed target distribution ``y_true[:, 1:]``."""
-
-    def call(self, y_true, y_pred):
-        from keras import ops
-
-        probabilities = ops.clip(y_pred, keras.config.epsilon(), 1.0)
-        return -ops.sum(y_true[:, 1:] * ops.log(probabilities), axis=-1)
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-class PackedBinaryCrossentropy(keras.losses.Loss):
-    """Binary cross-entropy of the gender probability against the packed target ``y_true[:, 1:]``."""
-
-    def call(self, y_true, y_pred):
-        return keras.losses.binary_crossentropy(y_true[:, 1:], y_pred)
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-def packed_bin_accuracy(y_true, y_pred):
-    return keras.metrics.sparse_categorical_accuracy(y_true[:, :1], y_pred)
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-def packed_gender_accuracy(y_true, y_pred):
-    return keras.metrics.binary_accuracy(y_true[:, :1], y_pred)
 
 
 def losses_and_metrics() -> tuple[dict[str, Any], dict[str, list[Any]]]:

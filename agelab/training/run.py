@@ -300,7 +300,7 @@ class Trainer:
 
     def _export_litert(self) -> None:
         """``model.tflite`` beside ``model.keras`` (recorded in ``model.json``): predictions serve from it."""
-        from agelab import litert
+        from agelab import litert_export as litert
 
         start = time.perf_counter()
         try:
