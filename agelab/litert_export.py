@@ -94,9 +94,9 @@ def prepared_faces(
     cropped the way ``evaluate`` and ``predict`` crop them (the detector's aligned crop for a model
     trained on those): the split's rows, in the batch's order, and the batch."""
     from agelab.crop import model_input
-    from agelab.crop_cache import aligned_inputs
     from agelab.data_sources import load_data
     from agelab.images import load_image
+    from agelab.model_inputs import model_inputs
 
     frame = load_data(data)
     where = data or "data/UTKFace"
@@ -113,10 +113,7 @@ def prepared_faces(
     if n is not None and n < len(frame):
         frame = frame.sample(n, random_state=seed)
     size = int(meta["image_size"])
-    if meta.get("crop") == "aligned":
-        frame = aligned_inputs(frame, size, log=lambda _: None)
-    else:
-        frame = frame.assign(input=frame["path"]).reset_index(drop=True)
+    frame = model_inputs(frame, meta, log=lambda _: None)
     batch = np.stack([model_input(load_image(f), size) for f in frame["input"]]).astype(np.float32)
     return frame, batch
 

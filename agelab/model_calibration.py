@@ -1,7 +1,7 @@
 """A saved model's confidence fitted on its dataset's validation split and recorded in its sidecar.
 
 The temperatures themselves are :mod:`agelab.calibration`'s; this module feeds them the model's raw
-outputs on the validation faces, cropped as the model is served.
+outputs on the validation faces, cropped as the model is served (:func:`agelab.model_inputs.model_inputs`).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 
 from agelab.calibration import calibrate
 from agelab.model_files import record_in_sidecar
+from agelab.model_inputs import model_inputs
 from agelab.predictor import load_predictor
 
 
 def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> dict[str, float]:
     """Fit a saved model's temperatures on its dataset's validation split and write them into its
     sidecar (``calibration``); what ``python -m agelab calibrate`` runs. Returns the calibration."""
-    from agelab.crop_cache import aligned_inputs
     from agelab.data_sources import load_data
     from agelab.images import load_image
 
@@ -27,10 +27,8 @@ def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> d
     val = frame[frame["split"] == "val"].reset_index(drop=True)
     if val.empty:
         raise ValueError(f"the dataset {data or 'data/UTKFace'} has no validation images to calibrate on")
-    sources = val["path"]
-    if predictor.meta.get("crop") == "aligned":
-        val = aligned_inputs(val, predictor.image_size, log=lambda message: None)
-        sources = val["input"]
+    val = model_inputs(val, predictor.meta, log=lambda message: None)
+    sources = val["input"]
     probs, female_prob = [], []
     for start in range(0, len(val), 256):
         batch = predictor.to_batch([load_image(p) for p in sources[start : start + 256]])

@@ -54,9 +54,9 @@ def teacher_predictions(
     """``frame`` with the teacher's calibrated predictions as columns (:func:`teacher_bin_columns`,
     :data:`TEACHER_FEMALE`, :data:`TEACHER_AGE`), each image predicted once, on the crop the
     teacher is served (its aligned crop at its own input size, or the file as it is)."""
-    from agelab.crop_cache import aligned_inputs
     from agelab.images import ImageError, load_image
     from agelab.model_files import ModelError
+    from agelab.model_inputs import model_inputs
     from agelab.predictor import Predictor
 
     try:
@@ -70,10 +70,7 @@ def teacher_predictions(
             "the teacher must use the run's bins"
         )
     images = frame[["path"]].drop_duplicates().reset_index(drop=True)
-    if predictor.meta.get("crop") == "aligned":
-        images = aligned_inputs(images, predictor.image_size, log)
-    else:
-        images = images.assign(input=images["path"])
+    images = model_inputs(images, predictor.meta, log)
     log(f"teacher {predictor.model_path} ({predictor.backend_note}) on {len(images):,} training images")
     probs, female, age = [], [], []
     inputs = images["input"].astype(str).tolist()
