@@ -1,7 +1,8 @@
 """``python -m agelab VERB``: one entry point for every task.
 
-Each verb lives in its own module and is imported only when used, so ``index`` never pays for
-importing TensorFlow.
+Each verb's command line lives in ``agelab/commands/<verb>.py`` (``train``, ``runs``, ``sweep`` and
+``predict`` still beside their logic), imported only when the verb is used, so ``index`` never pays
+for importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 import sys
 
 VERBS: dict[str, tuple[str, str]] = {
-    "setup": ("agelab.assets", "Make the UTKFace images, Keras weights and face detector available."),
+    "setup": ("agelab.commands.setup", "Make the UTKFace images, Keras weights and face detector available."),
     "index": (
         "agelab.commands.index",
         "Build or load the index of a UTKFace folder or a labels.csv folder and report its flaws.",
@@ -21,7 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "agelab.launchers",
         "List, launch (here or on Ray), watch, and stop runs: python -m agelab runs --help",
     ),
-    "evaluate": ("agelab.evaluation.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
+    "evaluate": ("agelab.commands.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (
         "agelab.commands.calibrate",

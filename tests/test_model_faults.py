@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from agelab import atomic, predict
 from agelab.bins import get_scheme
-from agelab.evaluation import evaluate
+from agelab.commands import evaluate
 from agelab.model_files import ModelError
 from agelab.paths import PROJECT_ROOT
 from agelab.predictor import Predictor
