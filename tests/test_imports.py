@@ -31,3 +31,14 @@ def test_agelab_never_imports_streamlit():
     modules = read_modules()
     assert len(modules) > 50
     assert [n for n, m in modules.items() if "streamlit" in m.external] == []
+
+
+def test_each_package_docstring_lists_all_its_modules():
+    modules = read_modules()
+    for package in ("agelab.training", "agelab.evaluation", "agelab.commands"):
+        doc = modules[package].docstring
+        members = [
+            n for n in modules if n.startswith(package + ".") and n.count(".") == package.count(".") + 1
+        ]
+        missing = [n for n in members if n.rpartition(".")[2] not in doc]
+        assert missing == [], f"{package}/__init__.py does not name {', '.join(missing)}"

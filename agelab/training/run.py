@@ -13,7 +13,8 @@ from typing import Any
 from agelab import atomic, models, pipeline
 from agelab.bins import BinScheme, get_scheme
 from agelab.model_files import save_model
-from agelab.training import distill, scoring
+from agelab.training import distill
+from agelab.training import run_scores as scoring
 from agelab.training.callbacks import stage_callbacks
 from agelab.training.datasets import ImageDatasets
 from agelab.training.devices import make_strategy
