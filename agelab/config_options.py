@@ -166,6 +166,9 @@ OPTIONS: dict[str, Option] = {
     "max_images": Option(0, "int", "stratified subset of the dataset for quick runs (0: all)", (), 0, None),
     # NumPy and TensorFlow take a seed below 2**32; a larger one failed only once the run had started.
     "seed": Option(0, "int", "random seed", (), 0, MAX_SEED),
+    "deterministic": Option(
+        True, "bool", "TensorFlow's op determinism: one seed gives the same model (false: a little faster)"
+    ),
     "age_head": Option(
         "dex", "choice", "age in years: DEX expected value over 0-100, or regression", AGE_HEADS
     ),
@@ -231,6 +234,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "loss_weight_gender",
         "fast",
         "seed",
+        "deterministic",
         "cache",
         "mixed_precision",
         "num_gpus",

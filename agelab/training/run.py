@@ -12,6 +12,7 @@ from typing import Any
 
 from agelab import atomic, models, pipeline
 from agelab.bins import BinScheme, get_scheme
+from agelab.determinism import seed_run
 from agelab.model_files import save_model
 from agelab.training import distill
 from agelab.training import run_scores as scoring
@@ -89,7 +90,7 @@ class Trainer:
         c = self.config
         # Our datasets shuffle themselves; fit() warns about its own shuffle flag otherwise.
         warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
-        keras.utils.set_random_seed(c["seed"])
+        seed_run(c["seed"], c.get("deterministic", True))
         if c["mixed_precision"]:
             if self.gpus:
                 keras.mixed_precision.set_global_policy("mixed_float16")
