@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,15 +167,16 @@ def climbing(modules: dict[str, Module], floor: dict[str, int]) -> list[tuple[st
 
 def concept(docstring: str) -> str:
     """A module's docstring's first sentence, for the module table."""
-    first = " ".join(docstring.strip().split("\n\n")[0].split())
-    return first.replace("|", "\\|")
+    paragraph = " ".join(docstring.strip().split("\n\n")[0].split())
+    sentence = re.split(r"(?<=[.])\s+(?=[A-Z`(:])", paragraph, maxsplit=1)[0]
+    return sentence.replace("|", "\\|") or "(no docstring)"
 
 
 def table(modules: dict[str, Module], floor: dict[str, int]) -> str:
-    lines = ["| module | floor | lines | what it holds |", "|---|---:|---:|---|"]
+    lines = ["| module | floor | what it holds (its docstring's first sentence) |", "|---|---:|---|"]
     for name in sorted(modules):
         m = modules[name]
-        lines.append(f"| `{name}` | {floor[name]} | {m.lines} | {concept(m.docstring)} |")
+        lines.append(f"| `{name}` | {floor[name]} | {concept(m.docstring)} |")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Issue 11, hardening: run states that tell the truth. A diverged run fails saying so, a stop during
+"""Hardening: run states that tell the truth. A diverged run fails saying so, a stop during
 feature extraction is a stop, a full disk is named, and a killed run's disk cache does not stay."""
 
 from __future__ import annotations
