@@ -1,4 +1,5 @@
-"""``python -m agelab setup``: make the UTKFace images, Keras weights and face detector available.
+"""The project's assets made available (``python -m agelab setup``): the UTKFace images, the Keras
+weights and the face detector.
 
 Each asset comes from a local mirror folder laid out like ``../shared`` (``AGELAB_MIRROR``) when one
 is given, and is downloaded otherwise. The mirror is symlinked or copied; nothing is ever copied
@@ -7,11 +8,9 @@ into git (``data/``, ``.keras/`` and the detectors ``models/face_detection_*.tfl
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
-import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,22 +220,3 @@ def setup(mirror: Path | None = None) -> list[AssetResult]:
             f"AGELAB_MIRROR={mirror} is not a folder; point it at a folder laid out like ../shared."
         )
     return [step(mirror) for step in STEPS]
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agelab setup", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--mirror", type=Path, default=None, help="folder laid out like ../shared (AGELAB_MIRROR)"
-    )
-    args = parser.parse_args(argv)
-    mirror = args.mirror or mirror_dir()
-    failed = False
-    for step in STEPS:
-        try:
-            result = step(mirror)
-        except AssetError as err:
-            print(f"agelab setup: {err}", file=sys.stderr)
-            failed = True
-        else:
-            print(f"{result.name}: {result.location} ({result.how})", file=sys.stderr)
-    return 1 if failed else 0

@@ -8,9 +8,6 @@ model outputs probabilities (softmax / sigmoid), so the logits are recovered as 
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,66 +143,3 @@ def finalize(
     out = apply(outputs, calibration)
     out["age"] = np.asarray(outputs["age"], dtype=float).reshape(-1)
     return out
-
-
-def calibrate_model(model_path: str | Path, data: str | Path | None = None) -> dict[str, float]:
-    """Fit a saved model's temperatures on its dataset's validation split and write them into its
-    sidecar (``calibration``); what ``python -m agelab calibrate`` runs. Returns the calibration."""
-    from agelab.crop_cache import aligned_inputs
-    from agelab.data_sources import load_data
-    from agelab.images import load_image
-    from agelab.model_files import record_in_sidecar
-    from agelab.predictor import load_predictor
-
-    predictor = load_predictor(model_path)
-    frame = load_data(data)
-    val = frame[frame["split"] == "val"].reset_index(drop=True)
-    if val.empty:
-        raise ValueError(f"the dataset {data or 'data/UTKFace'} has no validation images to calibrate on")
-    sources = val["path"]
-    if predictor.meta.get("crop") == "aligned":
-        val = aligned_inputs(val, predictor.image_size, log=lambda message: None)
-        sources = val["input"]
-    probs, female_prob = [], []
-    for start in range(0, len(val), 256):
-        batch = predictor.to_batch([load_image(p) for p in sources[start : start + 256]])
-        raw = predictor.raw_outputs(batch)
-        probs.append(raw["age_bin"])
-        female_prob.append(raw["prob_female"])
-    result = calibrate(
-        np.concatenate(probs),
-        predictor.scheme.bin_of(val["age"].to_numpy()),
-        np.concatenate(female_prob),
-        val["gender"].to_numpy() == 1,
-    )
-    record_in_sidecar(model_path, "calibration", result)
-    return result
-
-
-def cli(argv: list[str]) -> int:
-    import argparse
-
-    from agelab.model_files import MODEL_SPEC_HELP
-
-    parser = argparse.ArgumentParser(
-        prog="python -m agelab calibrate",
-        description="Fit a saved model's confidence (temperature scaling of the age-group and gender "
-        "heads) on its dataset's validation split, and record it in the model's sidecar.",
-    )
-    parser.add_argument("--model", required=True, help=MODEL_SPEC_HELP)
-    parser.add_argument(
-        "--data", default=None, help="the UTKFace folder it was trained on (default: data/UTKFace)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        result = calibrate_model(args.model, args.data)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"agelab calibrate: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # a read-only folder, a full disk: the sidecar stays as it was
-        from agelab import atomic
-
-        print(f"agelab calibrate: {atomic.why_not_written(err.filename or args.model, err)}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0

@@ -1,7 +1,8 @@
 """``python -m agelab VERB``: one entry point for every task.
 
-Each verb lives in its own module and is imported only when used, so ``index`` never pays for
-importing TensorFlow.
+Each verb's command line lives in ``agelab/commands/<verb>.py`` (``train``, ``runs``, ``sweep`` and
+``predict`` still beside their logic), imported only when the verb is used, so ``index`` never pays
+for importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 import sys
 
 VERBS: dict[str, tuple[str, str]] = {
-    "setup": ("agelab.assets", "Make the UTKFace images, Keras weights and face detector available."),
+    "setup": ("agelab.commands.setup", "Make the UTKFace images, Keras weights and face detector available."),
     "index": (
         "agelab.commands.index",
         "Build or load the index of a UTKFace folder or a labels.csv folder and report its flaws.",
@@ -21,22 +22,22 @@ VERBS: dict[str, tuple[str, str]] = {
         "agelab.launchers",
         "List, launch (here or on Ray), watch, and stop runs: python -m agelab runs --help",
     ),
-    "evaluate": ("agelab.evaluation.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
+    "evaluate": ("agelab.commands.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
     "rescore": (
         "agelab.evaluation.shared_split",
         "Score runs' models on the shared test split, so that their test metrics compare.",
     ),
     "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (
-        "agelab.calibration",
+        "agelab.commands.calibrate",
         "Fit a saved model's confidence on the validation split and record it in its sidecar.",
     ),
     "ensemble": (
-        "agelab.ensemble",
+        "agelab.commands.ensemble",
         "Average trained models (and their mirror views) into one model, calibrated and exported.",
     ),
     "export": (
-        "agelab.litert",
+        "agelab.commands.export",
         "Export a saved model to LiteRT (X.tflite beside X.keras), which then serves it.",
     ),
 }

@@ -11,30 +11,19 @@ per face through LiteRT).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
+from agelab.custom_objects import MirrorImages
 
 import keras  # noqa: E402  isort: skip
 
 # Sidecar keys every member must share: what the model takes and what its outputs mean. The input
 # size may differ: the ensemble takes the largest, and shrinks it in the graph for smaller members.
 SHARED_KEYS = ("bins", "crop", "age_head")
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-class MirrorImages(keras.layers.Layer):
-    """Images flipped left to right (a batch of ``(N, H, W, C)``)."""
-
-    def call(self, images):
-        return keras.ops.flip(images, axis=2)
 
 
 def create_ensemble(members: list[keras.Model], flip: bool = False, name: str = "ensemble") -> keras.Model:
@@ -64,6 +53,16 @@ def create_ensemble(members: list[keras.Model], flip: bool = False, name: str = 
         for key, values in outputs.items()
     }
     return keras.Model(images, averaged, name=name)
+
+
+def single_view(keras_model: Any) -> tuple[Any, bool]:
+    """The model without its in-graph mirror view (:func:`create_ensemble` over the
+    same members, sharing their weights), and whether it had one. The twin of a mirror-averaged model
+    is this one view: serving sends the image and its mirror as one batch, or one view alone."""
+    if not any(isinstance(layer, MirrorImages) for layer in keras_model.layers):
+        return keras_model, False
+    members = [layer for layer in keras_model.layers if isinstance(layer, keras.Model)]
+    return create_ensemble(members, flip=False), True
 
 
 OUTPUTS = ("age_bin", "age", "gender")
@@ -127,75 +126,6 @@ def build(model_paths: list[str | Path], out: str | Path, flip: bool = False) ->
         "flip": flip,
     }
     return save_model(create_ensemble(members, flip), out, sidecar)
-
-
-def cli(argv: list[str]) -> int:
-    from agelab.model_files import MODEL_SPEC_HELP
-
-    parser = argparse.ArgumentParser(
-        prog="python -m agelab ensemble",
-        description="Average several trained models (and, with --flip, their mirror views) into one "
-        "model; then calibrate it on the validation split and export its LiteRT twin.",
-    )
-    parser.add_argument("--models", nargs="+", required=True, help=f"the members, each {MODEL_SPEC_HELP}")
-    parser.add_argument("--out", required=True, help="the .keras file to write (a sidecar goes beside it)")
-    parser.add_argument("--flip", action="store_true", help="also average each model's mirror view")
-    parser.add_argument(
-        "--int8",
-        action="store_true",
-        help="also export the int8 LiteRT twin (python -m agelab export --int8)",
-    )
-    parser.add_argument(
-        "--data",
-        default=None,
-        help="the data to calibrate on, as train's data= takes it: a folder or several, comma-separated "
-        "(default data/UTKFace)",
-    )
-    args = parser.parse_args(argv)
-    if Path(args.out).suffix != ".keras":
-        parser.error(f"--out {args.out!r}: give a .keras file name")
-    from agelab import atomic, calibration, litert
-    from agelab.model_files import ModelError
-
-    out = Path(args.out)
-    if out.is_dir():
-        print(
-            f"agelab ensemble: --out {out} is a folder; give a file name such as {out / 'ensemble.keras'}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # Everything is made beside --out first and moved into place only when all of it succeeded:
-        # a failed calibration or export leaves an existing model and its twins as they were.
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
-    except OSError as err:
-        print(f"agelab ensemble: {atomic.why_not_written(err.filename or out, err)}", file=sys.stderr)
-        return 1
-    try:
-        staged = staging / out.name
-        built = build(args.models, staged, args.flip)
-        result = calibration.calibrate_model(built, args.data)
-        litert.export(built)
-        if args.int8:
-            litert.export_int8(built, data=args.data)
-        files = install(staged, out)
-    except (ModelError, ValueError, FileNotFoundError, litert.LiteRTError) as err:
-        print(f"agelab ensemble: {err}; {out} was not changed", file=sys.stderr)
-        return 1
-    except OSError as err:  # a full disk, a read-only folder
-        print(
-            f"agelab ensemble: {atomic.why_not_written(err.filename or out, err)}; {out} was not changed",
-            file=sys.stderr,
-        )
-        return 1
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    report = {"model": str(out), "litert": str(files["litert"]), "calibration": result}
-    if "litert_int8" in files:
-        report["litert_int8"] = str(files["litert_int8"])
-    print(json.dumps(report))
-    return 0
 
 
 def install(staged: Path, out: Path) -> dict[str, Path]:

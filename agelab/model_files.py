@@ -18,8 +18,10 @@ from typing import Any
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
 from agelab import atomic
+from agelab.backends import BACKEND_HELP, BACKENDS, int8_twin_path, twin_path  # noqa: F401  (the table's own)
 from agelab.bins import RENAMED_SCHEMES
 from agelab.paths import models_dir, runs_dir
+from agelab.schemas import sidecar_problems
 
 DEFAULT_MODEL_NAME = "agelab-default.keras"
 # The spec that names the default model (:func:`default_model`) wherever a model path is accepted.
@@ -79,27 +81,9 @@ def find_model(spec: str | Path) -> Path:
     )
 
 
-# What serves a model's predictions (:class:`agelab.predictor.Predictor`'s ``backend``).
-BACKENDS = ("auto", "litert", "litert-int8", "keras")
-BACKEND_HELP = (
-    "what serves the model: auto (its int8 LiteRT twin, else its float32 twin, else Keras), "
-    "litert (the float32 twin, equal to Keras within 1e-4), litert-int8, or keras"
-)
-
-
 def sidecar_path(model: str | Path) -> Path:
     """``X.json`` beside ``X.keras``."""
     return Path(model).with_suffix(".json")
-
-
-def twin_path(model: str | Path) -> Path:
-    """``X.tflite`` beside ``X.keras``: the model's LiteRT twin (:mod:`agelab.litert`)."""
-    return Path(model).with_suffix(".tflite")
-
-
-def int8_twin_path(model: str | Path) -> Path:
-    """``X.int8.tflite`` beside ``X.keras``: the model's int8-quantized LiteRT twin (:mod:`agelab.litert`)."""
-    return Path(model).with_suffix(".int8.tflite")
 
 
 def model_and_sidecar(spec: str | Path) -> tuple[Path, Path]:
@@ -141,6 +125,15 @@ def read_sidecar(spec: str | Path) -> dict[str, Any]:
     return meta
 
 
+def checked_sidecar(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``meta`` when it can serve its model; else :class:`ModelError` naming the sidecar ``path`` and
+    every problem (:func:`agelab.schemas.sidecar_problems`)."""
+    problems = sidecar_problems(meta)
+    if problems:
+        raise ModelError(f"the sidecar {path} cannot serve its model: {'; '.join(problems)}")
+    return meta
+
+
 def record_in_sidecar(spec: str | Path, key: str, value: Any) -> Path:
     """Set ``key`` of the model's sidecar to ``value`` (atomically), keeping the rest; the sidecar's path."""
     _, sidecar = model_and_sidecar(spec)
@@ -156,13 +149,9 @@ def load_keras(path: str | Path) -> Any:
     """The Keras model in the ``.keras`` file ``path``, uncompiled; :class:`ModelError` says why not."""
     import keras
 
-    # Models built by agelab.models (ensembles among them) use layers, and runs trained with soft_bins
-    # or a teacher losses, that register themselves on import; Keras reads the loss even when not
-    # compiling.
-    import agelab.models  # noqa: F401
-    import agelab.training.distill  # noqa: F401
-    import agelab.training.intervals  # noqa: F401
-    import agelab.training.losses  # noqa: F401
+    # Ensembles hold agelab's mirror layer, and runs trained with soft_bins, a teacher or age ranges
+    # hold its losses: Keras reads the loss even when not compiling.
+    from agelab.custom_objects import CUSTOM_OBJECTS
 
     path = Path(path)
     if not zipfile.is_zipfile(path):
@@ -171,7 +160,7 @@ def load_keras(path: str | Path) -> Any:
             f"{path}: the model file is corrupt (not a .keras zip archive); retrain or re-copy it"
         )
     try:
-        return keras.saving.load_model(path, compile=False)
+        return keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
     except Exception as exc:
         raise ModelError(f"{path}: Keras cannot load it ({type(exc).__name__}: {exc})") from None
 

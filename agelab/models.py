@@ -249,7 +249,3 @@ def unfreeze_top(backbone: keras.Model, layers: int) -> int:
         layer.trainable = trainable
         opened += int(trainable and bool(layer.weights))
     return opened
-
-
-# Saved ensembles hold this module's layers; importing it registers them for loading.
-from agelab import ensemble as _ensemble  # noqa: E402, F401

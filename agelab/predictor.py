@@ -2,7 +2,7 @@
 every face of a photo.
 
 The model's files are found and read by :mod:`agelab.model_files`. A predictor serves from the
-model's LiteRT twin when it may (:mod:`agelab.litert`), else from Keras. Every face of a frame goes
+model's LiteRT twin when it may (:mod:`agelab.litert_serving`), else from Keras. Every face of a frame goes
 through the model in one call to a compiled ``tf.function``: ``model.predict`` per frame was about 3x
 slower.
 """
@@ -18,26 +18,21 @@ from typing import Any
 import numpy as np
 
 import agelab  # noqa: F401  (sets KERAS_HOME before keras is imported)
+from agelab.backends import BACKENDS, TWINS, twin_order, twin_path
 from agelab.bins import BinScheme, get_scheme
 from agelab.calibration import finalize, raw_predictions
 from agelab.crop import model_input
 from agelab.faces import FaceDetector
 from agelab.model_files import (
-    BACKENDS,
     ModelError,
+    checked_sidecar,
     find_model,
     load_keras,
     model_stamp,
     read_sidecar,
     sidecar_path,
 )
-from agelab.schemas import checked_sidecar
 from agelab.uncertainty import framing_reasons, prediction_reasons
-
-# The LiteRT twins each backend tries, in order (the faster int8 first), before Keras; and the
-# backend name of each twin.
-TWIN_ORDER = {"auto": ("int8", "float32"), "litert": ("float32",), "litert-int8": ("int8", "float32")}
-TWIN_BACKENDS = {"int8": "litert-int8", "float32": "litert"}
 
 
 @dataclass
@@ -105,7 +100,7 @@ class Predictor:
             )
 
     def _load_backend(self, backend: str) -> None:
-        from agelab import litert
+        from agelab import litert_serving as litert
 
         self.backend, self.backend_note, self.warning = "keras", "served by Keras (no LiteRT twin)", None
         if backend == "keras":
@@ -114,8 +109,8 @@ class Predictor:
             return
         failed: list[str] = []  # the precisions whose twin could not serve
         problems: list[str] = []
-        for precision in TWIN_ORDER[backend]:
-            twin = litert.PRECISIONS[precision][1](self.model_path)
+        for precision in twin_order(backend):
+            twin = twin_path(self.model_path, precision)
             if not twin.is_file():
                 if backend == "litert-int8" and precision == "int8":
                     failed.append(precision)
@@ -135,7 +130,7 @@ class Predictor:
                 problems.append(f"{twin.name} was not used ({exc})")
                 continue
             self._lite = lite
-            self.backend = TWIN_BACKENDS[precision]
+            self.backend = TWINS[precision].backend
             self.backend_note = (
                 f"served by LiteRT ({twin.name}, {precision}, XNNPACK, {lite.threads} threads)"
             )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from agelab.metric_names import METRICS, SCORES, from_run_metrics
 from agelab.runs import Run
 
 
@@ -79,20 +80,11 @@ def source_rows(selected: list[Run]) -> pd.DataFrame:
             continue
         for name, numbers in sources.items():
             if isinstance(numbers, dict):
-                rows.append(
-                    {
-                        "run": run.name,
-                        "source": name,
-                        "images": numbers.get("n_test"),
-                        "bin acc": numbers.get("test_bin_accuracy"),
-                        "within 1": numbers.get("test_within_one_bin"),
-                        "age MAE": numbers.get("test_age_mae"),
-                        "gender acc": numbers.get("test_gender_accuracy"),
-                    }
-                )
-    return pd.DataFrame(
-        rows, columns=["run", "source", "images", "bin acc", "within 1", "age MAE", "gender acc"]
-    )
+                values = from_run_metrics(numbers)
+                row = {"run": run.name, "source": name, METRICS["n"].header: values["n"]}
+                rows.append(row | {METRICS[k].header: values[k] for k in SCORES})
+    headers = [METRICS[k].header for k in ("n", *SCORES)]
+    return pd.DataFrame(rows, columns=["run", "source", *headers])
 
 
 def test_scores_text(metrics: dict[str, Any]) -> str:
@@ -104,15 +96,11 @@ def test_scores_text(metrics: dict[str, Any]) -> str:
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     parts = []
-    for key, label, unit in (
-        ("test_bin_accuracy", "exact group", "%"),
-        ("test_within_one_bin", "within one", "%"),
-        ("test_age_mae", "age MAE", "years"),
-        ("test_gender_accuracy", "gender", "%"),
-    ):
-        value = number(key)
+    for name in SCORES:
+        m = METRICS[name]
+        value = number(m.run_key)
         if value is not None:
-            parts.append(f"{label} {100 * value:.1f} %" if unit == "%" else f"{label} {value:.2f} {unit}")
+            parts.append(f"{m.label} {100 * value:.1f} %" if m.percent else f"{m.label} {value:.2f} years")
     if not parts:
         return ""
     n = number("n_test")

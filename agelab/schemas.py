@@ -314,14 +314,3 @@ def sidecar_problems(meta: dict[str, Any]) -> list[str]:
                     f"calibration {key} is {shown(value)}, not a positive number; run `python -m agelab calibrate` again"
                 )
     return problems
-
-
-def checked_sidecar(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """``meta`` when it can serve its model; else :class:`agelab.model_files.ModelError` naming the
-    sidecar ``path`` and every problem (:func:`sidecar_problems`)."""
-    from agelab.model_files import ModelError
-
-    problems = sidecar_problems(meta)
-    if problems:
-        raise ModelError(f"the sidecar {path} cannot serve its model: {'; '.join(problems)}")
-    return meta

@@ -28,6 +28,7 @@ import pandas as pd
 
 from agelab import atomic, runs, schemas
 from agelab.config import ConfigError, build_config, checked_config, load_config_file, parse_overrides
+from agelab.metric_names import TEST_KEYS
 from agelab.paths import runs_dir
 from agelab.processes import pid_alive, spawn
 
@@ -35,7 +36,7 @@ ENTRY_STATES = ("pending", "launched", "cancelled", "not_launched")
 # The validation metrics a sweep is compared on (at each run's best epoch), lower-is-better first.
 VAL_METRICS = ("val_loss", "val_age_bin_acc", "val_gender_acc", "val_age_mae")
 LOWER_IS_BETTER = {"val_loss", "val_age_mae", "test_age_mae"}
-TEST_METRICS = ("test_bin_accuracy", "test_within_one_bin", "test_age_mae", "test_gender_accuracy")
+TEST_METRICS = TEST_KEYS
 POLL_S = 2.0
 
 

@@ -1,5 +1,5 @@
 """How long ``agelab evaluate`` takes on the saved test split, served as agelab serves it now against
-the runtimes it had before (issue 15), in one run.
+the runtimes it had before, in one run.
 
     .venv/bin/python bench/evaluate_speed.py [--model M] [--images N]
 
@@ -11,8 +11,8 @@ each test image, find its labelled face, align it, and predict in batches of 64
 - **now**: the detector model run by LiteRT directly (:mod:`agelab.blazeface`), the model by its
   LiteRT twin.
 
-A third row, Keras on whole images without detection, is what ``evaluate`` ran when issue 15 was
-filed (the model then was trained on whole images). Prints seconds, images per second, the speed-up,
+A third row, Keras on whole images without detection, is what ``evaluate`` ran before the
+speed work (the model then was trained on whole images). Prints seconds, images per second, the speed-up,
 and the headline metrics of each variant (the two detection variants must agree to within noise).
 """
 

@@ -105,7 +105,7 @@ def model_for_bench(path: str | None, folder: Path) -> Path:
     shipped = default_model()
     if shipped is not None:
         return shipped
-    from agelab.litert import export
+    from agelab.litert_export import export
     from agelab.model_files import save_model
     from agelab.models import create_model
 
@@ -206,7 +206,7 @@ def time_batch_strategies(blobs: list[bytes], predictor, rounds: int = 5) -> dic
 
     ``webcam``: face counts cycling 1, 3, 2, 4 (a new size every frame); ``evaluate``: batches of 64.
     """
-    from agelab.litert import MAX_BATCH, LiteRTModel
+    from agelab.litert_serving import MAX_BATCH, LiteRTModel
 
     faces = predictor.to_batch([load_image(b) for b in blobs[:64]])
     path = predictor._lite.path

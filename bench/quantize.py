@@ -24,8 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agelab import litert  # noqa: E402
+from agelab import litert_export, litert_serving  # noqa: E402
 from agelab.bins import get_scheme  # noqa: E402
+from agelab.ensemble import single_view  # noqa: E402
 from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval  # noqa: E402
 from agelab.model_files import default_model, load_keras  # noqa: E402
 from agelab.predictor import Predictor  # noqa: E402
@@ -35,12 +36,12 @@ NAMES = {"none": "float32", "dynamic": "dynamic-range int8 weights", "float16": 
 NAMES["int8"] = "int8 weights and activations"
 
 
-def run(model: litert.LiteRTModel, images: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
+def run(model: litert_serving.LiteRTModel, images: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
     parts = [model(images[i : i + batch]) for i in range(0, len(images), batch)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in litert.OUTPUTS}
+    return {k: np.concatenate([p[k] for p in parts]) for k in litert_serving.OUTPUTS}
 
 
-def speed(model: litert.LiteRTModel, images: np.ndarray, batch: int, faces: int) -> float:
+def speed(model: litert_serving.LiteRTModel, images: np.ndarray, batch: int, faces: int) -> float:
     """ms per face at a batch size (warm)."""
     model(images[:batch])
     start = time.perf_counter()
@@ -51,7 +52,9 @@ def speed(model: litert.LiteRTModel, images: np.ndarray, batch: int, faces: int)
     return (time.perf_counter() - start) * 1000 / done
 
 
-def speeds(models: list[litert.LiteRTModel], images: np.ndarray, rounds: int = 5) -> list[dict[str, float]]:
+def speeds(
+    models: list[litert_serving.LiteRTModel], images: np.ndarray, rounds: int = 5
+) -> list[dict[str, float]]:
     """ms per face at batch 1 and 64 for each model, the best of ``rounds`` interleaved rounds (each
     round times every model in turn, so a busy machine slows them all alike)."""
     best = [{"ms1": np.inf, "ms64": np.inf} for _ in models]
@@ -88,15 +91,15 @@ def main() -> int:
     scheme = get_scheme(predictor.scheme)
     # The faces as evaluate and predict crop them (aligned by the detector for this model), and the
     # same training-split faces that ``export --int8`` calibrates on.
-    test, images = litert.prepared_faces(predictor.meta, "test")
-    _, calibration = litert.prepared_faces(predictor.meta, "train", args.calibration)
+    test, images = litert_export.prepared_faces(predictor.meta, "test")
+    _, calibration = litert_export.prepared_faces(predictor.meta, "train", args.calibration)
     ages, genders = test["age"].to_numpy(), test["gender"].to_numpy().astype(int)
-    keras_model, mirror_views = litert.single_view(load_keras(predictor.model_path))
+    keras_model, mirror_views = single_view(load_keras(predictor.model_path))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant in VARIANTS:
             start = time.perf_counter()
-            data = litert.convert(
+            data = litert_export.convert(
                 keras_model,
                 variant,
                 representative=lambda: (calibration[i : i + 32] for i in range(0, len(calibration), 32)),
@@ -104,7 +107,7 @@ def main() -> int:
             convert_s = time.perf_counter() - start
             path = Path(tmp) / f"{variant}.tflite"
             path.write_bytes(data)
-            lite = litert.LiteRTModel(path, mirror_views=mirror_views)
+            lite = litert_serving.LiteRTModel(path, mirror_views=mirror_views)
             out = run(lite, images)
             rows.append(
                 {
@@ -123,7 +126,9 @@ def main() -> int:
     base = rows[0]
     for row in rows:
         row["agree"] = float((row["out"]["age_bin"].argmax(1) == base["out"]["age_bin"].argmax(1)).mean())
-    print(f"model {model_path.name}, test split n={len(test)}, LiteRT XNNPACK {litert.THREADS} threads\n")
+    print(
+        f"model {model_path.name}, test split n={len(test)}, LiteRT XNNPACK {litert_serving.THREADS} threads\n"
+    )
     print(
         "| variant | size | ms/face b1 | ms/face b64 | exact | within 1 | age MAE | gender | same bin as float32 |"
     )

@@ -85,12 +85,33 @@ def test_recipe_sets_keys_and_explicit_keys_win():
     assert config["recipe"] == "baseline"
 
 
-def test_a_config_saved_under_the_old_names_loads_under_the_new_ones(tmp_path: Path):
+def test_a_config_saved_with_an_old_bin_scheme_name_loads_under_the_new_one(tmp_path: Path):
     saved = tmp_path / "config.json"
-    saved.write_text(json.dumps({"recipe": "seed", "model": "seed_cnn", "bins": "seed10", "epochs": 2}))
+    saved.write_text(json.dumps({"recipe": "baseline", "bins": "seed10", "epochs": 2}))
     config = build_config(base=load_config_file(saved))
-    assert (config["recipe"], config["model"], config["bins"]) == ("baseline", "baseline_cnn", "groups10")
+    assert config["bins"] == "groups10"
     assert config == build_config({"recipe": "baseline", "epochs": "2"})
+
+
+def test_train_help_lists_every_key_once_under_its_group():
+    from agelab.config import OPTIONS, describe_options
+
+    text = describe_options()
+    headings = [line for line in text.splitlines() if line and not line.startswith(" ")]
+    assert headings[:5] == [
+        "data:",
+        "model:",
+        "training:",
+        "augmentation:",
+        "experimental (not in the shipped recipes):",
+    ]
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("  ")]
+    assert sorted(listed) == sorted(OPTIONS) and len(listed) == len(set(listed))
+    experimental = text.split("experimental (not in the shipped recipes):")[1]
+    for key in ("soft_bins", "teacher", "mixup", "rebalance_power", "rebalance_by_race"):
+        assert (
+            f"  {key} " in experimental and "[not kept:" in experimental.split(f"  {key} ")[1].splitlines()[0]
+        )
 
 
 def test_errors_offer_the_new_names_only():

@@ -19,9 +19,9 @@ from streamlit.testing.v1 import AppTest
 
 from agelab import atomic, runs
 from agelab.bins import get_scheme
+from agelab.commands import evaluate
 from agelab.config import ConfigError, build_config, load_config_file
 from agelab.data import index_cache_dir, load_dataset, load_index
-from agelab.evaluation import evaluate
 from agelab.launchers import LocalLauncher
 from agelab.paths import PROJECT_ROOT
 from agelab.training import verb as training

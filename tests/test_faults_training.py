@@ -1,4 +1,4 @@
-"""Issue 11, hardening: run states that tell the truth. A diverged run fails saying so, a stop during
+"""Hardening: run states that tell the truth. A diverged run fails saying so, a stop during
 feature extraction is a stop, a full disk is named, and a killed run's disk cache does not stay."""
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_evaluate_onto_a_full_disk_prints_the_metrics_and_names_the_cause(
     utkface_dir, tmp_path, full_disk, capsys
 ):
     from agelab.bins import get_scheme
-    from agelab.evaluation import evaluate
+    from agelab.commands import evaluate
     from agelab.model_files import save_model
     from agelab.models import create_model
 

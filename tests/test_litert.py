@@ -1,4 +1,4 @@
-"""LiteRT twins (agelab.litert): export, serving, parity with Keras on real UTKFace crops, fallbacks;
+"""LiteRT twins (agelab.litert_export, agelab.litert_serving, agelab.commands.export): export, serving, parity with Keras on real UTKFace crops, fallbacks;
 and the model-loading faults the Predict page used to crash on."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agelab import litert
+from agelab import litert_export
+from agelab.commands import export as export_command
+from agelab.ensemble import single_view
+from agelab.litert_serving import sha256
 from agelab.model_files import ModelError
 from agelab.paths import PROJECT_ROOT
 from agelab.predictor import Predictor
@@ -50,7 +53,7 @@ def exported(tmp_path_factory) -> Path:
     """A small contract model (run-folder layout) exported through the ``export`` verb."""
     folder = tmp_path_factory.mktemp("run")
     save_contract_model(folder)
-    assert litert.cli(["--model", str(folder)]) == 0
+    assert export_command.cli(["--model", str(folder)]) == 0
     return folder / "model.keras"
 
 
@@ -84,7 +87,7 @@ def test_the_shipped_twin_holds_one_view_and_serving_averages_it_with_the_mirror
         np.testing.assert_allclose((image[key] + mirror[key]) / 2, both[key], rtol=0, atol=1e-5)
     np.testing.assert_array_equal(mirror["age_bin"], lite.raw_view(batch[:, :, ::-1], False)["age_bin"])
     assert np.abs(image["prob_female"] - mirror["prob_female"]).max() > 1e-3  # two views, not one twice
-    one_view, had_mirror = litert.single_view(keras.saving.load_model(SHIPPED, compile=False))
+    one_view, had_mirror = single_view(keras.saving.load_model(SHIPPED, compile=False))
     assert had_mirror
     reference = one_view(batch, training=False)
     np.testing.assert_allclose(image["age_bin"], np.asarray(reference["age_bin"]), rtol=0, atol=1e-4)
@@ -97,7 +100,7 @@ def test_export_writes_a_twin_its_sidecar_records_and_predictions_serve_from_it(
     twin = exported.with_suffix(".tflite")
     record = json.loads(exported.with_suffix(".json").read_text())["litert"]
     assert record["file"] == "model.tflite" and record["keras_file"] == "model.keras"
-    assert record["sha256"] == litert.sha256(twin) and record["keras_sha256"] == litert.sha256(exported)
+    assert record["sha256"] == sha256(twin) and record["keras_sha256"] == sha256(exported)
     assert record["bytes"] == twin.stat().st_size and record["max_abs_gap"] < 1e-4
     lite = Predictor(exported.parent)  # the run folder
     assert lite.backend == "litert" and lite.warning is None
@@ -112,7 +115,7 @@ def test_export_writes_a_twin_its_sidecar_records_and_predictions_serve_from_it(
 
 
 def test_export_of_a_missing_model_says_so(tmp_path, capsys):
-    assert litert.cli(["--model", str(tmp_path / "none.keras")]) == 2
+    assert export_command.cli(["--model", str(tmp_path / "none.keras")]) == 2
     assert "none.keras" in capsys.readouterr().err
 
 
@@ -130,7 +133,7 @@ def break_garbage_recorded(model: Path) -> None:
     twin.write_bytes(b"\x00garbage" * 1000)
     sidecar = model.with_suffix(".json")
     meta = json.loads(sidecar.read_text())
-    meta["litert"]["sha256"] = litert.sha256(twin)
+    meta["litert"]["sha256"] = sha256(twin)
     sidecar.write_text(json.dumps(meta))
 
 
@@ -251,8 +254,8 @@ def test_the_shipped_model_is_served_by_its_int8_twin_first(crops):
     assert "agelab-default.int8.tflite, int8" in served.backend_note
     assert Predictor(SHIPPED, backend="litert").backend == "litert"  # float32 on request
     record = json.loads(SHIPPED.with_suffix(".json").read_text())["litert_int8"]
-    assert record["sha256"] == litert.sha256(SHIPPED.with_suffix(".int8.tflite"))
-    assert record["keras_sha256"] == litert.sha256(SHIPPED), f"re-export: {REEXPORT} --int8"
+    assert record["sha256"] == sha256(SHIPPED.with_suffix(".int8.tflite"))
+    assert record["keras_sha256"] == sha256(SHIPPED), f"re-export: {REEXPORT} --int8"
 
 
 def test_the_int8_twin_costs_less_than_the_float32_intervals_on_real_test_faces():
@@ -264,7 +267,7 @@ def test_the_int8_twin_costs_less_than_the_float32_intervals_on_real_test_faces(
 
     int8, float32 = Predictor(SHIPPED, backend="litert-int8"), Predictor(SHIPPED, backend="litert")
     assert int8.backend == "litert-int8"
-    frame, batch = litert.prepared_faces(int8.meta, "test", 400, seed=3)
+    frame, batch = litert_export.prepared_faces(int8.meta, "test", 400, seed=3)
     true_bin = get_scheme(int8.scheme).bin_of(frame["age"].to_numpy())
     ages, female = frame["age"].to_numpy(), frame["gender"].to_numpy() == 1
 
@@ -296,7 +299,7 @@ def test_the_int8_twin_costs_less_than_the_float32_intervals_on_real_test_faces(
 def int8_exported(tmp_path_factory) -> Path:
     """A copy of the shipped model with both twins exported by ``export --int8`` (64 calibration faces)."""
     model = copy_model(SHIPPED, tmp_path_factory.mktemp("int8"), (".keras", ".json"))
-    assert litert.cli(["--model", str(model), "--int8", "--calibration", "64"]) == 0
+    assert export_command.cli(["--model", str(model), "--int8", "--calibration", "64"]) == 0
     return model
 
 
@@ -304,17 +307,17 @@ def test_export_int8_writes_a_recorded_twin_checked_against_keras(int8_exported,
     twin = int8_exported.with_suffix(".int8.tflite")
     meta = json.loads(int8_exported.with_suffix(".json").read_text())
     record = meta["litert_int8"]
-    assert record["file"] == twin.name and record["sha256"] == litert.sha256(twin)
-    assert record["keras_sha256"] == litert.sha256(int8_exported) and record["calibration_faces"] == 64
+    assert record["file"] == twin.name and record["sha256"] == sha256(twin)
+    assert record["keras_sha256"] == sha256(int8_exported) and record["calibration_faces"] == 64
     assert twin.stat().st_size < 0.5 * int8_exported.with_suffix(".tflite").stat().st_size
     agreement = record["agreement_with_keras"]
-    assert agreement["n"] == 300 and agreement["same_bin"] >= litert.INT8_MIN_SAME_BIN
+    assert agreement["n"] == 300 and agreement["same_bin"] >= litert_export.INT8_MIN_SAME_BIN
     served = Predictor(int8_exported)
     assert served.backend == "litert-int8" and served.single_views
     batch = served.to_batch(crops[:16])
     out, ref = served.predict_batch(batch), Predictor(int8_exported, backend="keras").predict_batch(batch)
     assert np.abs(out["age_bin"] - ref["age_bin"]).max() > 1e-4  # quantized, not a float32 copy
-    assert np.abs(out["age"] - ref["age"]).mean() < litert.INT8_MAX_AGE_GAP
+    assert np.abs(out["age"] - ref["age"]).mean() < litert_export.INT8_MAX_AGE_GAP
 
 
 @pytest.mark.parametrize("breaker", ["truncate", "stale"])

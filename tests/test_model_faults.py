@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from agelab import atomic, predict
 from agelab.bins import get_scheme
-from agelab.evaluation import evaluate
+from agelab.commands import evaluate
 from agelab.model_files import ModelError
 from agelab.paths import PROJECT_ROOT
 from agelab.predictor import Predictor
@@ -120,7 +120,7 @@ def plain_keras_model(folder: Path) -> Path:
 
 
 def test_a_plain_keras_model_is_named_as_not_an_agelab_model(tmp_path, trained_like, photo, capsys):
-    from agelab import ensemble
+    from agelab.commands import ensemble
 
     plain = plain_keras_model(tmp_path / "plain")
     assert predict.cli(["--no-detect", "--model", str(plain), str(photo)]) == 2
@@ -148,7 +148,7 @@ def test_predict_refuses_an_out_that_is_one_of_its_images(trained_like, tmp_path
 
 
 def test_predict_and_ensemble_refuse_an_out_that_is_a_folder(trained_like, tmp_path, photo, capsys):
-    from agelab import ensemble
+    from agelab.commands import ensemble
 
     assert predict.cli(["--no-detect", "--model", str(trained_like), "--out", str(tmp_path), str(photo)]) == 2
     err = capsys.readouterr().err
@@ -165,7 +165,7 @@ def test_predict_and_ensemble_refuse_an_out_that_is_a_folder(trained_like, tmp_p
 
 def test_a_failed_ensemble_leaves_the_model_at_out_as_it_was(trained_like, tmp_path, capsys):
     """Its calibration fails (no validation images): the model, sidecar and twin at --out stay."""
-    from agelab import ensemble
+    from agelab.commands import ensemble
 
     out = tmp_path / "models" / "agelab-default.keras"
     out.parent.mkdir()
@@ -240,15 +240,15 @@ def test_two_models_with_one_file_name_keep_their_evaluations_apart(
 def test_a_twin_of_another_model_is_not_served_and_the_advice_is_to_export_again(tmp_path, utkface_dir):
     """The twin's record matches its bytes, but it takes another size: the sidecar is right, the twin
     is wrong, so Keras serves and the warning says to export again (not to edit image_size)."""
-    from agelab import litert
+    from agelab import litert_export
 
     other = save_contract_model(tmp_path / "other", stem="m", image_size=48)
-    litert.export(other)
+    litert_export.export(other)
     model = save_contract_model(tmp_path / "model", stem="m")
     shutil.copy(other.with_suffix(".tflite"), model.with_suffix(".tflite"))
     meta = json.loads(model.with_suffix(".json").read_text())
     record = json.loads(other.with_suffix(".json").read_text())["litert"]
-    meta["litert"] = {**record, "keras_sha256": litert.sha256(model)}
+    meta["litert"] = {**record, "keras_sha256": litert_export.sha256(model)}
     model.with_suffix(".json").write_text(json.dumps(meta))
     predictor = Predictor(model)
     assert predictor.backend == "keras"
@@ -371,8 +371,8 @@ def test_predict_out_with_a_file_name_that_is_not_utf8(trained_like, tmp_path, p
 
 
 def test_int8_export_on_a_folder_without_images_says_so(trained_like, tmp_path, capsys):
-    from agelab import litert
+    from agelab import litert_export
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match=rf"{tmp_path / 'empty'} holds no well-named UTKFace image"):
-        litert.prepared_faces({"image_size": 64}, "train", 4, data=tmp_path / "empty")
+        litert_export.prepared_faces({"image_size": 64}, "train", 4, data=tmp_path / "empty")

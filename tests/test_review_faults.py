@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from agelab import marks
-from agelab.evaluation.evaluate import cli as evaluate_cli
+from agelab.commands.evaluate import cli as evaluate_cli
 from agelab.paths import PROJECT_ROOT
 from tests.fault_helpers import fill, small_tmpfs
 from tests.predict_helpers import save_contract_model

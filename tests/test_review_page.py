@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from agelab import marks
 from agelab.bins import get_scheme
+from agelab.commands.evaluate import cli as evaluate_cli
 from agelab.data import RACES
-from agelab.evaluation.evaluate import cli as evaluate_cli
 from agelab.evaluation.gallery import page_count, tile_lines, tile_markdown
 from agelab.evaluation.metrics import SLICE_DIMENSIONS, headline
 from agelab.evaluation.predictions import with_derived_columns

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from agelab.evaluation import evaluate
+from agelab.commands import evaluate
 from agelab.evaluation.metrics import RUN_METRICS, run_metrics
 from agelab.training import run
 from agelab.training.verb import train

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from agelab import calibration, ensemble, launchers, litert, predict, sweeps
+from agelab import launchers, predict, sweeps
+from agelab.commands import calibrate, ensemble
+from agelab.commands import export as export_command
+from agelab.litert_serving import sha256
 from agelab.paths import PROJECT_ROOT
 from tests.fault_helpers import fill, small_tmpfs
 from tests.predict_helpers import save_contract_model
@@ -98,7 +101,7 @@ def test_export_on_a_full_disk(model, full_disk, capsys):
     copy = model_copy(model, full_disk / "m")
     before = contents(copy.parent)
     fill(full_disk)
-    assert litert.cli(["--model", str(copy)]) == 1
+    assert export_command.cli(["--model", str(copy)]) == 1
     assert "the disk is full" in one_line(capsys.readouterr().err)
     assert contents(copy.parent) == before
 
@@ -107,7 +110,7 @@ def test_calibrate_on_a_full_disk(model, data, full_disk, isolated_dirs, capsys)
     copy = model_copy(model, full_disk / "m")
     before = contents(copy.parent)
     fill(full_disk)
-    assert calibration.cli(["--model", str(copy), "--data", str(data)]) == 1
+    assert calibrate.cli(["--model", str(copy), "--data", str(data)]) == 1
     assert "the disk is full" in one_line(capsys.readouterr().err)
     assert contents(copy.parent) == before
 
@@ -181,7 +184,7 @@ def test_an_unreadable_int8_twin_falls_back_with_a_warning(model, photo, tmp_pat
     twin = copy.with_suffix(".int8.tflite")
     twin.write_bytes(b"a twin this user may not read")
     meta = json.loads(copy.with_suffix(".json").read_text())
-    meta["litert_int8"] = {"file": twin.name, "sha256": "0" * 64, "keras_sha256": litert.sha256(copy)}
+    meta["litert_int8"] = {"file": twin.name, "sha256": "0" * 64, "keras_sha256": sha256(copy)}
     copy.with_suffix(".json").write_text(json.dumps(meta))
     twin.chmod(0)
     done = agelab_without_dac("predict", "--no-detect", "--model", str(copy), str(photo))

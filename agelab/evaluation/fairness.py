@@ -36,11 +36,3 @@ def gender_fairness(predictions: pd.DataFrame) -> dict[str, Any]:
         "gap_points": round(100 * (men["gender_acc"] - women["gender_acc"]), 2),
         "decades": by_decade,
     }
-
-
-def fairness_table(predictions: pd.DataFrame) -> pd.DataFrame:
-    """The same rows as a table (``group``, ``n``, ``gender_acc``, ``low``, ``high``), for printing."""
-    result = gender_fairness(predictions)
-    rows = [{"group": "women", **result["women"]}, {"group": "men", **result["men"]}]
-    rows += [{"group": f"age {name}", **row} for name, row in result["decades"].items()]
-    return pd.DataFrame(rows)

@@ -129,11 +129,6 @@ def tile_lines(row: Any) -> list[str]:
     ]
 
 
-def tile_caption(row: Any) -> str:
-    """The tile's lines as one text, a line each."""
-    return "\n".join(tile_lines(row))
-
-
 def tile_markdown(row: Any) -> str:
     """The tile's lines as Markdown, with hard line breaks (a plain newline would join them)."""
     truth, prediction, gender, file = tile_lines(row)

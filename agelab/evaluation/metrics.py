@@ -19,6 +19,7 @@ from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 from agelab.bins import BinScheme
 from agelab.evaluation.intervals import bootstrap_mean_interval, wilson_interval
 from agelab.evaluation.predictions import with_derived_columns
+from agelab.metric_names import METRICS
 
 SLICE_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "all": (),
@@ -62,15 +63,9 @@ def headline(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-# metrics.json key names for a run's test split, and their rounding. Run folders already store these
-# names; agelab.runs, agelab.sweeps and the Predict page read them, so they must not change.
-RUN_METRICS: dict[str, tuple[str, int | None]] = {
-    "exact": ("test_bin_accuracy", 4),
-    "within1": ("test_within_one_bin", 4),
-    "mae": ("test_age_mae", 3),
-    "gender_acc": ("test_gender_accuracy", 4),
-    "n": ("n_test", None),
-}
+# metrics.json key names for a run's test split, and their rounding (agelab.metric_names: run folders
+# already store these names).
+RUN_METRICS: dict[str, tuple[str, int | None]] = {name: (m.run_key, m.places) for name, m in METRICS.items()}
 
 
 def run_metrics(predictions: pd.DataFrame, scheme: BinScheme | str) -> dict[str, float]:

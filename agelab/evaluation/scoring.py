@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agelab import model_inputs
 from agelab.bins import BinScheme
 from agelab.evaluation.predictions import joined_outputs, predictions_frame
 
@@ -95,7 +96,7 @@ def predict_files(
 
 def uses_aligned_crops(predictor: Any) -> bool:
     """Whether the model was trained on the face detector's aligned crops (its sidecar's ``crop``)."""
-    return getattr(predictor, "meta", {}).get("crop") == "aligned"
+    return model_inputs.uses_aligned_crops(getattr(predictor, "meta", {}))
 
 
 def predict_frame(

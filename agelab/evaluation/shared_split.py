@@ -64,7 +64,7 @@ def shared_scores(run_dir: str | Path) -> dict[str, Any] | None:
 def score_run(run_dir: str | Path, log: Any = print) -> dict[str, Any]:
     """Score a run's saved model on the shared test split; returns (and saves) its summary."""
     from agelab.data import load_dataset
-    from agelab.training.scoring import scored_test_split
+    from agelab.training.run_scores import scored_test_split
 
     run_dir = Path(run_dir)
     model = run_dir / "model.keras"

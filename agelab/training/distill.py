@@ -27,9 +27,15 @@ import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
+from agelab.custom_objects import (
+    PackedBinaryCrossentropy,
+    PackedCrossentropy,
+    packed_bin_accuracy,
+    packed_gender_accuracy,
+    soft_bin_targets,
+)
 from agelab.training import mixup
 from agelab.training.errors import RunError
-from agelab.training.losses import soft_bin_targets
 
 import keras  # noqa: E402  isort: skip  (after agelab, which sets KERAS_HOME)
 
@@ -48,9 +54,9 @@ def teacher_predictions(
     """``frame`` with the teacher's calibrated predictions as columns (:func:`teacher_bin_columns`,
     :data:`TEACHER_FEMALE`, :data:`TEACHER_AGE`), each image predicted once, on the crop the
     teacher is served (its aligned crop at its own input size, or the file as it is)."""
-    from agelab.crop_cache import aligned_inputs
     from agelab.images import ImageError, load_image
     from agelab.model_files import ModelError
+    from agelab.model_inputs import model_inputs
     from agelab.predictor import Predictor
 
     try:
@@ -64,10 +70,7 @@ def teacher_predictions(
             "the teacher must use the run's bins"
         )
     images = frame[["path"]].drop_duplicates().reset_index(drop=True)
-    if predictor.meta.get("crop") == "aligned":
-        images = aligned_inputs(images, predictor.image_size, log)
-    else:
-        images = images.assign(input=images["path"])
+    images = model_inputs(images, predictor.meta, log)
     log(f"teacher {predictor.model_path} ({predictor.backend_note}) on {len(images):,} training images")
     probs, female, age = [], [], []
     inputs = images["input"].astype(str).tolist()
@@ -138,35 +141,6 @@ def training_labels(
     if not uses_packed_targets(config):
         return labels_of(frame, scheme)
     return packed_labels(frame, scheme, config.get("soft_bins", 0.0), config["teacher_weight"])
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-class PackedCrossentropy(keras.losses.Loss):
-    """Cross-entropy of the bin probabilities against the packed target distribution ``y_true[:, 1:]``."""
-
-    def call(self, y_true, y_pred):
-        from keras import ops
-
-        probabilities = ops.clip(y_pred, keras.config.epsilon(), 1.0)
-        return -ops.sum(y_true[:, 1:] * ops.log(probabilities), axis=-1)
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-class PackedBinaryCrossentropy(keras.losses.Loss):
-    """Binary cross-entropy of the gender probability against the packed target ``y_true[:, 1:]``."""
-
-    def call(self, y_true, y_pred):
-        return keras.losses.binary_crossentropy(y_true[:, 1:], y_pred)
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-def packed_bin_accuracy(y_true, y_pred):
-    return keras.metrics.sparse_categorical_accuracy(y_true[:, :1], y_pred)
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-def packed_gender_accuracy(y_true, y_pred):
-    return keras.metrics.binary_accuracy(y_true[:, :1], y_pred)
 
 
 def losses_and_metrics() -> tuple[dict[str, Any], dict[str, list[Any]]]:

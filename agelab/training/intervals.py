@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
+from agelab.custom_objects import BinSetCrossentropy, IntervalAbsoluteError, bin_in_range, years_outside_range
 
 import keras  # noqa: E402  isort: skip  (after agelab, which sets KERAS_HOME)
 
@@ -47,45 +48,6 @@ def interval_labels(frame: pd.DataFrame, scheme: BinScheme) -> dict[str, np.ndar
         "age": np.column_stack([low, high]).astype("float32"),
         "gender": frame["gender"].to_numpy().astype("float32")[:, None],
     }
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-class BinSetCrossentropy(keras.losses.Loss):
-    """``-log`` of the probability the head gives the bins of the labelled range (``y_true[:, 1:]``)."""
-
-    def call(self, y_true, y_pred):
-        from keras import ops
-
-        inside = ops.sum(y_true[:, 1:] * y_pred, axis=-1)
-        return -ops.log(ops.clip(inside, keras.config.epsilon(), 1.0))
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-class IntervalAbsoluteError(keras.losses.Loss):
-    """The years head's distance to the labelled range ``[y_true[:, 0], y_true[:, 1]]``."""
-
-    def call(self, y_true, y_pred):
-        from keras import ops
-
-        predicted = y_pred[:, 0]
-        return ops.abs(predicted - ops.clip(predicted, y_true[:, 0], y_true[:, 1]))
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-def bin_in_range(y_true, y_pred):
-    """1 where the most likely bin is one the labelled range overlaps."""
-    from keras import ops
-
-    chosen = ops.one_hot(ops.argmax(y_pred, axis=-1), ops.shape(y_pred)[-1])
-    return ops.sum(chosen * y_true[:, 1:], axis=-1)
-
-
-@keras.saving.register_keras_serializable(package="agelab")
-def years_outside_range(y_true, y_pred):
-    from keras import ops
-
-    predicted = y_pred[:, 0]
-    return ops.abs(predicted - ops.clip(predicted, y_true[:, 0], y_true[:, 1]))
 
 
 def losses_and_metrics() -> tuple[dict[str, Any], dict[str, list[Any]]]:

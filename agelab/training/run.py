@@ -12,8 +12,10 @@ from typing import Any
 
 from agelab import atomic, models, pipeline
 from agelab.bins import BinScheme, get_scheme
+from agelab.determinism import seed_run
 from agelab.model_files import save_model
-from agelab.training import checkpoints, distill, scoring
+from agelab.training import checkpoints, distill
+from agelab.training import run_scores as scoring
 from agelab.training.callbacks import StagePlace, stage_callbacks
 from agelab.training.checkpoints import Checkpoint
 from agelab.training.datasets import ImageDatasets
@@ -100,7 +102,7 @@ class Trainer:
         c = self.config
         # Our datasets shuffle themselves; fit() warns about its own shuffle flag otherwise.
         warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
-        keras.utils.set_random_seed(c["seed"])
+        seed_run(c["seed"], c.get("deterministic", True))
         if c["mixed_precision"]:
             if self.gpus:
                 keras.mixed_precision.set_global_policy("mixed_float16")
@@ -341,7 +343,7 @@ class Trainer:
 
     def _export_litert(self) -> None:
         """``model.tflite`` beside ``model.keras`` (recorded in ``model.json``): predictions serve from it."""
-        from agelab import litert
+        from agelab import litert_export as litert
 
         start = time.perf_counter()
         try:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
+from agelab.model_inputs import uses_aligned_crops
 from agelab.training.errors import RunError
 
 SPLITS = ("train", "val", "test")
@@ -70,7 +71,7 @@ def prepare_data(config: dict[str, Any], scheme: BinScheme, log: Callable[[str],
             f"{len(disputed)} marked test images kept as disputed"
         )
     frame = pipeline.stratified_subset(frame, c["max_images"], scheme, c["seed"])
-    if c["crop"] == "aligned":
+    if uses_aligned_crops(c):
         from agelab.crop_cache import aligned_inputs
 
         # Train on what predict feeds the model: the detector's aligned crop of each image.
