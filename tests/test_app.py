@@ -43,7 +43,6 @@ APP_MENU = {
     "Dataset": ":material/photo_library:",
     "Train": ":material/model_training:",
     "Review": ":material/rule:",
-    "Labels": ":material/flag:",
     "Predict": ":material/photo_camera:",
 }
 
