@@ -20,11 +20,11 @@ from streamlit.testing.v1 import AppTest
 from agelab import atomic, runs
 from agelab.bins import get_scheme
 from agelab.commands import evaluate
+from agelab.commands import train as train_command
 from agelab.config import ConfigError, build_config, load_config_file
 from agelab.data import index_cache_dir, load_dataset, load_index
 from agelab.launchers import LocalLauncher
 from agelab.paths import PROJECT_ROOT
-from agelab.training import verb as training
 from tests.real_data import copy_real_images
 
 LOOP_NAME = "20_0_0_20170101000000000.jpg.chip.jpg"  # a well-formed name on a symlink loop
@@ -96,7 +96,7 @@ def test_bad_train_arguments_give_one_sentence_and_no_run_folder(utkface_dir, is
     data = isolated_dirs / "utk"
     copy_real_images(utkface_dir, data, 30, step=500)
     for expected, argv in bad_train_calls(isolated_dirs, data).items():
-        assert training.cli(argv) == 2, expected
+        assert train_command.cli(argv) == 2, expected
         err = capsys.readouterr().err
         lines = err.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in err, err

@@ -31,7 +31,7 @@ RUN = ["model=small_cnn", "weights=none", "image_size=48", "epochs=5", "batch_si
 # to the bit; what resume needs of determinism is only this, in the test.
 DETERMINISTIC = (
     "import sys, tensorflow as tf; tf.config.experimental.enable_op_determinism();"
-    " from agelab.training.verb import cli; sys.exit(cli(sys.argv[1:]))"
+    " from agelab.commands.train import cli; sys.exit(cli(sys.argv[1:]))"
 )
 
 

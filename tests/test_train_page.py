@@ -271,6 +271,7 @@ def test_the_face_recipe_fills_the_form_with_its_own_size(isolated_dirs):
 def test_a_run_rescored_on_the_shared_test_split_shows_those_scores(isolated_dirs, small_data, monkeypatch):
     """A run trained on part of the data has its own, smaller test split; scored on the shared one,
     the runs table shows the shared scores and the same test-set identity as a run of all the data."""
+    from agelab.commands import rescore
     from agelab.data import load_dataset
     from agelab.evaluation import shared_split
     from agelab.training.verb import train
@@ -281,7 +282,7 @@ def test_a_run_rescored_on_the_shared_test_split_shows_those_scores(isolated_dir
     shared_test = load_dataset().query("split == 'test'")
     own = runs.runs_table(runs.list_runs())
     assert own.loc[0, "test_images"] < len(shared_test)
-    assert shared_split.cli([str(run_dir)]) == 0
+    assert rescore.cli([str(run_dir)]) == 0
     table = shared_split.with_shared_scores(own)
     assert table.loc[0, "scored_on_split"] == "shared test split"
     assert table.loc[0, "test_images"] == len(shared_test)

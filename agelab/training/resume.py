@@ -85,14 +85,13 @@ def launch_resume(run_dir: Path, env: dict[str, str] | None = None) -> int:
     """Resume ``run_dir`` as a detached ``python -m agelab train resume=...`` on this machine (the Train
     page's Resume button); its pid. ConfigError when it cannot be resumed."""
     from agelab.training.devices import visible_gpus_env
-    from agelab.training.verb import LOG_REDIRECTED
 
     run_dir = resumable_run(str(run_dir))
     config = resume_config(run_dir, {})
     as_local(run_dir)
     launch_env = {"TF_CPP_MIN_LOG_LEVEL": "2", **visible_gpus_env(config), **(env or {})}
     # --run-dir with --resume: the checks are done here, since the run reads as queued from now on.
-    args = ["train", "--run-dir", str(run_dir), RESUME_FLAG, LOG_REDIRECTED]
+    args = ["train", "--run-dir", str(run_dir), RESUME_FLAG, processes.LOG_REDIRECTED]
     pid = processes.spawn(args, run_dir / "log.txt", launch_env)
     # Queued until the process says it runs; a fresh heartbeat, or the old one would read as long dead.
     runs.rewrite_status(
