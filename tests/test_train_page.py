@@ -31,13 +31,12 @@ def widgets(app: AppTest, kind: str) -> dict:
 
 
 def fill_form(app: AppTest, data: Path, **choices) -> None:
-    selects = widgets(app, "selectbox")
-    selects["Model"].set_value(choices.get("model", "baseline_cnn"))
-    selects["Image size"].set_value(64)
+    widgets(app, "selectbox")["Model"].set_value(choices.get("model", "baseline_cnn"))
     numbers = widgets(app, "number_input")
+    numbers["Image size"].set_value(64)
     numbers["Epochs"].set_value(1)
     numbers["Batch size"].set_value(32)
-    widgets(app, "toggle")["Fast mode"].set_value(False)
+    widgets(app, "checkbox")["Fast mode"].set_value(False)
     widgets(app, "text_input")["Dataset folder"].set_value(str(data))
     widgets(app, "text_input")["Run name"].set_value("page")
 
@@ -79,7 +78,7 @@ def test_fields_that_do_not_apply_are_off_until_their_choice_is_made(isolated_di
     app.run()
 
     def disabled() -> set[str]:
-        found = [*app.selectbox, *app.text_input, *app.toggle, *app.slider, *app.number_input]
+        found = [*app.selectbox, *app.text_input, *app.checkbox, *app.number_input]
         return {w.label for w in found if w.disabled}
 
     assert {"Custom bin edges", "Fine-tune epochs", "Weights", "Width (alpha)"} <= disabled()
@@ -176,7 +175,7 @@ def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
     assert any(config.get("learning_rate") == 3e-4 for config in shown)
     delete = next(b for b in app.button if b.label == "Delete selected")
     assert delete.disabled  # nothing is deleted before the confirmation
-    app.checkbox[0].check().run()
+    next(c for c in app.checkbox if c.label.startswith("Yes, delete")).check().run()
     next(b for b in app.button if b.label == "Delete selected").click().run()
     assert not first.exists() and not second.exists()
     assert runs.list_runs() == []
@@ -186,12 +185,12 @@ def test_a_recipe_fills_the_form_with_what_it_will_run(isolated_dirs, small_data
     app = AppTest.from_file(PAGE, default_timeout=30).run()
     app.selectbox(key="tr_recipe").set_value("quick").run()
     selects, numbers = widgets(app, "selectbox"), widgets(app, "number_input")
-    assert (selects["Model"].value, selects["Width (alpha)"].value, selects["Image size"].value) == (
+    assert (selects["Model"].value, selects["Width (alpha)"].value, numbers["Image size"].value) == (
         "mobilenet_v2",
         0.35,
         112,
     )
-    assert numbers["Epochs"].value == 10 and widgets(app, "toggle")["Fast mode"].value is True
+    assert numbers["Epochs"].value == 10 and widgets(app, "checkbox")["Fast mode"].value is True
     # What the form shows is what runs: change a field and launch (validation fails on no data).
     numbers["Epochs"].set_value(3)
     widgets(app, "text_input")["Dataset folder"].set_value(str(isolated_dirs / "nowhere"))
@@ -264,8 +263,8 @@ def test_the_face_recipe_fills_the_form_with_its_own_size(isolated_dirs):
     app = AppTest.from_file(PAGE, default_timeout=60).run()
     widgets(app, "selectbox")["Recipe"].set_value("face").run()
     assert not app.exception
-    selects = widgets(app, "selectbox")
-    assert selects["Model"].value == "face_mobilenet" and selects["Image size"].value == 128
+    assert widgets(app, "selectbox")["Model"].value == "face_mobilenet"
+    assert widgets(app, "number_input")["Image size"].value == 128
 
 
 def test_a_run_rescored_on_the_shared_test_split_shows_those_scores(isolated_dirs, small_data, monkeypatch):
