@@ -8,7 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import launchers, palette, run_display, runs, sweeps, train_form
+from agelab import launchers, palette, run_display, run_status, runs, sweeps, train_form
 from agelab.bins import BUILTIN_SCHEMES
 from agelab.config import MODELS, OPTIONS, REBALANCE, RECIPES, ConfigError, parse_overrides
 from agelab.data_sources import comma_list, discover_sources, source_roots
@@ -180,7 +180,7 @@ if launched or sweep_launched:
             st.success(f"Launched `{run_dir}`", icon=":material/rocket_launch:")
 
 all_runs = launchers.list_runs()
-any_active = any(r.state in runs.ACTIVE for r in all_runs)
+any_active = any(r.state in run_status.ACTIVE for r in all_runs)
 
 
 def epoch_figure(history, columns: list[str], quantity: str, color: str | None = None):
@@ -210,7 +210,7 @@ def live_view() -> None:
         st.info(f"No runs yet in `{runs_dir()}`. Configure one above and press Launch.")
         return
     names = [r.name for r in current]
-    active = [r.name for r in current if r.state in runs.ACTIVE]
+    active = [r.name for r in current if r.state in run_status.ACTIVE]
     wanted = st.session_state.get("watch") or (active[0] if active else names[0])
     watched = st.selectbox("Watch run", names, index=names.index(wanted) if wanted in names else 0)
     st.session_state["watch"] = watched
@@ -223,7 +223,7 @@ def live_view() -> None:
     if warning := launchers.not_visible_warning(run):
         st.warning(warning, icon=":material/folder_off:")
     launcher = launchers.launcher_for(run.path, run.status)
-    if run.state in runs.ACTIVE:
+    if run.state in run_status.ACTIVE:
         done, total = progress.get("steps_done", 0), progress.get("steps_total") or 0
         st.progress(min(done / total, 1.0) if total else 0.0, text=run_display.progress_text(progress))
         left, right = st.columns([1, 5])
@@ -242,7 +242,7 @@ def live_view() -> None:
             f"{run.state} in {run_display.format_seconds(run.duration_s or 0)}; "
             + run_display.test_scores_text(run.metrics)
         )
-    if run.state in runs.RESUMABLE and checkpoints.saved(run.path):
+    if run.state in run_status.RESUMABLE and checkpoints.saved(run.path):
         if st.button("Resume", icon=":material/play_circle:", key=f"resume-{run.name}", help=RESUME_HELP):
             try:
                 launch_resume(run.path)
@@ -265,7 +265,7 @@ def live_view() -> None:
         fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines", name="batch loss"))
         fig.update_layout(title="Training loss by batch", xaxis_title="batch", yaxis_title="loss", height=280)
         st.plotly_chart(fig, width="stretch", key=f"batches-{run.name}")
-    with st.expander("Log tail", expanded=run.state in runs.ACTIVE):
+    with st.expander("Log tail", expanded=run.state in run_status.ACTIVE):
         st.code(launcher.logs(run.path, 40) or "(empty)", language=None, wrap_lines=True)
     if any_active and not active:
         st.rerun(scope="app")  # the last run ended: refresh the runs table

@@ -16,7 +16,8 @@ from agelab import atomic
 from agelab.commands import index as index_verb
 from agelab.commands import train as train_command
 from agelab.config import ConfigError, build_config, load_config_file
-from agelab.data import index_cache_dir, load_index, load_split, make_split
+from agelab.data import index_cache_dir, load_index
+from agelab.saved_split import load_split, make_split
 from tests.real_data import copy_real_images
 
 # The reasons the index gives, spelled out: they are what a user reads.

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import run_display, runs
+from agelab import run_display, run_status, runs
 from agelab.launchers import LocalLauncher
 from agelab.paths import PROJECT_ROOT
 from agelab.training.devices import gpu_status
@@ -103,7 +103,7 @@ def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
     run_dir = isolated_dirs / "runs" / "page-1"
     assert json.loads((run_dir / "config.json").read_text())["mixup"] == 0.3  # the form's value, sent
     deadline = time.time() + 300
-    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+    while runs.load_run(run_dir).state in run_status.ACTIVE and time.time() < deadline:
         time.sleep(1)
     run = runs.load_run(run_dir)
     assert run.state == "finished", run.log()
@@ -136,7 +136,7 @@ def test_live_view_shows_progress_and_stops_a_run(isolated_dirs, small_data):
     assert any("`running`" in m.value for m in app.markdown)
     app.button(key="stop-live-1").click().run()
     deadline = time.time() + 120
-    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+    while runs.load_run(run_dir).state in run_status.ACTIVE and time.time() < deadline:
         time.sleep(0.5)
     assert runs.load_run(run_dir).state == "stopped"
     app.run()
@@ -208,7 +208,7 @@ def test_progress_text_and_log_read_cleanly(tmp_path):
         "I0000 00:00:1796215790.135733   16465 port.cc:153] oneDNN custom operations are on.\n"
         "run runs/x-1 on CPU\n"
     )
-    assert runs.log_tail(tmp_path) == "run runs/x-1 on CPU"
+    assert run_status.log_tail(tmp_path) == "run runs/x-1 on CPU"
 
 
 def test_the_page_picks_sources_and_never_offers_an_evaluation_only_folder(
@@ -234,7 +234,7 @@ def test_the_page_picks_sources_and_never_offers_an_evaluation_only_folder(
     assert [Path(p).name for p in config["data"].split(",")] == [small_data.name, "aaf-train"]
     assert config["source_weights"] == "1,2"
     deadline = time.time() + 600
-    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+    while runs.load_run(run_dir).state in run_status.ACTIVE and time.time() < deadline:
         time.sleep(2)
     assert runs.load_run(run_dir).state == "finished", (run_dir / "log.txt").read_text()[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -271,8 +271,8 @@ def test_a_run_rescored_on_the_shared_test_split_shows_those_scores(isolated_dir
     """A run trained on part of the data has its own, smaller test split; scored on the shared one,
     the runs table shows the shared scores and the same test-set identity as a run of all the data."""
     from agelab.commands import rescore
-    from agelab.data import load_dataset
     from agelab.evaluation import shared_split
+    from agelab.saved_split import load_dataset
     from agelab.training.verb import train
 
     monkeypatch.setenv("AGELAB_DATA", str(small_data))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import agelab
-from agelab import atomic, runs
+from agelab import atomic, run_status, runs
 from agelab.config import (
     ConfigError,
     build_config,
@@ -110,7 +110,7 @@ def cli(argv: list[str]) -> int:
         sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
     try:
         train(config, run_dir, resume=resume)
-        code = 0 if runs.effective_status(run_dir).get("status") == "finished" else 3
+        code = 0 if run_status.effective_status(run_dir).get("status") == "finished" else 3
     except TrainingFailed as err:
         print(f"agelab train: the run failed: {err}", file=sys.stderr)
         code = 1

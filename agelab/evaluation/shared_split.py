@@ -17,15 +17,13 @@ import pandas as pd
 
 from agelab import atomic
 from agelab.evaluation.sources import evaluations_dir
+from agelab.metric_names import METRICS
+from agelab.runs import TABLE_METRICS
 
 SUFFIX = "-on-shared-test-split"
 # runs_table's columns, filled from a shared score where the run has one.
 TABLE_COLUMNS = {
-    "bin_acc": "test_bin_accuracy",
-    "within_1_bin": "test_within_one_bin",
-    "age_mae": "test_age_mae",
-    "gender_acc": "test_gender_accuracy",
-    "test_images": "n_test",
+    **{METRICS[name].column: METRICS[name].run_key for name in TABLE_METRICS},
     "test_set": "scored_on",
 }
 
@@ -61,7 +59,7 @@ def shared_scores(run_dir: str | Path) -> dict[str, Any] | None:
 
 def score_run(run_dir: str | Path, log: Any = print) -> dict[str, Any]:
     """Score a run's saved model on the shared test split; returns (and saves) its summary."""
-    from agelab.data import load_dataset
+    from agelab.saved_split import load_dataset
     from agelab.training.run_scores import scored_test_split
 
     run_dir = Path(run_dir)

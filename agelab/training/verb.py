@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from agelab import processes, runs
+from agelab import processes, run_status, runs
 from agelab.config import build_config, resolve_data
 from agelab.training import checkpoints
 from agelab.training.devices import configure_devices
@@ -46,7 +46,7 @@ def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = Fa
         if checkpoint is not None:
             earlier = status.get("resumed") if isinstance(status.get("resumed"), list) else []
             resumed = {"resumed": [*earlier, {"at": started, "from_epoch": checkpoint.epoch}]}
-        runs.rewrite_status(
+        run_status.rewrite_status(
             run_dir,
             # What the run's earlier life left: its end, its error, the stop request it obeyed.
             ENDED_KEYS if checkpoint is not None else (),
@@ -61,23 +61,23 @@ def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = Fa
             **resumed,
         )
         print(f"run {run_dir} on {device}", flush=True)
-        with runs.Heartbeat(run_dir):
+        with run_status.Heartbeat(run_dir):
             Trainer(config, run_dir, stopper, gpus, checkpoint).run()
         final = "stopped" if stopper.requested else "finished"
         if final == "finished":
             checkpoints.remove(run_dir)  # it has its model now, and a finished run is not resumed
-        runs.write_status(run_dir, status=final, ended=time.time())
+        run_status.write_status(run_dir, status=final, ended=time.time())
         _say(f"run {final}")
     except BaseException as err:
         if stopper.requested and isinstance(err, RunStopped | InterruptedError):
             note = "stopped before the first epoch ended; no model saved"
-            runs.write_status(run_dir, status="stopped", ended=time.time(), note=note)
+            run_status.write_status(run_dir, status="stopped", ended=time.time(), note=note)
             _say(f"run stopped: {note}")
             return run_dir
         reason = failure_reason(err, run_dir)
         trace = traceback.format_exc()
         # The status first: on a full disk the log (this process's stdout) cannot take the message.
-        runs.write_status(run_dir, status="failed", ended=time.time(), error=reason or trace)
+        run_status.write_status(run_dir, status="failed", ended=time.time(), error=reason or trace)
         _say(reason or trace, sys.stderr)
         if isinstance(err, KeyboardInterrupt):
             raise
