@@ -1,8 +1,8 @@
 """``python -m agelab VERB``: one entry point for every task.
 
-Each verb's command line lives in ``agelab/commands/<verb>.py`` (``train``, ``runs``, ``sweep`` and
-``predict`` still beside their logic), imported only when the verb is used, so ``index`` never pays
-for importing TensorFlow.
+Each verb's command line lives in ``agelab/commands/<verb>.py`` (``runs`` and ``sweep`` still beside
+their logic, in ``launchers`` and ``sweeps``), imported only when the verb is used, so ``index`` never
+pays for importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "agelab.commands.index",
         "Build or load the index of a UTKFace folder or a labels.csv folder and report its flaws.",
     ),
-    "train": ("agelab.training.verb", "Train a model: python -m agelab train key=value ..."),
+    "train": ("agelab.commands.train", "Train a model: python -m agelab train key=value ..."),
     "sweep": ("agelab.sweeps", "Launch a grid of runs: python -m agelab sweep key=a,b other=x,y ..."),
     "runs": (
         "agelab.launchers",
@@ -24,10 +24,10 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "evaluate": ("agelab.commands.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
     "rescore": (
-        "agelab.evaluation.shared_split",
+        "agelab.commands.rescore",
         "Score runs' models on the shared test split, so that their test metrics compare.",
     ),
-    "predict": ("agelab.predict", "Predict age group and gender for the faces in images."),
+    "predict": ("agelab.commands.predict", "Predict age group and gender for the faces in images."),
     "calibrate": (
         "agelab.commands.calibrate",
         "Fit a saved model's confidence on the validation split and record it in its sidecar.",

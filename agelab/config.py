@@ -17,7 +17,6 @@ from typing import Any
 from agelab.bins import get_scheme
 from agelab.config_options import (  # noqa: F401  (the option table's names, read through here by pages and tests)
     ALPHAS,
-    COMMON_SIZES,
     DEFAULT_ALPHA,
     DOWNLOADING_SIZES,
     MAX_NAME,

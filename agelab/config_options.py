@@ -33,9 +33,6 @@ DEFAULT_ALPHA = {"mobilenet_v2": 0.35, "mobilenet": 0.25}
 # Keras downloads a separate weights file for these MobileNet input sizes; other sizes reuse the
 # cached 224 file, so they work offline.
 DOWNLOADING_SIZES = (96, 128, 160, 192)
-# The input sizes the Train page offers (any size from 32 to 512 is accepted): the baseline's 64, the
-# ImageNet MobileNets' offline sizes, and the face MobileNet's multiples of 32.
-COMMON_SIZES = (64, 112, 128, 144, 160, 224)
 REBALANCE = ("none", "undersample", "oversample", "class_weights")
 AGE_HEADS = ("dex", "regression")
 WEIGHTS = ("imagenet", "none")
@@ -107,7 +104,15 @@ OPTIONS: dict[str, Option] = {
         "backbone initial weights (imagenet: pretrained; faces for face_mobilenet)",
         WEIGHTS,
     ),
-    "image_size": Option(112, "int", "input side in pixels", (), 32, 512),
+    "image_size": Option(
+        112,
+        "int",
+        "input side in pixels (ImageNet MobileNets: 112, 144 or 224 work offline; face_mobilenet: a multiple"
+        " of 32; baseline_cnn: 64 or more)",
+        (),
+        32,
+        512,
+    ),
     "epochs": Option(8, "int", "epochs of the first stage (heads, or the whole net)", (), 1, 1000),
     "batch_size": Option(64, "int", "batch size", (), 1, 4096),
     "learning_rate": Option(1e-3, "float", "learning rate of the first stage", (), 1e-7, 1.0),

@@ -5,20 +5,9 @@ group photo, a webcam frame or a studio portrait reaches the model framed, scale
 training faces were. Training runs the same detector over the UTKFace images and trains on these
 crops (``agelab.crop_cache``), so both paths share this module's pixels exactly.
 
-The template was measured: on 1,000 random real UTKFace images (seed 1) on a 50 px black border, the
-short-range detector found every face, and the median keypoints in the 200 x 200 image were right eye
-(61.1, 61.9), left eye (138.8, 60.3), nose tip (100.8, 107.4) and mouth centre (101.2, 145.2). The
-template is those medians made symmetric, so an aligned crop is framed as a UTKFace image.
-
-A detector model that gives no keypoints gets the box crop instead (:func:`crop_face`), grown by a
-margin that was measured too. UTKFace's 200x200 crops are tight and aligned, and the detector's box on
-them is nearly the whole image: on 1,000 random real UTKFace images (numpy seed 1) the short-range
-detector, run as :class:`agelab.faces.FaceDetector` runs it, found all 1,000 faces; its box was square,
-a median 187 px wide (10th-90th percentile 175-197), centred on the image (median offset under 1 % of
-the box). The margin that maps the box back onto the whole 200x200 crop is ``(200 / side - 1) / 2``:
-median 0.035 per side (quartiles 0.021-0.052). With every image on a 50 px black border, so that no box
-is clipped by the edge, the median box was 185 px and the margin 0.041. Hence :data:`DEFAULT_MARGIN` =
-0.04: a box crop is the square of side ``side * (1 + 2 * margin)`` around the box centre.
+Two constants were measured on UTKFace (docs/architecture.md, "The face crop"): the keypoint
+:data:`TEMPLATE` an aligned crop is framed by, and the :data:`DEFAULT_MARGIN` of the box crop
+(:func:`crop_face`) that a detector model without keypoints gets.
 """
 
 from __future__ import annotations
@@ -32,7 +21,7 @@ CROP_SIZE = 200
 TEMPLATE = np.array([[61.0, 61.0], [139.0, 61.0], [100.0, 107.0], [100.0, 145.0]], np.float64)
 # The ears (keypoints 4 and 5) are often hidden or misplaced, so only these four define the pose.
 ALIGN_POINTS = 4
-# The box crop's margin, a fraction of the box's side on each side (see the module docstring).
+# The box crop's margin, a fraction of the box's side on each side (measured: docs/architecture.md).
 DEFAULT_MARGIN = 0.04
 
 
@@ -172,6 +161,16 @@ def model_input(crop: np.ndarray, size: int) -> np.ndarray:
         return np.ascontiguousarray(crop, dtype=np.uint8)
     shrink = crop.shape[0] > size or crop.shape[1] > size
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def labelled_crop(image: np.ndarray, keypoints: np.ndarray | None, image_size: int) -> np.ndarray:
+    """The model input for a labelled image (one person): its face aligned by the detector's
+    ``keypoints``; without them (the detector found no face) the image is taken as an aligned face crop
+    already (UTKFace's are) and placed on the template. Training, ``evaluate`` and labelled photos all
+    crop here."""
+    if keypoints is None:
+        keypoints = template_keypoints(image.shape[1], image.shape[0])
+    return model_input(align_face(image, keypoints), image_size)
 
 
 def roll_degrees(keypoints: np.ndarray) -> float:

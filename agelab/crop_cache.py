@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from agelab import atomic
-from agelab.crop import ALIGN_POINTS, align_face, model_input, template_keypoints
+from agelab.crop import ALIGN_POINTS, labelled_crop
 from agelab.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -46,19 +46,11 @@ def labelled_face(image: np.ndarray, detector: FaceDetector, min_score: float = 
     return max(found, key=lambda item: item[0][2] * item[0][3], default=None)
 
 
-def labelled_crop(image: np.ndarray, face: Located | None, image_size: int) -> np.ndarray:
-    """The model input for a labelled image: its labelled face (:func:`labelled_face`) aligned; when
-    the detector found none, the image is taken as an aligned face crop already (UTKFace's are) and
-    placed on the template. Training, ``evaluate`` and labelled photos all crop here."""
-    keypoints = face[2] if face is not None else template_keypoints(image.shape[1], image.shape[0])
-    return model_input(align_face(image, keypoints), image_size)
-
-
 def labelled_face_crop(image: np.ndarray, detector: FaceDetector, image_size: int) -> tuple[np.ndarray, bool]:
-    """The model input for a labelled image (:func:`labelled_crop`, at the serving floor), and
-    whether the detector found the face."""
+    """The model input for a labelled image (:func:`agelab.crop.labelled_crop` of its labelled face,
+    found at the serving floor), and whether the detector found the face."""
     face = labelled_face(image, detector)
-    return labelled_crop(image, face, image_size), face is not None
+    return labelled_crop(image, None if face is None else face[2], image_size), face is not None
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:

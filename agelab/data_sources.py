@@ -25,7 +25,6 @@ from agelab.data import (
     in_layout,
     index_cache_dir,
     listing,
-    load_split,
     mark_duplicates,
     md5_of,
     saved_index,
@@ -35,6 +34,7 @@ from agelab.data import (
 from agelab.data import load_index as load_utkface_index
 from agelab.labels_csv import LABELS_FILE, is_labelled_folder, parse_rows, read_table
 from agelab.paths import data_dir
+from agelab.saved_split import load_split
 
 LABELLED_INDEX_VERSION = 2
 # A labelled folder's index: UTKFace's columns, then the labelled age range. Its age is a float where

@@ -1,12 +1,16 @@
-"""Summaries behind the Dataset page: distributions, crossings and their imbalance."""
+"""Summaries behind the Dataset page: distributions, crossings, their imbalance, and a rebalancing's
+effect."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from agelab.bins import BinScheme
 from agelab.data import GENDERS, RACES
+from agelab.rebalance import rebalance
 
 
 def labelled(frame: pd.DataFrame, scheme: BinScheme) -> pd.DataFrame:
@@ -62,3 +66,40 @@ def source_mix(frame: pd.DataFrame) -> pd.DataFrame:
     mix = frame.groupby(["bin_label", "source"], observed=True).size().reset_index(name="images")
     mix["share"] = mix["images"] / mix.groupby("bin_label", observed=True)["images"].transform("sum")
     return mix
+
+
+@dataclass(frozen=True)
+class RebalancePreview:
+    """What a rebalancing does to a dataset: ``table`` has one row per age bin (and ethnicity, when
+    balanced by it) and ``when`` (``before``, ``after``) with its ``images`` (after: the summed weights,
+    so class weights count as the faces they weigh); ``title`` says it in one line."""
+
+    table: pd.DataFrame
+    title: str
+
+
+def rebalance_preview(
+    frame: pd.DataFrame,
+    scheme: BinScheme,
+    strategy: str,
+    target: int | None = None,
+    by_race: bool = False,
+    power: float = 1.0,
+) -> RebalancePreview:
+    """``frame`` (:func:`labelled` rows) before and after :func:`agelab.rebalance.rebalance`."""
+    balanced = labelled(rebalance(frame, strategy, scheme, target, by_race, power=power), scheme)
+    keys = ["bin_label", *(["race_name"] if by_race else [])]
+    before = frame.groupby(keys, observed=False).size().rename("before")
+    after = balanced.groupby(keys, observed=False)["weight"].sum().rename("after")
+    table = (
+        pd.concat([before, after], axis=1)
+        .reset_index()
+        .melt(id_vars=keys, var_name="when", value_name="images")
+    )
+    weights = balanced["weight"]
+    title = (
+        f"{strategy}: {len(balanced):,} images kept of {len(frame):,} (weighted total {weights.sum():,.0f})"
+    )
+    if strategy == "class_weights" and len(balanced):
+        title += f"; a face weighs {weights.min():.2f}x to {weights.max():.2f}x the mean"
+    return RebalancePreview(table, title)

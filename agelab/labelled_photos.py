@@ -33,11 +33,11 @@ def score_photos(
     """A predictions table for the labelled photos, and the files skipped (missing, unreadable).
 
     Each photo's input is its labelled face's crop as training and ``evaluate`` make it
-    (:func:`agelab.crop_cache.labelled_crop`): where the detector finds no face, the photo is placed
+    (:func:`agelab.crop.labelled_crop`): where the detector finds no face, the photo is placed
     on the template as a crop, and marked ``face_found = False``.
     """
-    from agelab.crop import clip_box
-    from agelab.crop_cache import labelled_crop, labelled_face
+    from agelab.crop import clip_box, labelled_crop
+    from agelab.crop_cache import labelled_face
     from agelab.evaluation.predictions import joined_outputs, predictions_frame
     from agelab.images import ImageError, load_image
     from agelab.uncertainty import framing_reasons
@@ -56,7 +56,9 @@ def score_photos(
             continue
         face = labelled_face(image, detector, min_score)
         height, width = image.shape[:2]
-        result = predictor.predict_crops([labelled_crop(image, face, predictor.image_size)])
+        result = predictor.predict_crops(
+            [labelled_crop(image, None if face is None else face[2], predictor.image_size)]
+        )
         framing = [] if face is None else framing_reasons(clip_box(face[0], width, height), face[2])
         p = predictor.describe(result, 0, framing)
         for key in outputs:

@@ -15,6 +15,10 @@ from typing import Any
 
 from agelab.paths import PROJECT_ROOT
 
+# What a spawned ``train`` is told when its stdout and stderr already go to its run's log.txt (the
+# ``log_path`` of :func:`spawn`), so that it does not copy them there a second time.
+LOG_REDIRECTED = "--log-redirected"
+
 
 def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
     """``python -m agelab ARGS`` as a detached process, its output appended to ``log_path``; its pid."""

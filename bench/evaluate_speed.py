@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab import faces  # noqa: E402
 from agelab.bins import get_scheme  # noqa: E402
-from agelab.data import load_dataset  # noqa: E402
 from agelab.evaluation.metrics import headline  # noqa: E402
 from agelab.evaluation.predictions import with_derived_columns  # noqa: E402
 from agelab.evaluation.scoring import predict_files  # noqa: E402
 from agelab.model_files import default_model  # noqa: E402
 from agelab.predictor import Predictor  # noqa: E402
+from agelab.saved_split import load_dataset  # noqa: E402
 
 
 def run(predictor: Predictor, items: list, detect: bool, detector_runtime: str) -> tuple[float, dict]:

@@ -23,7 +23,6 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab.bins import GROUPS10  # noqa: E402
-from agelab.data import load_dataset  # noqa: E402
 from agelab.face_boxes import box_overlap as overlap  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.images import load_image  # noqa: E402
@@ -33,6 +32,7 @@ from agelab.model_files import (  # noqa: E402
     default_model,
 )
 from agelab.predictor import load_predictor, predict_image  # noqa: E402
+from agelab.saved_split import load_dataset  # noqa: E402
 
 SCENE = 600
 FACE_SIDES = (120, 200)

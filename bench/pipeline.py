@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import agelab  # noqa: E402, F401  (KERAS_HOME)
 from agelab import models, pipeline  # noqa: E402
 from agelab.bins import GROUPS10  # noqa: E402
-from agelab.data import load_dataset  # noqa: E402
 from agelab.paths import data_dir  # noqa: E402
+from agelab.saved_split import load_dataset  # noqa: E402
 from agelab.training.stages import compile_model  # noqa: E402
 
 import keras  # noqa: E402  isort: skip

@@ -34,7 +34,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agelab.bins import GROUPS10  # noqa: E402
-from agelab.data import load_dataset, parse_name  # noqa: E402
+from agelab.data import parse_name  # noqa: E402
 from agelab.evaluation.evaluate import evaluate_folder  # noqa: E402
 from agelab.evaluation.fairness import gender_fairness  # noqa: E402
 from agelab.evaluation.metrics import group_metrics, headline  # noqa: E402
@@ -47,6 +47,7 @@ from agelab.model_files import (  # noqa: E402
     default_model,
 )
 from agelab.predictor import load_predictor  # noqa: E402
+from agelab.saved_split import load_dataset  # noqa: E402
 
 PEER_VENV = Path(__file__).resolve().parent / ".venv-peer"
 PEER_SCRIPT = r"""

@@ -29,11 +29,11 @@ PAGE = str(PROJECT_ROOT / "pages" / "review.py")
 def full_test_predictions(run_dir: Path, data: str) -> Path:
     """The run's model on every test-split image of ``data``, saved where the page finds it."""
     from agelab import atomic
-    from agelab.data import load_dataset
     from agelab.evaluation.predictions import predictions_frame
     from agelab.evaluation.sources import evaluations_dir
     from agelab.images import load_image
     from agelab.predictor import load_predictor
+    from agelab.saved_split import load_dataset
 
     predictor = load_predictor(run_dir)
     test = load_dataset(data)

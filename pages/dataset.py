@@ -1,7 +1,6 @@
 """Dataset: the training sources (UTKFace folders and labelled folders), their flaws, their mix and their
 imbalance."""
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -12,7 +11,7 @@ from agelab.data import GENDERS, RACES
 from agelab.data_sources import change_times, overview
 from agelab.images import ImageError, load_image
 from agelab.paths import data_dir
-from agelab.rebalance import STRATEGIES, default_target, rebalance
+from agelab.rebalance import STRATEGIES, default_target
 from streamlit_setup import through_app
 
 through_app()
@@ -269,38 +268,19 @@ power = c4.slider(
     help=OPTIONS["rebalance_power"].help,
     disabled=strategy != "class_weights",
 )
-balanced = eda.labelled(rebalance(data, strategy, scheme, int(target), by_race, power=power), scheme)
-group_col = "race_name" if by_race else None
-before = (
-    data.groupby(["bin_label", *([group_col] if group_col else [])], observed=False).size().rename("before")
-)
-after = (
-    balanced.groupby(["bin_label", *([group_col] if group_col else [])], observed=False)["weight"]
-    .sum()
-    .rename("after")
-)
-compare = (
-    pd.concat([before, after], axis=1)
-    .reset_index()
-    .melt(id_vars=[c for c in ("bin_label", group_col) if c], var_name="when", value_name="images")
-)
+preview = eda.rebalance_preview(data, scheme, strategy, int(target), by_race, power)
 st.plotly_chart(
     px.bar(
-        compare,
+        preview.table,
         x="bin_label",
         y="images",
         color="when",
         color_discrete_map={"before": "#BAB0AC", "after": "#4C78A8"},
         labels={**LABELS, "race_name": "ethnicity"},
         barmode="group",
-        facet_col=group_col,
+        facet_col="race_name" if by_race else None,
         facet_col_wrap=3,
-        title=f"{strategy}: {len(balanced):,} images kept of {len(data):,} (weighted total {balanced['weight'].sum():,.0f})"
-        + (
-            f"; a face weighs {balanced['weight'].min():.2f}x to {balanced['weight'].max():.2f}x the mean"
-            if strategy == "class_weights"
-            else ""
-        ),
+        title=preview.title,
     ),
     width="stretch",
 )

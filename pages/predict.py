@@ -11,10 +11,12 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from agelab.annotate import annotate  # noqa: E402
+from agelab.backends import BACKEND_LABELS  # noqa: E402
 from agelab.face_boxes import left_to_right, missed_faces_hint  # noqa: E402
 from agelab.faces import FaceDetector  # noqa: E402
 from agelab.images import ImageError, image_format, load_image  # noqa: E402
 from agelab.live import LiveAnnotator, rtc_configuration  # noqa: E402
+from agelab.metric_names import METRICS, SCORES, from_run_metrics  # noqa: E402
 from agelab.model_files import ModelError, available_models, default_model, model_stamp  # noqa: E402
 from agelab.paths import models_dir, runs_dir  # noqa: E402
 from agelab.predictor import FaceResult, Predictor, load_predictor, predict_image  # noqa: E402
@@ -31,21 +33,12 @@ DETECTORS = {
     "short": "Short range (close-ups, webcam)",
     "full": "Full range (group photos, faces far away)",
 }
-DETECTOR_NAMES = {"auto": "short-range (and full-range, where faces are small)", "short": "short-range", "full": "full-range"}
+DETECTOR_NAMES = {
+    "auto": "short-range (and full-range, where faces are small)",
+    "short": "short-range",
+    "full": "full-range",
+}
 MODES = ("Upload", "Camera snapshot", "Live webcam")
-METRIC_LABELS = {
-    "test_bin_accuracy": "bin accuracy",
-    "test_within_one_bin": "within 1 bin",
-    "test_age_mae": "age MAE",
-    "test_gender_accuracy": "gender accuracy",
-}
-
-
-RUNTIMES = {
-    "auto": "Fastest available (int8 LiteRT, else float32 LiteRT, else Keras)",
-    "litert": "LiteRT float32 (equal to Keras within 1e-4)",
-    "keras": "Keras",
-}
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
@@ -70,7 +63,8 @@ def model_table(models_folder: str, runs_folder: str) -> list[dict]:
             "network": info.model,
             "bins": info.bins,
         }
-        row |= {label: info.metrics.get(key) for key, label in METRIC_LABELS.items()}
+        scores = from_run_metrics(info.metrics)
+        row |= {METRICS[name].header: scores[name] for name in SCORES}
         rows.append(row | {"path": str(info.path)})
     return rows
 
@@ -241,8 +235,8 @@ if about := next(m["about"] for m in models if m["model"] == choice):
     st.caption(about)
 runtime = st.selectbox(
     "Runtime",
-    list(RUNTIMES),
-    format_func=RUNTIMES.get,
+    list(BACKEND_LABELS),
+    format_func=BACKEND_LABELS.get,
     help="int8 is 1.5x faster than float32 for the model's step; on the test split its accuracy change "
     "was inside every 95 % interval, though about one face in ten gets a neighbouring age group.",
 )

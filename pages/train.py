@@ -8,21 +8,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import launchers, palette, run_display, runs, sweeps
+from agelab import launchers, palette, run_display, run_status, runs, sweeps, train_form
 from agelab.bins import BUILTIN_SCHEMES
-from agelab.config import (
-    ALPHAS,
-    COMMON_SIZES,
-    MODELS,
-    OPTIONS,
-    PRETRAINED_MODELS,
-    REBALANCE,
-    RECIPES,
-    WEIGHTS,
-    ConfigError,
-    build_config,
-    parse_overrides,
-)
+from agelab.config import MODELS, OPTIONS, REBALANCE, RECIPES, ConfigError, parse_overrides
 from agelab.data_sources import comma_list, discover_sources, source_roots
 from agelab.evaluation.shared_split import with_shared_scores
 from agelab.launchers import LaunchError
@@ -35,7 +23,6 @@ from streamlit_setup import through_app
 through_app()
 
 RESUME_HELP = "Continue this run from its last epoch's checkpoint, in its folder, with its own config"
-ALL_ALPHAS = sorted({a for values in ALPHAS.values() for a in values})
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -61,7 +48,7 @@ recipe = st.selectbox(
     key="tr_recipe",
     help="A preset: it fills the fields below, which you may still change (none: the defaults)",
 )
-base = build_config({"recipe": recipe})
+base = train_form.first_values(recipe)
 if recipe != "none":
     st.caption(
         f"Recipe `{recipe}`: " + ", ".join(f"{k}={v}" for k, v in RECIPES[recipe].items()) + ". "
@@ -73,90 +60,63 @@ def index_of(options, value, fallback: int = 0) -> int:
     return list(options).index(value) if value in options else fallback
 
 
+def draw(field: train_form.Field, column):
+    """The field's widget, as the option table describes it."""
+    common = {"help": field.help, "disabled": field.disabled}
+    if field.widget == "selectbox":
+        return column.selectbox(
+            field.label, field.options, index=index_of(field.options, field.value), **common
+        )
+    if field.widget == "checkbox":
+        return column.checkbox(field.label, value=bool(field.value), **common)
+    if field.widget == "number_input":
+        return column.number_input(
+            field.label,
+            field.minimum,
+            field.maximum,
+            field.value,
+            field.step,
+            format=field.number_format,
+            **common,
+        )
+    return column.text_input(field.label, field.value, **common)
+
+
 # The choices that decide which fields below apply sit outside the form: a form's fields cannot change
 # (here: be enabled or disabled) until it is submitted.
 d1, d2, d3, d4 = st.columns(4)
-model = d1.selectbox("Model", MODELS, index=index_of(MODELS, base["model"]))
-bin_options = [*BUILTIN_SCHEMES, "custom"]
-bins = d2.selectbox("Age bins", bin_options, index=index_of(bin_options, base["bins"], len(bin_options) - 1))
-rebalance = d3.selectbox("Rebalance", REBALANCE, index=index_of(REBALANCE, base["rebalance"]))
+model = d1.selectbox("Model", MODELS, index=index_of(MODELS, base["model"]), help=OPTIONS["model"].help)
+bin_options = [*BUILTIN_SCHEMES, train_form.CUSTOM_BINS]
+bins = d2.selectbox(
+    "Age bins",
+    bin_options,
+    index=index_of(bin_options, base["bins"], len(bin_options) - 1),
+    help=OPTIONS["bins"].help,
+)
+rebalance = d3.selectbox(
+    "Rebalance", REBALANCE, index=index_of(REBALANCE, base["rebalance"]), help=OPTIONS["rebalance"].help
+)
 fine_tune_layers = d4.number_input(
     "Fine-tune depth (layers)", 0, 1000, base["fine_tune_layers"], help=OPTIONS["fine_tune_layers"].help
 )
-has_alpha, pretrained = model in ALPHAS, model in PRETRAINED_MODELS
+choices = {"model": model, "bins": bins, "rebalance": rebalance, "fine_tune_layers": fine_tune_layers}
+start = {"data": st.session_state.get("data_folder", str(data_dir()))}
 
 # Enter in a field must not launch a run: runs cost minutes of CPU, so only the button launches.
 with st.form("config", enter_to_submit=False):
-    c1, c2, c3, c4 = st.columns(4)
-    alpha_options = ["model default", *ALL_ALPHAS]
-    alpha = c1.selectbox(
-        "Width (alpha)",
-        alpha_options,
-        index=index_of(alpha_options, base["alpha"]) if recipe != "none" else 0,
-        help="MobileNet only: 0.35/0.5 (v2), 0.25 (v1)",
-        disabled=not has_alpha,
-    )
-    weights = c1.selectbox(
-        "Weights",
-        WEIGHTS,
-        index=index_of(WEIGHTS, base["weights"]),
-        help="baseline_cnn and small_cnn need none",
-        disabled=not pretrained,
-    )
-    sizes = sorted({*COMMON_SIZES, base["image_size"]})
-    image_size = c2.selectbox(
-        "Image size",
-        sizes,
-        index=index_of(sizes, base["image_size"], 1),
-        help="ImageNet MobileNets: 112, 144 or 224 (offline weights); face_mobilenet: a multiple of 32",
-    )
-    epochs = c2.number_input("Epochs", 1, 1000, base["epochs"])
-    batch_size = c2.number_input("Batch size", 1, 4096, base["batch_size"])
-    learning_rate = c2.number_input(
-        "Learning rate", 1e-6, 1.0, base["learning_rate"], step=1e-4, format="%.5f"
-    )
-    custom_edges = c3.text_input(
-        "Custom bin edges",
-        base["bins"] if base["bins"] not in BUILTIN_SCHEMES else "0,3,13,20,40,60",
-        help="used when Age bins is custom",
-        disabled=bins != "custom",
-    )
-    by_race = c3.toggle(
-        "Balance bin x ethnicity", value=base["rebalance_by_race"], disabled=rebalance == "none"
-    )
-    balance_power = c3.slider(
-        "Balance strength",
-        0.0,
-        1.0,
-        float(base["rebalance_power"]),
-        0.25,
-        help=OPTIONS["rebalance_power"].help,
-        disabled=rebalance != "class_weights",
-    )
-    fine_tune_epochs = c4.number_input(
-        "Fine-tune epochs", 0, 1000, base["fine_tune_epochs"], disabled=fine_tune_layers == 0
-    )
-    augment = c4.toggle("Augment", value=base["augment"], help="flip, rotation, zoom, contrast, brightness")
-    mixup = c4.number_input("Mixup (alpha)", 0.0, 2.0, float(base["mixup"]), 0.1, help=OPTIONS["mixup"].help)
-    fast = c4.toggle("Fast mode", value=base["fast"] if recipe != "none" else True, help=OPTIONS["fast"].help)
-    c1, c2, c3 = st.columns([1, 2, 1])
-    name = c1.text_input("Run name", "", help="empty: the model name")
-    folder = c2.text_input(
-        "Dataset folder",
-        st.session_state.get("data_folder", str(data_dir())),
-        help="One folder or several, comma-separated: UTKFace-named images, or images beside a labels.csv",
-    )
-    max_images = c3.number_input("Max images (0: all)", 0, 1_000_000, 0, help=OPTIONS["max_images"].help)
-    c1, c2 = st.columns([3, 1])
-    more_sources = c1.multiselect(
-        "More sources",
-        [str(p) for p in known_sources(tuple(str(root) for root in source_roots()))],
-        help="Training folders found beside the dataset folder and in the mirror (AGELAB_MIRROR); folders "
-        "whose SOURCE.md says evaluation only are never offered",
-    )
-    source_weights = c2.text_input(
-        "Source weights", base["source_weights"], help=OPTIONS["source_weights"].help, placeholder="e.g. 1,2"
-    )
+    values = {}
+    for group, fields in train_form.sections(recipe, choices, start).items():
+        with st.expander(train_form.TITLES[group], expanded=group in train_form.OPEN_GROUPS):
+            columns = st.columns(2 if group == "data" else 4)
+            for i, field in enumerate(fields):
+                values[field.key] = draw(field, columns[i % len(columns)])
+            if group == "data":
+                more_sources = st.multiselect(
+                    "More sources",
+                    [str(p) for p in known_sources(tuple(str(root) for root in source_roots()))],
+                    help="Training folders found beside the dataset folder and in the mirror (AGELAB_MIRROR);"
+                    " folders whose SOURCE.md says evaluation only are never offered",
+                )
     extra = st.text_input(
         "More keys",
         "",
@@ -187,30 +147,10 @@ if address and (missing := launchers.ray_missing(address)):
     st.warning(missing, icon=":material/warning:")
 
 if launched or sweep_launched:
-    # Every field is sent, over the recipe: the run uses exactly what the form shows.
-    chosen = {
-        "recipe": recipe,
-        "name": name,
-        "data": ",".join([folder, *(s for s in more_sources if s not in comma_list(folder))]),
-        "source_weights": source_weights,
-        "max_images": max_images,
-        "model": model,
-        "weights": weights if pretrained else "none",
-        "image_size": image_size,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "bins": custom_edges if bins == "custom" else bins,
-        "rebalance": rebalance,
-        "rebalance_by_race": by_race and rebalance != "none",
-        "rebalance_power": balance_power if rebalance == "class_weights" else 1.0,
-        "fine_tune_layers": fine_tune_layers,
-        "fine_tune_epochs": fine_tune_epochs,
-        "augment": augment,
-        "mixup": mixup,
-        "fast": fast,
-        "alpha": 0.0 if alpha == "model default" or not has_alpha else alpha,
-    }
+    # What the form shows is what runs: the fields that differ from the recipe's values are sent over it.
+    folder = values["data"]
+    values["data"] = ",".join([folder, *(s for s in more_sources if s not in comma_list(folder))])
+    chosen = train_form.overrides(recipe, choices, values)
     try:
         chosen.update(parse_overrides(extra.split()))
         if sweep_launched:
@@ -220,7 +160,7 @@ if launched or sweep_launched:
             sweep_dir = sweeps.create_sweep(
                 grid,
                 {**chosen, **fixed},
-                name=chosen["name"] or "sweep",
+                name=chosen.get("name") or "sweep",
                 ray_address=address,
                 max_concurrent=max_concurrent or None,
             )
@@ -240,7 +180,7 @@ if launched or sweep_launched:
             st.success(f"Launched `{run_dir}`", icon=":material/rocket_launch:")
 
 all_runs = launchers.list_runs()
-any_active = any(r.state in runs.ACTIVE for r in all_runs)
+any_active = any(r.state in run_status.ACTIVE for r in all_runs)
 
 
 def epoch_figure(history, columns: list[str], quantity: str, color: str | None = None):
@@ -270,7 +210,7 @@ def live_view() -> None:
         st.info(f"No runs yet in `{runs_dir()}`. Configure one above and press Launch.")
         return
     names = [r.name for r in current]
-    active = [r.name for r in current if r.state in runs.ACTIVE]
+    active = [r.name for r in current if r.state in run_status.ACTIVE]
     wanted = st.session_state.get("watch") or (active[0] if active else names[0])
     watched = st.selectbox("Watch run", names, index=names.index(wanted) if wanted in names else 0)
     st.session_state["watch"] = watched
@@ -283,7 +223,7 @@ def live_view() -> None:
     if warning := launchers.not_visible_warning(run):
         st.warning(warning, icon=":material/folder_off:")
     launcher = launchers.launcher_for(run.path, run.status)
-    if run.state in runs.ACTIVE:
+    if run.state in run_status.ACTIVE:
         done, total = progress.get("steps_done", 0), progress.get("steps_total") or 0
         st.progress(min(done / total, 1.0) if total else 0.0, text=run_display.progress_text(progress))
         left, right = st.columns([1, 5])
@@ -302,7 +242,7 @@ def live_view() -> None:
             f"{run.state} in {run_display.format_seconds(run.duration_s or 0)}; "
             + run_display.test_scores_text(run.metrics)
         )
-    if run.state in runs.RESUMABLE and checkpoints.saved(run.path):
+    if run.state in run_status.RESUMABLE and checkpoints.saved(run.path):
         if st.button("Resume", icon=":material/play_circle:", key=f"resume-{run.name}", help=RESUME_HELP):
             try:
                 launch_resume(run.path)
@@ -325,7 +265,7 @@ def live_view() -> None:
         fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines", name="batch loss"))
         fig.update_layout(title="Training loss by batch", xaxis_title="batch", yaxis_title="loss", height=280)
         st.plotly_chart(fig, width="stretch", key=f"batches-{run.name}")
-    with st.expander("Log tail", expanded=run.state in runs.ACTIVE):
+    with st.expander("Log tail", expanded=run.state in run_status.ACTIVE):
         st.code(launcher.logs(run.path, 40) or "(empty)", language=None, wrap_lines=True)
     if any_active and not active:
         st.rerun(scope="app")  # the last run ended: refresh the runs table

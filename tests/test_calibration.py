@@ -16,8 +16,8 @@ from agelab.calibration import (
     scale_binary,
     scale_bins,
 )
+from agelab.commands.predict import record_notes
 from agelab.crop import TEMPLATE
-from agelab.predict import record_notes
 from agelab.uncertainty import framing_reasons, prediction_reasons
 
 GROUPS10 = get_scheme("groups10")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, runs, sweeps
+from agelab import atomic, run_status, runs, sweeps
 from agelab.config import build_config
 from agelab.paths import PROJECT_ROOT
 
@@ -35,7 +35,7 @@ def damaged_run(case: str) -> Path:
     file, key, value = WRONG_FIELDS[case]
     run_dir = runs.create_run(build_config({"name": case.replace(" ", "_")}))
     now = time.time()
-    runs.write_status(run_dir, status="running", started=now, heartbeat=now)
+    run_status.write_status(run_dir, status="running", started=now, heartbeat=now)
     progress = {"stage": "heads", "epoch": 1, "epochs_total": 2, "batch": 3, "steps": 9, "eta_s": 12.0}
     atomic.write_json(run_dir / "progress.json", {**progress, "curve": [[1, 0.9], [2, 0.8]]})
     path = run_dir / file
@@ -48,7 +48,7 @@ def damaged_run(case: str) -> Path:
 def test_a_wrongly_typed_field_makes_the_run_damaged_naming_file_and_key(isolated_dirs, case):
     run_dir = damaged_run(case)
     finished = runs.create_run(build_config({"name": "sound"}))
-    runs.write_status(finished, status="finished", started=1.0, ended=2.0)
+    run_status.write_status(finished, status="finished", started=1.0, ended=2.0)
     listed = {r.name: r for r in runs.list_runs()}
     assert set(listed) == {run_dir.name, finished.name}
     run = listed[run_dir.name]

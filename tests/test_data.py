@@ -8,18 +8,10 @@ import pandas as pd
 import pytest
 
 from agelab.bins import GROUPS10
-from agelab.data import (
-    MalformedName,
-    dedupe,
-    load_dataset,
-    load_index,
-    load_split,
-    make_split,
-    parse_name,
-    stratum,
-)
+from agelab.data import MalformedName, dedupe, load_index, parse_name
 from agelab.paths import PROJECT_ROOT
 from agelab.rebalance import rebalance
+from agelab.saved_split import load_dataset, load_split, make_split, stratum
 
 MALFORMED = {
     "39_1_20170116174525125.jpg.chip.jpg": "race field missing",

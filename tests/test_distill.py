@@ -13,10 +13,10 @@ import pytest
 from agelab import pipeline
 from agelab.bins import get_scheme
 from agelab.crop_cache import aligned_inputs
-from agelab.data import load_dataset
 from agelab.images import load_image
 from agelab.paths import PROJECT_ROOT
 from agelab.predictor import Predictor
+from agelab.saved_split import load_dataset
 from agelab.training import distill
 from agelab.training import verb as training
 from agelab.training.errors import RunError

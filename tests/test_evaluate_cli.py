@@ -184,9 +184,9 @@ def test_evaluate_names_bad_arguments(saved_model: Path, tmp_path: Path, isolate
 def test_the_default_model_is_scored_once_on_the_test_split(saved_model, utkface_dir, tmp_path, monkeypatch):
     import shutil
 
-    from agelab.data import load_dataset
     from agelab.evaluation.predictions import load_predictions
     from agelab.evaluation.sources import default_model_source
+    from agelab.saved_split import load_dataset
 
     models = tmp_path / "models"
     models.mkdir()

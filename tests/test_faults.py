@@ -17,14 +17,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, runs
+from agelab import atomic, run_status, runs
 from agelab.bins import get_scheme
 from agelab.commands import evaluate
+from agelab.commands import train as train_command
 from agelab.config import ConfigError, build_config, load_config_file
-from agelab.data import index_cache_dir, load_dataset, load_index
+from agelab.data import index_cache_dir, load_index
 from agelab.launchers import LocalLauncher
 from agelab.paths import PROJECT_ROOT
-from agelab.training import verb as training
+from agelab.saved_split import load_dataset
 from tests.real_data import copy_real_images
 
 LOOP_NAME = "20_0_0_20170101000000000.jpg.chip.jpg"  # a well-formed name on a symlink loop
@@ -96,7 +97,7 @@ def test_bad_train_arguments_give_one_sentence_and_no_run_folder(utkface_dir, is
     data = isolated_dirs / "utk"
     copy_real_images(utkface_dir, data, 30, step=500)
     for expected, argv in bad_train_calls(isolated_dirs, data).items():
-        assert training.cli(argv) == 2, expected
+        assert train_command.cli(argv) == 2, expected
         err = capsys.readouterr().err
         lines = err.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in err, err
@@ -245,7 +246,7 @@ def test_a_damaged_or_misshapen_features_cache_is_computed_again(utkface_dir, is
 
 def finished_run(name: str) -> Path:
     run_dir = runs.create_run(build_config({"name": name}))
-    runs.write_status(run_dir, status="finished", started=1.0, ended=2.0)
+    run_status.write_status(run_dir, status="finished", started=1.0, ended=2.0)
     atomic.write_json(run_dir / "metrics.json", {"test_bin_accuracy": 0.5})
     atomic.write_text(run_dir / "history.csv", "epoch,stage,loss,val_loss\n1,heads,1.0,1.1\n")
     return run_dir

@@ -14,9 +14,10 @@ import pytest
 
 from agelab import atomic
 from agelab.commands import index as index_verb
+from agelab.commands import train as train_command
 from agelab.config import ConfigError, build_config, load_config_file
-from agelab.data import index_cache_dir, load_index, load_split, make_split
-from agelab.training import verb as training
+from agelab.data import index_cache_dir, load_index
+from agelab.saved_split import load_split, make_split
 from tests.real_data import copy_real_images
 
 # The reasons the index gives, spelled out: they are what a user reads.
@@ -110,7 +111,7 @@ def test_an_empty_file_among_good_ones_is_left_out(small_folder, isolated_dirs):
 
 def test_a_seed_beyond_numpy_is_refused_in_one_line(small_folder, isolated_dirs, capsys):
     assert build_config({"seed": 2**32 - 1})["seed"] == 2**32 - 1
-    code = training.cli([f"data={small_folder}", "model=small_cnn", "seed=1e20"])
+    code = train_command.cli([f"data={small_folder}", "model=small_cnn", "seed=1e20"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "seed=" in err and "<= 4294967295" in err and "Traceback" not in err
@@ -122,6 +123,6 @@ def test_a_binary_config_file_is_named(small_folder, isolated_dirs, tmp_path, ca
     binary.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ConfigError, match="run.yaml.*not text"):
         load_config_file(binary)
-    assert training.cli(["--config", str(binary)]) == 2
+    assert train_command.cli(["--config", str(binary)]) == 2
     err = capsys.readouterr().err
     assert str(binary) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -39,7 +39,7 @@ def sixty_images(utkface_dir: Path, tmp_path: Path) -> Path:
 
 def test_damaged_crop_cache_entries_are_made_again(sixty_images, isolated_dirs, detector_env):
     from agelab.crop_cache import aligned_inputs
-    from agelab.data import load_dataset
+    from agelab.saved_split import load_dataset
 
     crops = aligned_inputs(load_dataset(sixty_images), 64, log=lambda _: None)
     garbage, empty = Path(crops["input"][3]), Path(crops["input"][7])

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from agelab import runs
+from agelab.commands import train as train_command
 from agelab.config import resolve_data
 from agelab.pipeline import remove_orphan_caches
 from agelab.training import stages
@@ -109,7 +110,7 @@ def test_a_full_disk_at_launch_is_one_sentence_and_leaves_no_folder(
 ):
     monkeypatch.setenv("AGELAB_RUNS_DIR", str(full_disk))
     fill(full_disk)
-    assert training.cli([f"data={small_data}", "model=small_cnn", "name=full"]) == 1
+    assert train_command.cli([f"data={small_data}", "model=small_cnn", "name=full"]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]

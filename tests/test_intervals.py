@@ -88,7 +88,7 @@ def test_a_run_on_age_ranges_trains_and_loads_in_a_fresh_process(utkface_dir, tm
 
 
 def test_ranges_refuse_a_teacher_or_mixup_in_one_sentence(utkface_dir, tmp_path, isolated_dirs):
-    from agelab.training import verb as training
+    from agelab.commands import train as train_command
 
     folder = tmp_path / "ranged"
     folder.mkdir()
@@ -97,7 +97,7 @@ def test_ranges_refuse_a_teacher_or_mixup_in_one_sentence(utkface_dir, tmp_path,
         shutil.copy2(path, folder / f"p{i}.jpg")
     rows = [f"p{i}.jpg,20,29,female" for i in range(len(copied))]
     (folder / "labels.csv").write_text("file,age_low,age_high,gender\n" + "\n".join(rows) + "\n")
-    code = training.cli(
+    code = train_command.cli(
         [f"data={folder}", "model=small_cnn", "weights=none", "image_size=64", "mixup=0.2", "crop=none"]
     )
     assert code == 1

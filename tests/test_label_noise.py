@@ -21,7 +21,7 @@ def test_confident_learning_flags_a_class_above_its_own_threshold():
 @pytest.mark.slow
 def test_flipped_labels_rank_in_the_finders_top_five_percent(utkface_dir, isolated_dirs):
     from agelab import models, pipeline
-    from agelab.data import load_dataset
+    from agelab.saved_split import load_dataset
 
     frame = load_dataset(utkface_dir)
     frame = frame[frame["split"] == "train"].sample(1500, random_state=0).reset_index(drop=True)

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from agelab import marks, runs
+from agelab import marks, run_status
 from agelab.paths import PROJECT_ROOT
 from tests.real_data import copy_real_images, splits_with_and_without_marks
 
@@ -56,9 +56,9 @@ def test_review_opens_on_the_training_labels_mark_three_and_launch_without_them(
     assert any("Launched" in s.value for s in app.success), [e.value for e in app.error]
     run_dir = next((isolated_dirs / "runs").glob("small_cnn-*"))
     deadline = time.time() + 900
-    while runs.effective_status(run_dir).get("status") in runs.ACTIVE and time.time() < deadline:
+    while run_status.effective_status(run_dir).get("status") in run_status.ACTIVE and time.time() < deadline:
         time.sleep(2)
-    assert runs.effective_status(run_dir).get("status") == "finished", runs.log_tail(run_dir, 30)
+    assert run_status.effective_status(run_dir).get("status") == "finished", run_status.log_tail(run_dir, 30)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_excluded"] == 3
     assert metrics["n_train"] + metrics["n_val"] == len(used) - 3

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agelab import launchers, runs, sweeps
+from agelab import launchers, run_status, runs, sweeps
 from agelab.config import ConfigError, build_config
 from agelab.paths import PROJECT_ROOT
 from tests.real_data import copy_real_images
@@ -183,7 +183,7 @@ def test_an_unreachable_cluster_is_named_and_leaves_no_run(isolated_dirs, utkfac
 def test_ray_runs_are_listed_with_job_id_address_and_sweep(isolated_dirs):
     root = isolated_dirs / "runs"
     ray_run = runs.create_run(build_config({"model": "baseline_cnn", "name": "onray"}), root)
-    runs.write_status(
+    run_status.write_status(
         ray_run,
         launcher="ray",
         job_id="agelab-onray-1-abc",
@@ -193,7 +193,7 @@ def test_ray_runs_are_listed_with_job_id_address_and_sweep(isolated_dirs):
     local_run = runs.create_run(build_config({"model": "baseline_cnn", "name": "here"}), root)
     # Both queued long ago: the local one's process never started (failed); Ray may still queue its job.
     for path in (ray_run, local_run):
-        runs.write_status(path, created=runs.now() - 10 * runs.QUEUED_TIMEOUT_S)
+        run_status.write_status(path, created=run_status.now() - 10 * run_status.QUEUED_TIMEOUT_S)
     table = runs.runs_table(runs.list_runs(root)).set_index("run")
     assert table.loc["onray-1", ["launcher", "job_id", "address", "sweep", "status"]].tolist() == [
         "ray",
@@ -209,7 +209,7 @@ def test_ray_runs_are_listed_with_job_id_address_and_sweep(isolated_dirs):
 
 def test_a_finished_ray_run_whose_folder_is_not_here_is_explained(isolated_dirs):
     run_dir = runs.create_run(build_config({"model": "baseline_cnn"}), isolated_dirs / "runs")
-    runs.write_status(
+    run_status.write_status(
         run_dir, launcher="ray", ray_address="http://10.0.0.5:8265", status="finished", remote_only=True
     )
     warning = launchers.not_visible_warning(runs.load_run(run_dir))
@@ -241,7 +241,7 @@ def test_the_train_page_says_what_to_install_for_a_ray_address(monkeypatch, isol
     assert fields["Ray address"].value == "10.1.2.3:8265"
     {w.label: w for w in app.selectbox}["Model"].set_value("baseline_cnn")
     {w.label: w for w in app.selectbox}["Weights"].set_value("none")
-    {w.label: w for w in app.toggle}["Fast mode"].set_value(False)
+    {w.label: w for w in app.checkbox}["Fast mode"].set_value(False)
     fields["Dataset folder"].set_value(str(utkface_dir))
     next(b for b in app.button if b.label == "Launch").click().run()
     assert any("Not launched" in e.value and "requirements-cluster.txt" in e.value for e in app.error)
@@ -251,7 +251,7 @@ def test_the_train_page_says_what_to_install_for_a_ray_address(monkeypatch, isol
 def test_the_runs_verb_lists_watches_and_stops(isolated_dirs, capsys):
     root = isolated_dirs / "runs"
     done = runs.create_run(build_config({"model": "baseline_cnn", "name": "done"}), root)
-    runs.write_status(
+    run_status.write_status(
         done, status="finished", launcher="ray", job_id="agelab-done-1-x", ray_address="http://h:8265"
     )
     (done / "metrics.json").write_text(json.dumps({"test_age_mae": 7.5, "n_test": 9}))

@@ -13,8 +13,8 @@ import pytest
 from agelab import pipeline
 from agelab.bins import get_scheme
 from agelab.config import ConfigError, build_config
-from agelab.data import load_dataset
 from agelab.paths import PROJECT_ROOT
+from agelab.saved_split import load_dataset
 from agelab.training import distill, mixup
 from agelab.training import verb as training
 from tests.real_data import real_images_fixture

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, predict
+from agelab import atomic
 from agelab.bins import get_scheme
-from agelab.commands import evaluate
+from agelab.commands import evaluate, predict
 from agelab.model_files import ModelError
 from agelab.paths import PROJECT_ROOT
 from agelab.predictor import Predictor

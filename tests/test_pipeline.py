@@ -8,7 +8,7 @@ import pytest
 
 from agelab import models, pipeline
 from agelab.bins import GROUPS10
-from agelab.data import load_dataset
+from agelab.saved_split import load_dataset
 from tests.real_data import copy_real_images
 
 import tensorflow as tf  # noqa: E402  isort: skip  (after agelab, which must load first)

@@ -11,11 +11,11 @@ import pytest
 
 from agelab import atomic
 from agelab.bins import get_scheme
+from agelab.commands.predict import cli
 from agelab.faces import FaceDetector
 from agelab.images import load_image
 from agelab.live import LiveAnnotator, rtc_configuration
 from agelab.model_files import ModelError, available_models
-from agelab.predict import cli
 from agelab.predictor import load_predictor, predict_image
 from tests.predict_helpers import (
     IMAGE_SIZE,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agelab import runs
+from agelab import run_status, runs
 from agelab.config import ConfigError, build_config
 from agelab.paths import PROJECT_ROOT
 from agelab.training import checkpoints
@@ -31,7 +31,7 @@ RUN = ["model=small_cnn", "weights=none", "image_size=48", "epochs=5", "batch_si
 # to the bit; what resume needs of determinism is only this, in the test.
 DETERMINISTIC = (
     "import sys, tensorflow as tf; tf.config.experimental.enable_op_determinism();"
-    " from agelab.training.verb import cli; sys.exit(cli(sys.argv[1:]))"
+    " from agelab.commands.train import cli; sys.exit(cli(sys.argv[1:]))"
 )
 
 
@@ -114,9 +114,9 @@ def test_resume_says_why_a_run_cannot_be_resumed(isolated_dirs):
     made = {
         state: runs.create_run(build_config({"name": state})) for state in ("finished", "running", "bare")
     }
-    runs.write_status(made["finished"], status="finished")
-    runs.write_status(made["running"], status="running", pid=os.getpid(), heartbeat=time.time())
-    runs.write_status(made["bare"], status="stopped")
+    run_status.write_status(made["finished"], status="finished")
+    run_status.write_status(made["running"], status="running", pid=os.getpid(), heartbeat=time.time())
+    run_status.write_status(made["bare"], status="stopped")
     with pytest.raises(ConfigError, match="finished: there is nothing to resume"):
         resumable_run("finished-1")
     with pytest.raises(ConfigError, match="still running; stop it before resuming"):
@@ -135,7 +135,7 @@ def test_resume_says_why_a_run_cannot_be_resumed(isolated_dirs):
 
 def test_the_train_verb_refuses_a_resume_with_another_config(isolated_dirs):
     run_dir = runs.create_run(build_config({"name": "refuse"}))
-    runs.write_status(run_dir, status="failed")
+    run_status.write_status(run_dir, status="failed")
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "epoch-0001.npz").write_bytes(b"")
     done = subprocess.run(
@@ -166,7 +166,7 @@ def test_the_train_page_shows_a_lost_run_and_resumes_it(small_data, isolated_dir
     app.button(key="resume-page-1").click().run()
     assert not app.exception and not app.error
     deadline = time.time() + 600
-    while runs.load_run(run_dir).state in (*runs.ACTIVE, "lost") and time.time() < deadline:
+    while runs.load_run(run_dir).state in (*run_status.ACTIVE, "lost") and time.time() < deadline:
         time.sleep(0.5)
     run = runs.load_run(run_dir)
     assert run.state == "finished", run.log()

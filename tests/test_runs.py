@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agelab import runs
+from agelab import run_status, runs
 from agelab.config import ConfigError, build_config
 from agelab.launchers import LocalLauncher
 from agelab.processes import identity, pid_alive
@@ -58,7 +58,7 @@ def test_graceful_stop_saves_and_marks_stopped(isolated_dirs, small_data):
     run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "stop"})
     wait_for(lambda: batches_done(run_dir))
     assert LocalLauncher().stop(run_dir) == "stopping"
-    run = wait_for(lambda: (r := runs.load_run(run_dir)).state not in runs.ACTIVE and r, timeout=120)
+    run = wait_for(lambda: (r := runs.load_run(run_dir)).state not in run_status.ACTIVE and r, timeout=120)
     assert run.state == "stopped", run.log()
     assert run.metrics["stopped"] is True
     assert (run_dir / "model.keras").exists() and (run_dir / "predictions.parquet").exists()
@@ -77,8 +77,8 @@ def test_a_stop_request_in_the_folder_stops_the_run_without_a_signal(isolated_di
     """What a run whose launcher cannot reach it gets: only ``stop_requested`` in its status.json."""
     run_dir = LocalLauncher().submit({**SLOW_RUN, "data": str(small_data), "name": "asked"})
     wait_for(lambda: batches_done(run_dir))
-    runs.write_status(run_dir, stop_requested=time.time())
-    run = wait_for(lambda: (r := runs.load_run(run_dir)).state not in runs.ACTIVE and r, timeout=120)
+    run_status.write_status(run_dir, stop_requested=time.time())
+    run = wait_for(lambda: (r := runs.load_run(run_dir)).state not in run_status.ACTIVE and r, timeout=120)
     assert run.state == "stopped" and run.metrics["stopped"] is True, run.log()
     assert "stop requested in the run folder" in run.log() and "stop requested: finishing" not in run.log()
     assert 1 <= run.metrics["partial_epoch"]["batches"] <= run.metrics["partial_epoch"]["of"]
@@ -109,7 +109,7 @@ def test_a_killed_process_shows_as_lost_with_its_log(isolated_dirs, small_data):
 def test_a_stale_heartbeat_with_a_pid_not_the_runs_own_means_lost(isolated_dirs):
     run_dir = runs.create_run(build_config({"name": "stale"}))
     # A live process (this one, no agelab train) named by a run that stopped beating long ago.
-    runs.write_status(
+    run_status.write_status(
         run_dir, status="running", pid=os.getpid(), heartbeat=time.time() - 3600, started=time.time()
     )
     (run_dir / "log.txt").write_text("epoch 1 done\nhung here\n")
@@ -117,7 +117,7 @@ def test_a_stale_heartbeat_with_a_pid_not_the_runs_own_means_lost(isolated_dirs)
     assert run.state == "lost" and "no heartbeat for 3600 s" in run.status["error"]
     assert "not an agelab train process" in run.status["error"] and "hung here" in run.status["error"]
     # Fresh, the same pid is not judged yet: the heartbeat says the run lives.
-    runs.write_status(run_dir, heartbeat=time.time())
+    run_status.write_status(run_dir, heartbeat=time.time())
     assert runs.load_run(run_dir).state == "running"
 
 
@@ -125,7 +125,7 @@ def test_a_run_whose_own_process_lives_is_running_whatever_its_heartbeat(isolate
     own = subprocess.Popen(["sleep", "300"])
     try:
         run_dir = runs.create_run(build_config({"name": "quiet"}))
-        runs.write_status(
+        run_status.write_status(
             run_dir, status="running", pid=own.pid, process=identity(own.pid), heartbeat=time.time() - 3600
         )
         assert runs.load_run(run_dir).state == "running"
@@ -137,9 +137,9 @@ def test_a_run_whose_own_process_lives_is_running_whatever_its_heartbeat(isolate
 
 def test_a_run_on_another_host_is_lost_only_when_its_heartbeat_is_stale(isolated_dirs):
     run_dir = runs.create_run(build_config({"name": "far"}))
-    runs.write_status(run_dir, status="running", pid=1, host="elsewhere", heartbeat=time.time() - 10)
+    run_status.write_status(run_dir, status="running", pid=1, host="elsewhere", heartbeat=time.time() - 10)
     assert runs.load_run(run_dir).state == "running"
-    runs.write_status(run_dir, heartbeat=time.time() - 2 * runs.HEARTBEAT_STALE_S)
+    run_status.write_status(run_dir, heartbeat=time.time() - 2 * run_status.HEARTBEAT_STALE_S)
     assert runs.load_run(run_dir).state == "lost"
     out = subprocess.run(
         [sys.executable, "-m", "agelab", "runs", "list"], capture_output=True, text=True, timeout=120,
@@ -152,13 +152,13 @@ def test_delete_refuses_a_running_run_and_removes_a_finished_one(isolated_dirs):
     run_dir = runs.create_run(build_config({"name": "del"}))
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        runs.write_status(run_dir, status="running", pid=sleeper.pid, heartbeat=time.time())
+        run_status.write_status(run_dir, status="running", pid=sleeper.pid, heartbeat=time.time())
         with pytest.raises(RuntimeError, match="stop it before deleting"):
             runs.delete_run(run_dir)
     finally:
         sleeper.kill()
         sleeper.wait()
-    runs.write_status(run_dir, status="finished")
+    run_status.write_status(run_dir, status="finished")
     runs.delete_run(run_dir)
     assert not run_dir.exists()
     with pytest.raises(ValueError, match="not a run folder"):

@@ -13,7 +13,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import launchers, processes, runs
+from agelab import launchers, processes, run_status, runs
 from agelab.config import build_config
 from agelab.paths import PROJECT_ROOT
 
@@ -54,7 +54,7 @@ def running_run(name: str, **status) -> runs.Run:
     """A run folder whose status says it is running now, with ``status`` on top."""
     run_dir = runs.create_run(build_config({"name": name}))
     now = time.time()
-    runs.write_status(run_dir, status="running", started=now, heartbeat=now, **status)
+    run_status.write_status(run_dir, status="running", started=now, heartbeat=now, **status)
     return run_dir
 
 
@@ -70,7 +70,7 @@ def test_stop_and_kill_signal_nothing_for_a_pid_that_is_no_process(isolated_dirs
             launchers.LaunchError, match=r"not signalled: its status.json names no valid process id"
         ):
             launchers.LocalLauncher().stop(run_dir)
-        runs.write_status(run_dir, stop_requested=time.time())  # what a first Stop would have left
+        run_status.write_status(run_dir, stop_requested=time.time())  # what a first Stop would have left
     assert [s for s in signals_sent if s[2] != 0] == []
 
 
@@ -80,7 +80,7 @@ def test_stop_and_kill_leave_an_unrelated_process_alone(isolated_dirs, bystander
         launchers.LaunchError, match=rf"process {bystander.pid} is not an agelab train process"
     ):
         launchers.LocalLauncher().stop(run_dir)
-    runs.write_status(run_dir, stop_requested=time.time())
+    run_status.write_status(run_dir, stop_requested=time.time())
     with pytest.raises(launchers.LaunchError, match="not signalled"):
         launchers.LocalLauncher().stop(run_dir)
     assert still_running(bystander)
@@ -121,7 +121,7 @@ def test_the_process_recorded_at_launch_is_stopped_then_killed(isolated_dirs, si
     again = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         run_dir = running_run("own2", pid=again.pid, process=processes.identity(again.pid))
-        runs.write_status(run_dir, stop_requested=time.time())
+        run_status.write_status(run_dir, stop_requested=time.time())
         assert launchers.LocalLauncher().stop(run_dir) == "killed"
         assert again.wait(timeout=30) == -signal.SIGKILL
         assert ("killpg", again.pid, signal.SIGKILL) in signals_sent  # its whole group

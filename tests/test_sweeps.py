@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, runs, sweeps
+from agelab import atomic, run_status, runs, sweeps
 from agelab.config import ConfigError
 from agelab.paths import PROJECT_ROOT
 from agelab.processes import identity
@@ -82,7 +82,7 @@ class TimedLauncher:
     def submit(self, config, root=None, **fields):
         self.active_at_submit.append(self._active())
         run_dir = runs.create_run(config, root)
-        runs.write_status(run_dir, launcher=self.name, **fields)
+        run_status.write_status(run_dir, launcher=self.name, **fields)
         self.ends[str(run_dir)] = time.time() + self.seconds
         return run_dir
 
@@ -127,12 +127,12 @@ def test_stopping_a_sweep_cancels_the_queue_and_stops_its_runs(isolated_dirs, da
     run_dir = runs.create_run({**TINY, "data": str(data)}, isolated_dirs / "runs")
     process = subprocess.Popen(["sleep", "300"], start_new_session=True)
     # Its identity recorded as the local launcher records it: Stop signals only a run's own process.
-    runs.write_status(
+    run_status.write_status(
         run_dir,
         status="running",
         pid=process.pid,
         process=identity(process.pid),
-        heartbeat=runs.now(),
+        heartbeat=run_status.now(),
         launcher="local",
     )
     sweeps.update_sweep(sweep_dir, lambda s: s["runs"][0].update(state="launched", run=str(run_dir)))
@@ -161,7 +161,7 @@ def fake_finished_run(root: Path, config: dict, val_losses: list[float], state: 
     )
     atomic.write_text(run_dir / "history.csv", history.to_csv(index=False))
     atomic.write_json(run_dir / "metrics.json", {"test_age_mae": 9.0, "test_bin_accuracy": 0.4})
-    runs.write_status(run_dir, status=state, started=runs.now() - 5, ended=runs.now())
+    run_status.write_status(run_dir, status=state, started=run_status.now() - 5, ended=run_status.now())
     return run_dir
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import run_display, runs
+from agelab import run_display, run_status, runs
 from agelab.launchers import LocalLauncher
 from agelab.paths import PROJECT_ROOT
 from agelab.training.devices import gpu_status
@@ -31,13 +31,12 @@ def widgets(app: AppTest, kind: str) -> dict:
 
 
 def fill_form(app: AppTest, data: Path, **choices) -> None:
-    selects = widgets(app, "selectbox")
-    selects["Model"].set_value(choices.get("model", "baseline_cnn"))
-    selects["Image size"].set_value(64)
+    widgets(app, "selectbox")["Model"].set_value(choices.get("model", "baseline_cnn"))
     numbers = widgets(app, "number_input")
+    numbers["Image size"].set_value(64)
     numbers["Epochs"].set_value(1)
     numbers["Batch size"].set_value(32)
-    widgets(app, "toggle")["Fast mode"].set_value(False)
+    widgets(app, "checkbox")["Fast mode"].set_value(False)
     widgets(app, "text_input")["Dataset folder"].set_value(str(data))
     widgets(app, "text_input")["Run name"].set_value("page")
 
@@ -79,7 +78,7 @@ def test_fields_that_do_not_apply_are_off_until_their_choice_is_made(isolated_di
     app.run()
 
     def disabled() -> set[str]:
-        found = [*app.selectbox, *app.text_input, *app.toggle, *app.slider, *app.number_input]
+        found = [*app.selectbox, *app.text_input, *app.checkbox, *app.number_input]
         return {w.label for w in found if w.disabled}
 
     assert {"Custom bin edges", "Fine-tune epochs", "Weights", "Width (alpha)"} <= disabled()
@@ -104,7 +103,7 @@ def test_launch_from_the_page_runs_to_finished(isolated_dirs, small_data):
     run_dir = isolated_dirs / "runs" / "page-1"
     assert json.loads((run_dir / "config.json").read_text())["mixup"] == 0.3  # the form's value, sent
     deadline = time.time() + 300
-    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+    while runs.load_run(run_dir).state in run_status.ACTIVE and time.time() < deadline:
         time.sleep(1)
     run = runs.load_run(run_dir)
     assert run.state == "finished", run.log()
@@ -137,7 +136,7 @@ def test_live_view_shows_progress_and_stops_a_run(isolated_dirs, small_data):
     assert any("`running`" in m.value for m in app.markdown)
     app.button(key="stop-live-1").click().run()
     deadline = time.time() + 120
-    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+    while runs.load_run(run_dir).state in run_status.ACTIVE and time.time() < deadline:
         time.sleep(0.5)
     assert runs.load_run(run_dir).state == "stopped"
     app.run()
@@ -176,7 +175,7 @@ def test_selected_runs_overlay_open_and_delete(isolated_dirs, small_data):
     assert any(config.get("learning_rate") == 3e-4 for config in shown)
     delete = next(b for b in app.button if b.label == "Delete selected")
     assert delete.disabled  # nothing is deleted before the confirmation
-    app.checkbox[0].check().run()
+    next(c for c in app.checkbox if c.label.startswith("Yes, delete")).check().run()
     next(b for b in app.button if b.label == "Delete selected").click().run()
     assert not first.exists() and not second.exists()
     assert runs.list_runs() == []
@@ -186,12 +185,12 @@ def test_a_recipe_fills_the_form_with_what_it_will_run(isolated_dirs, small_data
     app = AppTest.from_file(PAGE, default_timeout=30).run()
     app.selectbox(key="tr_recipe").set_value("quick").run()
     selects, numbers = widgets(app, "selectbox"), widgets(app, "number_input")
-    assert (selects["Model"].value, selects["Width (alpha)"].value, selects["Image size"].value) == (
+    assert (selects["Model"].value, selects["Width (alpha)"].value, numbers["Image size"].value) == (
         "mobilenet_v2",
         0.35,
         112,
     )
-    assert numbers["Epochs"].value == 10 and widgets(app, "toggle")["Fast mode"].value is True
+    assert numbers["Epochs"].value == 10 and widgets(app, "checkbox")["Fast mode"].value is True
     # What the form shows is what runs: change a field and launch (validation fails on no data).
     numbers["Epochs"].set_value(3)
     widgets(app, "text_input")["Dataset folder"].set_value(str(isolated_dirs / "nowhere"))
@@ -209,7 +208,7 @@ def test_progress_text_and_log_read_cleanly(tmp_path):
         "I0000 00:00:1796215790.135733   16465 port.cc:153] oneDNN custom operations are on.\n"
         "run runs/x-1 on CPU\n"
     )
-    assert runs.log_tail(tmp_path) == "run runs/x-1 on CPU"
+    assert run_status.log_tail(tmp_path) == "run runs/x-1 on CPU"
 
 
 def test_the_page_picks_sources_and_never_offers_an_evaluation_only_folder(
@@ -235,7 +234,7 @@ def test_the_page_picks_sources_and_never_offers_an_evaluation_only_folder(
     assert [Path(p).name for p in config["data"].split(",")] == [small_data.name, "aaf-train"]
     assert config["source_weights"] == "1,2"
     deadline = time.time() + 600
-    while runs.load_run(run_dir).state in runs.ACTIVE and time.time() < deadline:
+    while runs.load_run(run_dir).state in run_status.ACTIVE and time.time() < deadline:
         time.sleep(2)
     assert runs.load_run(run_dir).state == "finished", (run_dir / "log.txt").read_text()[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -264,15 +263,16 @@ def test_the_face_recipe_fills_the_form_with_its_own_size(isolated_dirs):
     app = AppTest.from_file(PAGE, default_timeout=60).run()
     widgets(app, "selectbox")["Recipe"].set_value("face").run()
     assert not app.exception
-    selects = widgets(app, "selectbox")
-    assert selects["Model"].value == "face_mobilenet" and selects["Image size"].value == 128
+    assert widgets(app, "selectbox")["Model"].value == "face_mobilenet"
+    assert widgets(app, "number_input")["Image size"].value == 128
 
 
 def test_a_run_rescored_on_the_shared_test_split_shows_those_scores(isolated_dirs, small_data, monkeypatch):
     """A run trained on part of the data has its own, smaller test split; scored on the shared one,
     the runs table shows the shared scores and the same test-set identity as a run of all the data."""
-    from agelab.data import load_dataset
+    from agelab.commands import rescore
     from agelab.evaluation import shared_split
+    from agelab.saved_split import load_dataset
     from agelab.training.verb import train
 
     monkeypatch.setenv("AGELAB_DATA", str(small_data))
@@ -281,7 +281,7 @@ def test_a_run_rescored_on_the_shared_test_split_shows_those_scores(isolated_dir
     shared_test = load_dataset().query("split == 'test'")
     own = runs.runs_table(runs.list_runs())
     assert own.loc[0, "test_images"] < len(shared_test)
-    assert shared_split.cli([str(run_dir)]) == 0
+    assert rescore.cli([str(run_dir)]) == 0
     table = shared_split.with_shared_scores(own)
     assert table.loc[0, "scored_on_split"] == "shared test split"
     assert table.loc[0, "test_images"] == len(shared_test)

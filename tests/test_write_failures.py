@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agelab import launchers, predict, sweeps
-from agelab.commands import calibrate, ensemble
+from agelab import launchers, sweeps
+from agelab.commands import calibrate, ensemble, predict
 from agelab.commands import export as export_command
 from agelab.litert_serving import sha256
 from agelab.paths import PROJECT_ROOT

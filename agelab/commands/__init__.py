@@ -2,6 +2,9 @@
 
 ``agelab.cli`` dispatches ``python -m agelab VERB`` to ``agelab.commands.<verb>.cli(argv)``:
 
+- :mod:`~agelab.commands.train`: one run in this process (``agelab.training.verb``)
+- :mod:`~agelab.commands.predict`: the faces in image files (``agelab.file_predictions``)
+- :mod:`~agelab.commands.rescore`: runs scored on the shared test split (``agelab.evaluation.shared_split``)
 - :mod:`~agelab.commands.setup`: the UTKFace images, Keras weights and face detector (``agelab.assets``)
 - :mod:`~agelab.commands.index`: a data folder's index and its flaws (``agelab.data_sources``)
 - :mod:`~agelab.commands.evaluate`: a saved model on a labelled folder (``agelab.evaluation.evaluate``)
@@ -9,6 +12,6 @@
 - :mod:`~agelab.commands.ensemble`: models averaged, calibrated and exported (``agelab.release``)
 - :mod:`~agelab.commands.export`: a model's LiteRT twins (``agelab.litert_export``)
 
-``train`` (``agelab.training.verb``), ``runs`` (``agelab.launchers``), ``sweep`` (``agelab.sweeps``) and
-``predict`` (``agelab.predict``) keep their command lines beside their logic for now.
+``runs`` (``agelab.launchers``) and ``sweep`` (``agelab.sweeps``) keep their command lines beside their
+logic for now.
 """

@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 
-from agelab.data import EMPTY_FILE, Index, dedupe, load_split
+from agelab.data import EMPTY_FILE, Index, dedupe
 from agelab.data_sources import load_index
 from agelab.labels_csv import LabelsError
+from agelab.saved_split import load_split
 
 
 def _print_progress(done: int, total: int) -> None:

@@ -13,4 +13,6 @@ One concept a module, imported by name (``from agelab.evaluation.metrics import 
 - :mod:`~agelab.evaluation.scoring`: image files through a predictor into a predictions table
 - :mod:`~agelab.evaluation.sources`: where predictions tables live, and the default model's cached scores
 - :mod:`~agelab.evaluation.evaluate`: a folder evaluated (``evaluate_folder``) and summarised (``summarize``)
+- :mod:`~agelab.evaluation.review_charts`: the Review page's Plotly charts (confusion, distances)
+- :mod:`~agelab.evaluation.shared_split`: runs scored on one shared test split, so their metrics compare
 """

@@ -103,7 +103,7 @@ def predict_frame(
     predictor: Any, frame: pd.DataFrame, batch_size: int = 64
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """The labelled images of a dataset frame (``path``, ``age``, ``gender``, ``race``; a split of
-    :func:`agelab.data.load_dataset`) through :func:`predict_files` in the model's own scheme, as
+    :func:`agelab.saved_split.load_dataset`) through :func:`predict_files` in the model's own scheme, as
     ``evaluate`` scores a folder of them: aligned crops for a model trained on them."""
     from agelab.bins import get_scheme
     from agelab.data import Labels

@@ -2,16 +2,14 @@
 dataset (``data/UTKFace``), so that runs trained on other data (several sources, a subset, marked
 faces left out) compare on the same faces.
 
-``python -m agelab rescore RUN ...`` scores them, each into ``runs/evaluations/<run>-on-shared-test-
+``python -m agelab rescore RUN ...`` (:mod:`agelab.commands.rescore`) scores them, each into ``runs/evaluations/<run>-on-shared-test-
 split.parquet`` (Review lists it) with a summary beside it; the pages start it in the background
 (:func:`start`) and their comparison tables then read those scores (:func:`with_shared_scores`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +17,13 @@ import pandas as pd
 
 from agelab import atomic
 from agelab.evaluation.sources import evaluations_dir
+from agelab.metric_names import METRICS
+from agelab.runs import TABLE_METRICS
 
 SUFFIX = "-on-shared-test-split"
 # runs_table's columns, filled from a shared score where the run has one.
 TABLE_COLUMNS = {
-    "bin_acc": "test_bin_accuracy",
-    "within_1_bin": "test_within_one_bin",
-    "age_mae": "test_age_mae",
-    "gender_acc": "test_gender_accuracy",
-    "test_images": "n_test",
+    **{METRICS[name].column: METRICS[name].run_key for name in TABLE_METRICS},
     "test_set": "scored_on",
 }
 
@@ -63,7 +59,7 @@ def shared_scores(run_dir: str | Path) -> dict[str, Any] | None:
 
 def score_run(run_dir: str | Path, log: Any = print) -> dict[str, Any]:
     """Score a run's saved model on the shared test split; returns (and saves) its summary."""
-    from agelab.data import load_dataset
+    from agelab.saved_split import load_dataset
     from agelab.training.run_scores import scored_test_split
 
     run_dir = Path(run_dir)
@@ -117,31 +113,6 @@ def start(run_dirs: list[Path]) -> Path:
     log.parent.mkdir(parents=True, exist_ok=True)
     spawn(["rescore", *(str(p) for p in run_dirs)], log)
     return log
-
-
-def cli(argv: list[str]) -> int:
-    """``python -m agelab rescore RUN ...``: 0 when every run was scored, 1 when one could not be."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agelab rescore",
-        description="Score runs' saved models on the saved test split of the default dataset, so their "
-        "test metrics compare (each run's own test split depends on its data).",
-    )
-    parser.add_argument("runs", nargs="+", help="run folders, or run names under the runs folder")
-    args = parser.parse_args(argv)
-    from agelab.launchers import LaunchError, find_run
-    from agelab.training.errors import RunError
-
-    failed = 0
-    for name in args.runs:
-        try:
-            run_dir = Path(name) if Path(name).is_dir() else find_run(name)
-            summary = score_run(run_dir)
-        except (OSError, ValueError, LaunchError, RunError) as err:
-            print(f"agelab rescore: {name}: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        print(atomic.dumps(summary), flush=True)
-    return 1 if failed else 0
 
 
 def test_set_difference(first: pd.DataFrame, second: pd.DataFrame, names: tuple[str, str]) -> str | None:

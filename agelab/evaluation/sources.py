@@ -75,10 +75,10 @@ def default_model_source() -> PredictionSource | None:
     This is what lets a fresh clone review a model before training anything. The table is redone
     when the model file changes.
     """
-    from agelab.data import load_dataset
     from agelab.model_files import DEFAULT_MODEL_NAME, default_model
     from agelab.paths import models_dir
     from agelab.predictor import load_predictor
+    from agelab.saved_split import load_dataset
 
     model = default_model()
     if model is None or model.parent.resolve() != models_dir().resolve():

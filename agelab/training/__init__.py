@@ -1,8 +1,8 @@
-"""Training: a run's stages of ``fit()`` with their callbacks, and the ``train`` verb.
+"""Training: a run's stages of ``fit()`` with their callbacks, and the ``train`` verb's work.
 
 One concept a module, imported by name (``from agelab.training.verb import train``):
 
-- :mod:`~agelab.training.verb`: the ``train`` verb: ``train()`` in this process and ``cli()``, with its log tee
+- :mod:`~agelab.training.verb`: the ``train`` verb's work: ``train()`` in this process, its status recorded
 - :mod:`~agelab.training.run`: ``Trainer``, one run top to bottom (seed, data, model, plan, stages, save, test)
 - :mod:`~agelab.training.splits`: the run's data: exclusions, subset, aligned crops, splits, rebalance
 - :mod:`~agelab.training.datasets`: the splits' image datasets, made on first use, and their disk cache
@@ -19,5 +19,7 @@ One concept a module, imported by name (``from agelab.training.verb import train
 - :mod:`~agelab.training.run_scores`: raw outputs on a split, the test predictions and metrics
 - :mod:`~agelab.training.devices`: the device description and the distribution strategy
 - :mod:`~agelab.training.stop`: stop requests (SIGTERM, Ctrl-C)
+- :mod:`~agelab.training.checkpoints`: the run's last epochs saved, to go on from after a crash or a stop
+- :mod:`~agelab.training.resume`: a stopped, failed or lost run resumed from its last checkpoint
 - :mod:`~agelab.training.errors`: how a run fails, and the one-sentence reason
 """

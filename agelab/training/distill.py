@@ -1,11 +1,8 @@
 """Distillation: a run that learns a teacher model's predictions beside the labels (Hinton et al.,
 2015; with a teacher of the student's own kind, "born-again networks", Furlanello et al., 2018).
 
-Why: the most accurate model we have averages three networks and their mirror views
-(docs/recipes.md), at twice the prediction cost that issue 15 allows. A student of the shipped size
-trained towards that average's soft predictions can keep part of its gain at no cost in serving,
-and the teacher's distributions carry what a noisy one-hot age label cannot: how far a face sits
-between two groups.
+Why it was tried, and what it measured: docs/recipes.md, "Distillation from the three-member
+ensemble".
 
 Each head's target is ``(1 - w) * label + w * teacher`` (``w`` is ``teacher_weight``): the bin head
 against the mixed distribution (the label side spread by ``soft_bins`` as usual), the gender head

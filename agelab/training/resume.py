@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agelab import processes, runs
+from agelab import processes, run_status, runs
 from agelab.config import ConfigError, build_config
 from agelab.paths import runs_dir
 from agelab.training import checkpoints
@@ -43,14 +43,14 @@ def resumable_run(target: str) -> Path:
     run_dir = find_run_dir(target)
     run = runs.load_run(run_dir)
     name = run.name
-    if run.state in runs.ACTIVE:
+    if run.state in run_status.ACTIVE:
         raise ConfigError(f"run {name} is still {run.state}; stop it before resuming it")
     if run.state == "finished":
         raise ConfigError(
             f"run {name} finished: there is nothing to resume; to train it again, launch"
             f" `python -m agelab train --config {run_dir / 'config.json'}`"
         )
-    if run.state not in runs.RESUMABLE:
+    if run.state not in run_status.RESUMABLE:
         raise ConfigError(f"run {name} is {run.state}: {run.status.get('error', '')}".rstrip(": "))
     if not checkpoints.saved(run_dir):
         raise ConfigError(
@@ -78,29 +78,28 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
 
 def as_local(run_dir: Path) -> None:
     """Record that the run now goes on on this machine, so its earlier Ray job's end is not read as its own."""
-    runs.rewrite_status(run_dir, RAY_KEYS, launcher="local")
+    run_status.rewrite_status(run_dir, RAY_KEYS, launcher="local")
 
 
 def launch_resume(run_dir: Path, env: dict[str, str] | None = None) -> int:
     """Resume ``run_dir`` as a detached ``python -m agelab train resume=...`` on this machine (the Train
     page's Resume button); its pid. ConfigError when it cannot be resumed."""
     from agelab.training.devices import visible_gpus_env
-    from agelab.training.verb import LOG_REDIRECTED
 
     run_dir = resumable_run(str(run_dir))
     config = resume_config(run_dir, {})
     as_local(run_dir)
     launch_env = {"TF_CPP_MIN_LOG_LEVEL": "2", **visible_gpus_env(config), **(env or {})}
     # --run-dir with --resume: the checks are done here, since the run reads as queued from now on.
-    args = ["train", "--run-dir", str(run_dir), RESUME_FLAG, LOG_REDIRECTED]
+    args = ["train", "--run-dir", str(run_dir), RESUME_FLAG, processes.LOG_REDIRECTED]
     pid = processes.spawn(args, run_dir / "log.txt", launch_env)
     # Queued until the process says it runs; a fresh heartbeat, or the old one would read as long dead.
-    runs.rewrite_status(
+    run_status.rewrite_status(
         run_dir,
         ("ended", "error", "dead", "stop_requested"),
         status="queued",
         pid=pid,
         process=processes.identity(pid),
-        heartbeat=runs.now(),
+        heartbeat=run_status.now(),
     )
     return pid

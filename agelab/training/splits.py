@@ -12,9 +12,8 @@ import pandas as pd
 
 from agelab.bins import BinScheme
 from agelab.model_inputs import uses_aligned_crops
+from agelab.saved_split import SPLITS
 from agelab.training.errors import RunError
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agelab import runs
+from agelab import run_status
 
 
 class StopRequest:
@@ -67,7 +67,9 @@ class StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         # Only a second signal ends the run at once: Stop writes the folder's request before it signals.
         if self.signalled:
-            runs.write_status_from_signal(self.run_dir, status="stopped", killed=True, ended=time.time())
+            run_status.write_status_from_signal(
+                self.run_dir, status="stopped", killed=True, ended=time.time()
+            )
             print("second stop: ending now without saving", flush=True)
             os._exit(128 + signum)
         self.signalled = True

@@ -458,7 +458,7 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
     """Review opens on the training labels that look wrong: step with the arrow keys, mark three faces
     with M and a reason each, launch `train exclude=` from the page; the new run trains on three faces
     fewer, and its test split is the same, file for file."""
-    from agelab import marks, runs
+    from agelab import marks, run_status
     from tests.real_data import copy_real_images, splits_with_and_without_marks
 
     folder = tmp_path / "utk"
@@ -505,9 +505,13 @@ def test_labels_step_with_the_keyboard_mark_three_and_train_without_them(browser
         no_exceptions(page)
         run_dir = next((tmp_path / "runs").glob("small_cnn-*"))
         deadline = time.time() + 900
-        while runs.effective_status(run_dir).get("status") in runs.ACTIVE and time.time() < deadline:
+        while (
+            run_status.effective_status(run_dir).get("status") in run_status.ACTIVE and time.time() < deadline
+        ):
             time.sleep(3)
-        assert runs.effective_status(run_dir).get("status") == "finished", runs.log_tail(run_dir, 30)
+        assert run_status.effective_status(run_dir).get("status") == "finished", run_status.log_tail(
+            run_dir, 30
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
