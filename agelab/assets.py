@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agelab import atomic, face_weights
+from agelab import atomic, face_weights, settings
 from agelab.paths import PROJECT_ROOT, keras_home, mirror_dir, models_dir
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -213,9 +213,21 @@ STEPS: list[Callable[[Path | None], AssetResult]] = [
 ]
 
 
+def mirror_folder(given: str | Path | None = None) -> Path | None:
+    """The mirror (``given``, else ``AGELAB_MIRROR``) as a local folder: an object-store prefix is
+    copied into the cache once (agelab.storage)."""
+    from agelab.storage import StorageError, is_uri, local_path
+
+    given = given or settings.get("AGELAB_MIRROR")
+    try:
+        return local_path(given) if is_uri(given) else (Path(given) if given else mirror_dir())
+    except StorageError as err:
+        raise AssetError(f"AGELAB_MIRROR: {err}") from None
+
+
 def setup(mirror: Path | None = None) -> list[AssetResult]:
     """Prepare every asset; raises :class:`AssetError` naming the first one that cannot be had."""
-    mirror = mirror or mirror_dir()
+    mirror = mirror_folder(mirror)
     if mirror is not None and not mirror.is_dir():
         raise AssetError(
             f"AGELAB_MIRROR={mirror} is not a folder; point it at a folder laid out like ../shared."
@@ -226,10 +238,16 @@ def setup(mirror: Path | None = None) -> list[AssetResult]:
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m agelab setup", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--mirror", type=Path, default=None, help="folder laid out like ../shared (AGELAB_MIRROR)"
+        "--mirror",
+        default=None,
+        help="folder laid out like ../shared, or its s3:// or gs:// prefix (AGELAB_MIRROR)",
     )
     args = parser.parse_args(argv)
-    mirror = args.mirror or mirror_dir()
+    try:
+        mirror = mirror_folder(args.mirror)
+    except AssetError as err:
+        print(f"agelab setup: {err}", file=sys.stderr)
+        return 1
     failed = False
     for step in STEPS:
         try:
