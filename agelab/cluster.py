@@ -191,14 +191,15 @@ def names_folder(args: list[str], folder: str) -> bool:
     return any(a == folder or a.endswith("=" + folder) or folder + "/" in a for a in args)
 
 
-def head_processes(temp_dir: str | Path) -> list[int]:
+def head_processes(temp_dir: str | Path, descendants: bool = True) -> list[int]:
     """The live processes of the head whose ``--temp-dir`` is ``temp_dir`` (each names the folder in
-    its arguments), and all their descendants (workers, agents, the jobs' processes)."""
+    its arguments: the GCS, the raylet, the dashboard, the monitors), and with ``descendants`` all
+    their children (workers, agents, the jobs' processes, which come and go)."""
     folder = str(Path(temp_dir).resolve())
     table = _processes()
     found = {pid for pid, (_, state, args) in table.items() if state != "Z" and names_folder(args, folder)}
     found.discard(os.getpid())
-    grown = True
+    grown = descendants
     while grown:
         children = {pid for pid, (ppid, state, _) in table.items() if ppid in found and state != "Z"}
         grown = not children <= found
