@@ -210,6 +210,7 @@ def head_processes(temp_dir: str | Path, descendants: bool = True) -> list[int]:
 def stop_head(temp_dir: str | Path, grace: float = STOP_GRACE_S) -> int:
     """SIGTERM to the head's processes, SIGKILL to those left after ``grace`` seconds; how many there were."""
     pids = head_processes(temp_dir)
+    total = len(pids)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
@@ -223,7 +224,7 @@ def stop_head(temp_dir: str | Path, grace: float = STOP_GRACE_S) -> int:
         if not left:
             break
         pids = sorted(left)
-    return len(pids)
+    return total
 
 
 def ray_env() -> dict[str, str]:

@@ -171,7 +171,7 @@ class RayLauncher:
         return self._client
 
     def runtime_env(self, root: Path) -> dict[str, Any]:
-        """The job's code, interpreter-independent environment and locations (:mod:`agelab.cluster`)."""
+        """The job's code, environment variables and locations (:func:`agelab.cluster.job_runtime_env`)."""
         from agelab.cluster import job_runtime_env
 
         return job_runtime_env(self.address, root, RAY_JOB_STOP_WAIT_TIME_S=str(RAY_STOP_WAIT_S))

@@ -18,7 +18,6 @@ installed ``search=`` is refused in one sentence; the grid (:mod:`agelab.sweeps`
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
 import signal
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agelab import runs
-from agelab.config import OPTIONS, ConfigError, load_config_file
+from agelab.config import OPTIONS, PRETRAINED_MODELS, ConfigError, load_config_file
 from agelab.paths import PROJECT_ROOT
 from agelab.sweeps import compare, create_sweep, format_table, parse_grid, read_sweep, update_sweep
 
@@ -101,7 +100,7 @@ def create_search(
     checked = {**grid, **{key: list(ends) for key, ends in ranges.items()}}
     sweep_dir = create_sweep(checked, fixed, name=name, base=base, ray_address=ray_address, max_concurrent=0)
     first = read_sweep(sweep_dir)["runs"][0]["config"]
-    options.update(max_epochs=int(first["epochs"]), num_cpus=first["num_cpus"], num_gpus=first["num_gpus"])
+    options.update(max_epochs=planned_epochs(first), num_cpus=first["num_cpus"], num_gpus=first["num_gpus"])
 
     def as_search(sweep: dict[str, Any]) -> None:
         # The grid lists each range by its ends, so the comparison table has a column for it.
@@ -115,66 +114,93 @@ def create_search(
 # ---------------------------------------------------------------- one trial: one agelab run
 
 
-def _die_with_parent() -> None:
-    # The run gets SIGTERM (Stop's graceful stop) if the trial's process is killed before it.
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def planned_epochs(config: dict[str, Any]) -> int:
+    """The epochs a run trains when nothing stops it: its first stage, and fine-tuning when it has one
+    (a backbone model with ``fine_tune_layers``)."""
+    fine_tune = config["model"] in PRETRAINED_MODELS and config.get("fine_tune_layers")
+    return int(config["epochs"]) + (int(config.get("fine_tune_epochs") or 0) if fine_tune else 0)
 
 
-def run_trial(params: dict[str, Any], sweep_dir: str) -> None:
-    """Tune's trainable: make the run, train it in ``python -m agelab train``, report each epoch."""
+def make_trial_class():
+    """Tune's trainable for a trial (a class: its ``cleanup`` runs before Ray ends the trial's
+    process, which kills what that process started, so the run is stopped gracefully there)."""
     from ray import tune
 
     from agelab.config import build_config, checked_config
 
-    sweep = read_sweep(Path(sweep_dir))
-    config = checked_config(build_config({**sweep["fixed"], **params}, base=sweep.get("base") or None))
-    config["name"] = sweep["name"].rsplit("-", 1)[0]
-    run_dir = runs.create_run(config, Path(sweep["runs_dir"]))
-    trial = tune.get_context().get_trial_name()
-    runs.write_status(run_dir, launcher="tune", sweep=sweep["name"], trial=trial)
+    class AgelabTrial(tune.Trainable):
+        """One agelab run: ``python -m agelab train --run-dir`` in a child process; each ``step`` is one
+        epoch (its row of ``history.csv``). Between steps the run is paused (SIGSTOP) while Tune
+        decides, so a trial ASHA stops trains no further than its rung; the last epoch is reported
+        when the run has ended (ASHA stops every trial there)."""
 
-    def add(s: dict[str, Any]) -> None:
-        overrides = {key: config[key] for key in params}
-        s["runs"].append(
-            {
-                "index": len(s["runs"]) + 1,
-                "state": "launched",
-                "run": str(run_dir),
-                "overrides": overrides,
-                "config": config,
-            }
-        )
+        def setup(self, config: dict[str, Any], sweep_dir: str = "") -> None:
+            sweep = read_sweep(Path(sweep_dir))
+            params = dict(config)
+            run_config = checked_config(
+                build_config({**sweep["fixed"], **params}, base=sweep.get("base") or None)
+            )
+            run_config["name"] = sweep["name"].rsplit("-", 1)[0]
+            self.run_dir = runs.create_run(run_config, Path(sweep["runs_dir"]))
+            runs.write_status(self.run_dir, launcher="tune", sweep=sweep["name"], trial=self.trial_name)
+            entry = {
+                "state": "launched", "run": str(self.run_dir), "config": run_config,
+                "overrides": {key: run_config[key] for key in params},
+            }  # fmt: skip
+            update_sweep(Path(sweep_dir), lambda s: s["runs"].append({"index": len(s["runs"]) + 1, **entry}))
+            with open(self.run_dir / "log.txt", "ab") as log:
+                self.child = subprocess.Popen(
+                    [sys.executable, "-m", "agelab", "train", "--run-dir", str(self.run_dir), "--log-redirected"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT,
+                )  # fmt: skip
+            runs.write_status(self.run_dir, pid=self.child.pid)
+            self.last = planned_epochs(run_config)
+            self.reported = 0
 
-    update_sweep(Path(sweep_dir), add)
-    with open(run_dir / "log.txt", "ab") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "agelab", "train", "--run-dir", str(run_dir), "--log-redirected"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT,
-            preexec_fn=_die_with_parent,
-        )  # fmt: skip
-    runs.write_status(run_dir, pid=child.pid)
-    reported = 0
-    try:
-        while True:
-            ended = child.poll() is not None
-            history = runs.load_run(run_dir).history
-            rows = history[history[METRIC].notna()] if METRIC in history else history.iloc[0:0]
-            for _, row in rows.iloc[reported:].iterrows():
-                reported += 1
-                tune.report({METRIC: float(row[METRIC]), "epoch": reported, "run": run_dir.name})
-            if ended:
-                break
-            time.sleep(1.0)
-    finally:
-        if child.poll() is None:  # Tune stopped the trial (ASHA, or the sweep's Stop): stop the run
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    state = runs.load_run(run_dir).state
-    if state != "finished":
-        raise RuntimeError(f"run {run_dir.name} ended {state}: {runs.load_run(run_dir).status.get('error')}")
+        def step(self) -> dict[str, Any]:
+            self.child.send_signal(signal.SIGCONT)
+            while True:
+                ended = self.child.poll() is not None
+                history = runs.load_run(self.run_dir).history
+                rows = history[history[METRIC].notna()] if METRIC in history else history.iloc[0:0]
+                if len(rows) > self.reported and (ended or self.reported + 1 < self.last):
+                    break
+                if ended:
+                    run = runs.load_run(self.run_dir)
+                    if run.state != "finished":
+                        raise RuntimeError(f"run {run.name} ended {run.state}: {run.status.get('error')}")
+                    return {
+                        METRIC: float("nan"),
+                        "epoch": self.reported,
+                        "run": self.run_dir.name,
+                        "done": True,
+                    }
+                time.sleep(0.5)
+            if not ended:
+                self.child.send_signal(signal.SIGSTOP)
+            self.reported += 1
+            row = rows.iloc[self.reported - 1]
+            result = {METRIC: float(row[METRIC]), "epoch": self.reported, "run": self.run_dir.name}
+            # The run has ended and this was its last row: the trial is complete.
+            return {**result, "done": True} if ended and self.reported == len(rows) else result
+
+        def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
+            # The run saves its own model and history in its folder; Tune keeps where that is.
+            return {"run": str(self.run_dir), "epoch": self.reported}
+
+        def load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+            raise RuntimeError("a trial is not restored by Tune: the run's folder holds its state")
+
+        def cleanup(self) -> None:
+            if self.child.poll() is None:  # Tune stopped the trial (ASHA, or the sweep's Stop)
+                self.child.send_signal(signal.SIGTERM)  # Stop's graceful stop: it saves, marked stopped
+                self.child.send_signal(signal.SIGCONT)
+                try:
+                    self.child.wait(STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    self.child.kill()
+
+    return AgelabTrial
 
 
 # ---------------------------------------------------------------- the driver
@@ -223,7 +249,7 @@ def drive(sweep_dir: Path, say=print) -> dict[str, Any]:
     choices = {key: values for key, values in sweep["grid"].items() if key not in ranges}
     update_sweep(sweep_dir, lambda s: s.update(status="running", heartbeat=runs.now()))
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, sweep_dir=str(sweep_dir)), resources),
+        tune.with_resources(tune.with_parameters(make_trial_class(), sweep_dir=str(sweep_dir)), resources),
         param_space=search_space(choices, ranges),
         tune_config=tune.TuneConfig(
             metric=METRIC, mode="min", num_samples=search["samples"], scheduler=scheduler,
@@ -231,6 +257,7 @@ def drive(sweep_dir: Path, say=print) -> dict[str, Any]:
         ),
         run_config=tune.RunConfig(
             name="tune", storage_path=str(sweep_dir), stop=SweepStop(), verbose=0,
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False, checkpoint_frequency=0),
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )  # fmt: skip
@@ -240,8 +267,14 @@ def drive(sweep_dir: Path, say=print) -> dict[str, Any]:
         if started_here:
             ray.shutdown()
     note_early_stops(sweep_dir, results, search)
-    sweep = update_sweep(sweep_dir, lambda s: s.update(status="launched", ended=runs.now()))
-    say(f"search ended: {len(sweep['runs'])} trials, {results.num_errors} failed")
+    failed = results.num_errors
+    sweep = update_sweep(
+        sweep_dir, lambda s: s.update(status="launched", ended=runs.now(), trials_failed=failed)
+    )
+    for entry in sweep["runs"]:
+        run = runs.load_run(entry["run"])
+        say(f"{run.name}: {run.state}, {len(run.history)} epochs {run.status.get('note') or ''}".rstrip())
+    say(f"search ended: {len(sweep['runs'])} trials, {failed} failed")
     return sweep
 
 
@@ -306,7 +339,7 @@ def cli(argv: list[str]) -> int:
         if args.tune_driver:
             sweep = drive(Path(args.tune_driver))
             print(format_table(compare(sweep)), flush=True)
-            return 0
+            return 1 if sweep.get("trials_failed") else 0
         address = ray_address(args.ray)
         base = load_config_file(args.config) if args.config else None
         sweep_dir = create_search(args.overrides, args.name, base, address)
@@ -337,4 +370,4 @@ def cli(argv: list[str]) -> int:
         return 2
     print(format_table(compare(sweep)), flush=True)
     print(sweep_dir, flush=True)
-    return 0
+    return 1 if sweep.get("trials_failed") else 0
