@@ -58,9 +58,11 @@ test-cluster: assets
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-cluster.txt
 	$(PY) -m pytest -s --durations=0 -m "cluster or not (slow or browser or soak or privileged or network)" $(CLUSTER_TESTS)
 
-# What CI runs of it: the README's commands on a real head (start, submit and watch, stop, tear down).
+# What CI runs of it: the README's commands on a real head (start, submit and watch, stop, tear down),
+# and the URI and manifest tests (fsspec comes with requirements-cluster.txt).
 test-cluster-ci: assets
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-cluster.txt
+	$(PY) -m pytest -rs tests/test_storage.py tests/test_deploy.py
 	$(PY) -m pytest -s --durations=0 -m cluster tests/test_cluster_head.py -k readme
 
 # A Ray head on 127.0.0.1:8265 for this project (python -m agelab cluster up; `cluster down` stops it).
