@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,7 @@ def hand_started_head():
         yield f"127.0.0.1:{port}", temp
     finally:
         cluster.stop_head(temp)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def agelab(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
