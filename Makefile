@@ -15,7 +15,7 @@ export AGELAB_MIRROR ?= $(abspath ../shared)
 endif
 export KERAS_HOME ?= $(CURDIR)/.keras
 
-.PHONY: run test test-slow test-browser test-soak test-cluster test-privileged lint bench assets venv
+.PHONY: run test test-slow test-browser test-soak test-cluster test-cluster-ci ray-head test-privileged lint bench assets venv
 
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -50,10 +50,25 @@ test-soak: assets
 	$(PY) -m pip install -q --disable-pip-version-check playwright==1.65.2
 	$(PY) -m pytest -m soak tests/browser -s
 
-# Runs and sweeps on a real Ray head started on 127.0.0.1 by the tests (tests/test_cluster.py).
+# Runs, sweeps and Tune searches on real Ray heads the tests start on 127.0.0.1 (each with its own
+# ports and temp dir, stopped by that temp dir: never `ray stop`, which stops every head on the
+# machine); the URI and KubeRay-manifest tests too. -s and --durations: the figures and timings print.
+CLUSTER_TESTS := tests/test_cluster.py tests/test_cluster_head.py tests/test_cluster_tune.py tests/test_storage.py tests/test_deploy.py
 test-cluster: assets
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-cluster.txt
-	$(PY) -m pytest -m cluster tests/test_cluster.py
+	$(PY) -m pytest -s --durations=0 -m "cluster or not (slow or browser or soak or privileged or network)" $(CLUSTER_TESTS)
+
+# What CI runs of it: the README's commands on a real head (start, submit and watch, stop, tear down),
+# and the URI and manifest tests (fsspec comes with requirements-cluster.txt).
+test-cluster-ci: assets
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-cluster.txt
+	$(PY) -m pytest -rs tests/test_storage.py tests/test_deploy.py
+	$(PY) -m pytest -s --durations=0 -m cluster tests/test_cluster_head.py -k readme
+
+# A Ray head on 127.0.0.1:8265 for this project (python -m agelab cluster up; `cluster down` stops it).
+ray-head: venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-cluster.txt
+	$(PY) -m agelab cluster up
 
 # Faults that need root to stage: full disks (a small tmpfs the tests mount) and unreadable or read-only
 # files for root itself (setpriv without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH). A test skips what

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agelab import atomic, face_weights
+from agelab import atomic, face_weights, settings
 from agelab.paths import PROJECT_ROOT, keras_home, mirror_dir, models_dir
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -212,9 +212,21 @@ STEPS: list[Callable[[Path | None], AssetResult]] = [
 ]
 
 
+def mirror_folder(given: str | Path | None = None) -> Path | None:
+    """The mirror (``given``, else ``AGELAB_MIRROR``) as a local folder: an object-store prefix is
+    copied into the cache once (agelab.storage)."""
+    from agelab.storage import StorageError, is_uri, local_path
+
+    given = given or settings.get("AGELAB_MIRROR")
+    try:
+        return local_path(given) if is_uri(given) else (Path(given) if given else mirror_dir())
+    except StorageError as err:
+        raise AssetError(f"AGELAB_MIRROR: {err}") from None
+
+
 def setup(mirror: Path | None = None) -> list[AssetResult]:
     """Prepare every asset; raises :class:`AssetError` naming the first one that cannot be had."""
-    mirror = mirror or mirror_dir()
+    mirror = mirror_folder(mirror)
     if mirror is not None and not mirror.is_dir():
         raise AssetError(
             f"AGELAB_MIRROR={mirror} is not a folder; point it at a folder laid out like ../shared."

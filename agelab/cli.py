@@ -22,6 +22,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "agelab.launchers",
         "List, launch (here or on Ray), watch, and stop runs: python -m agelab runs --help",
     ),
+    "cluster": (
+        "agelab.commands.cluster",
+        "Start, inspect and stop a Ray head on 127.0.0.1: python -m agelab cluster up|status|down",
+    ),
     "evaluate": ("agelab.commands.evaluate", "Evaluate a saved model on a folder of UTKFace-named images."),
     "rescore": (
         "agelab.commands.rescore",

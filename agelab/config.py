@@ -274,14 +274,17 @@ def build_config(
 
 
 def resolve_data(config: dict[str, Any]) -> dict[str, Any]:
-    """Pin each ``data`` folder to an absolute path, so the saved config reproduces the run elsewhere."""
+    """Pin each ``data`` folder to an absolute path, so the saved config reproduces the run elsewhere
+    (a URI stays as it is: each machine reads it into its own cache)."""
     from agelab.data_sources import comma_list
     from agelab.paths import data_dir
+    from agelab.storage import is_uri
 
     config = dict(config)
     folders = comma_list(config.get("data"))
     config["data"] = ",".join(
-        str(Path(folder).expanduser().resolve()) for folder in folders or [str(data_dir())]
+        folder if is_uri(folder) else str(Path(folder).expanduser().resolve())
+        for folder in folders or [str(data_dir())]
     )
     return config
 

@@ -35,6 +35,7 @@ from agelab.data import load_index as load_utkface_index
 from agelab.labels_csv import LABELS_FILE, is_labelled_folder, parse_rows, read_table
 from agelab.paths import data_dir
 from agelab.saved_split import load_split
+from agelab.storage import local_path
 
 LABELLED_INDEX_VERSION = 2
 # A labelled folder's index: UTKFace's columns, then the labelled age range. Its age is a float where
@@ -103,13 +104,14 @@ def parse_sources(data: str | Path | None, weights: str = "") -> list[Source]:
         values.append(value)
     sources, names = [], set()
     for folder, weight in zip(folders, values):
-        path = Path(folder).expanduser()
+        path = Path(folder.split("://", 1)[-1]).expanduser()  # a URI is named by its path too
         name = path.name or str(path)
         while name in names:  # two folders of one name: the second is told apart by its parent
             name = f"{path.parent.name}/{name}"
             path = path.parent
         names.add(name)
-        sources.append(Source(name, Path(folder).expanduser(), weight))
+        # An object-store prefix (s3://, gs://) is read from its local copy (agelab.storage).
+        sources.append(Source(name, local_path(folder), weight))
     return sources
 
 
@@ -119,7 +121,7 @@ def load_index(
     use_cache: bool = True,
 ) -> Index:
     """The index of a UTKFace folder (:func:`agelab.data.load_index`) or of a labelled folder."""
-    folder = Path(folder or data_dir())
+    folder = local_path(folder or data_dir())
     if is_labelled_folder(folder):
         return _labelled_index(folder.resolve(), progress, use_cache)
     return load_utkface_index(folder, progress, use_cache)

@@ -13,7 +13,6 @@ storage that this machine and the cluster both see. ``status.json`` records the 
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import sys
 import time
@@ -23,28 +22,13 @@ from typing import Any, Protocol
 
 from agelab import atomic, runs, schemas, settings
 from agelab.config import checked_config
-from agelab.paths import PROJECT_ROOT, runs_dir
+from agelab.paths import runs_dir
 from agelab.processes import identity, own_process, spawn
 from agelab.run_display import progress_text
 from agelab.training.devices import HIDE_GPUS, visible_gpus_env
 
 RAY_ADDRESS_ENV = "AGELAB_RAY_ADDRESS"
 INSTALL_RAY = ".venv/bin/pip install -r requirements-cluster.txt"
-# What the job's working_dir upload leaves out (gitignore syntax, relative to the project).
-RAY_EXCLUDES = [
-    "/.git/",
-    "/.venv/",
-    "/bench/.venv-peer/",
-    "/data/",
-    "/runs/",
-    "/.keras/",
-    "__pycache__/",
-    ".pytest_cache/",
-    ".ruff_cache/",
-    "*.pyc",
-]
-# Forwarded to the job when set here, as absolute paths: where the data, caches and weights live.
-FORWARDED_ENV = ("AGELAB_CACHE_DIR", "AGELAB_MODELS_DIR", "AGELAB_MIRROR", "AGELAB_DATA", "KERAS_HOME")
 # Ray stops a job with SIGTERM and kills it this many seconds later; the run needs the time to
 # finish its batch and save (the same graceful stop as a local run).
 RAY_STOP_WAIT_S = 60
@@ -159,8 +143,9 @@ def ray_missing(address: str) -> str | None:
 
 
 class RayLauncher:
-    """A Ray job per run. The cluster's Python needs agelab's requirements (``python`` on its PATH);
-    the project's code travels with each job (``runtime_env`` ``working_dir``)."""
+    """A Ray job per run: the project's code travels with it (``runtime_env`` ``working_dir``) and it
+    runs with this interpreter where the node has it, else the node's ``python``
+    (:func:`agelab.cluster.job_entrypoint`)."""
 
     name = "ray"
 
@@ -188,16 +173,10 @@ class RayLauncher:
         return self._client
 
     def runtime_env(self, root: Path) -> dict[str, Any]:
-        env = {
-            "AGELAB_RUNS_DIR": str(Path(root).resolve()),
-            "PYTHONUNBUFFERED": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "RAY_JOB_STOP_WAIT_TIME_S": str(RAY_STOP_WAIT_S),
-        }
-        for key in FORWARDED_ENV:
-            if os.environ.get(key):
-                env[key] = str(Path(os.environ[key]).expanduser().resolve())
-        return {"working_dir": str(PROJECT_ROOT), "excludes": RAY_EXCLUDES, "env_vars": env}
+        """The job's code, environment variables and locations (:func:`agelab.cluster.job_runtime_env`)."""
+        from agelab.cluster import job_runtime_env
+
+        return job_runtime_env(self.address, root, RAY_JOB_STOP_WAIT_TIME_S=str(RAY_STOP_WAIT_S))
 
     def job_runtime_env(self, root: Path, config: dict[str, Any]) -> dict[str, Any]:
         """One run's ``runtime_env``: a job that reserved no GPU sees none (Ray leaves them all visible)."""
@@ -207,6 +186,8 @@ class RayLauncher:
         return env
 
     def submit(self, config: dict[str, Any], root: Path | None = None, **fields: Any) -> Path:
+        from agelab.cluster import job_entrypoint
+
         config = checked_config(config)
         client = self.client  # before making a folder: a missing ray or a dead cluster makes none
         root = Path(root or runs_dir())
@@ -214,7 +195,7 @@ class RayLauncher:
         runs.write_status(run_dir, launcher="ray", ray_address=self.address, **fields)
         try:
             job_id = client.submit_job(
-                entrypoint=f"python -m agelab train --run-dir {shlex.quote(str(run_dir.resolve()))}",
+                entrypoint=job_entrypoint("train", "--run-dir", str(run_dir.resolve())),
                 submission_id=f"agelab-{run_dir.name}-{uuid.uuid4().hex[:8]}",
                 runtime_env=self.job_runtime_env(root, config),
                 entrypoint_num_cpus=config["num_cpus"],

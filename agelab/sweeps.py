@@ -455,7 +455,11 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def cli(argv: list[str]) -> int:
+    from agelab import tune
     from agelab.launchers import LaunchError, ray_address, ray_missing
+
+    if tune.wanted(argv):  # search=random|asha: through Ray Tune (agelab.tune)
+        return tune.cli(argv)
 
     parser = argparse.ArgumentParser(
         prog="python -m agelab sweep",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ import pytest
 from test_runs import wait_for
 from test_sweeps import TINY
 
-from agelab import launchers, runs, sweeps
+from agelab import cluster, launchers, runs, sweeps
 from agelab.paths import PROJECT_ROOT
 from tests.real_data import copy_real_images
 
@@ -34,48 +32,34 @@ LONG = {**TINY, "epochs": 500, "batch_size": 4}
 FIGURES: dict[str, float] = {}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def short_temp_dir(tag: str) -> Path:
+    # Short: Ray's socket paths inside it must fit in 107 bytes.
+    return Path(f"/tmp/ray-agelab-{tag}-{os.getpid()}")
 
 
-@pytest.fixture(scope="module")
-def ray_env(tmp_path_factory):
-    # Without RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 Ray moves to the machine's network address.
-    env = dict(
-        os.environ,
-        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    )
+def without_venv_path() -> dict[str, str]:
+    """This environment with the venv's bin folder off PATH: a shell where nobody activated it."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin)
     env.pop("AGELAB_RAY_ADDRESS", None)
     return env
 
 
 @pytest.fixture(scope="module")
-def head(ray_env, tmp_path_factory):
-    """A Ray head on loopback with 2 CPUs; yields its dashboard address; ``ray stop`` at the end."""
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    dash = free_port()
-    temp = Path(f"/tmp/ray-agelab-{os.getpid()}")  # short: Ray's socket paths must fit 107 bytes
-    command = [
-        ray_bin, "start", "--head", "--port", str(free_port()),
-        "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-        "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--disable-usage-stats",
-        "--temp-dir", str(temp),
-    ]  # fmt: skip
-    started = subprocess.run(command, env=ray_env, capture_output=True, text=True, timeout=300)
+def head(tmp_path_factory):
+    """A head started as `cluster up` does (2 CPUs, its own ports and temp dir, the venv not on PATH);
+    yields its dashboard address; `cluster down` stops it, and only it, at the end."""
+    record = tmp_path_factory.mktemp("head")
+    state = cluster.up(cluster.free_port(), num_cpus=2, temp_dir=short_temp_dir("head"), root=record)
     try:
-        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-        address = f"http://127.0.0.1:{dash}"
         from ray.util.state import list_nodes
 
-        nodes = wait_for(lambda: list_nodes(address=address), timeout=120)
+        nodes = wait_for(lambda: list_nodes(address=state["address"]), timeout=120)
         assert [n.node_ip for n in nodes] == ["127.0.0.1"], nodes
-        yield address
+        yield state["address"]
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=ray_env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+        print(f"\nstopping the test head: {cluster.down(record)}", flush=True)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +111,8 @@ def test_a_run_submitted_to_ray_finishes_with_its_metrics_in_the_table(head, env
     info = wait_for(
         lambda: (i := ray_launcher.client.get_job_info(status["job_id"])).status == "SUCCEEDED" and i
     )
-    assert info.entrypoint.startswith("python -m agelab train --run-dir")
+    assert info.entrypoint == cluster.job_entrypoint("train", "--run-dir", str(run_dir.resolve()))
+    assert info.runtime_env["env_vars"]["AGELAB_CACHE_DIR"] == str(env / "cache")
 
     table = runs.runs_table(launchers.list_runs()).set_index("run")
     row = table.loc[run_dir.name]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from agelab.assets import STEPS, AssetError
-from agelab.paths import mirror_dir
+from agelab.assets import STEPS, AssetError, mirror_folder
 
 
 def cli(argv: list[str]) -> int:
@@ -16,10 +14,16 @@ def cli(argv: list[str]) -> int:
         description="Make the UTKFace images, Keras weights and face detector available.",
     )
     parser.add_argument(
-        "--mirror", type=Path, default=None, help="folder laid out like ../shared (AGELAB_MIRROR)"
+        "--mirror",
+        default=None,
+        help="folder laid out like ../shared, or its s3:// or gs:// prefix (AGELAB_MIRROR)",
     )
     args = parser.parse_args(argv)
-    mirror = args.mirror or mirror_dir()
+    try:
+        mirror = mirror_folder(args.mirror)
+    except AssetError as err:
+        print(f"agelab setup: {err}", file=sys.stderr)
+        return 1
     failed = False
     for step in STEPS:
         try:
