@@ -1,7 +1,7 @@
 """Every environment variable agelab reads, in one table: its name, default, meaning and readers.
 
 Code reads a variable through :func:`get` (or :func:`path` for a location), never through
-``os.environ`` directly, so a variable cannot be read without being listed here. The README's
+``os.environ`` directly, so a variable cannot be read without being listed here. docs/install.md's
 settings table is :func:`markdown_table`; a test keeps the two, and the code, in step.
 
 This module imports nothing heavy: :mod:`agelab` reads ``KERAS_HOME`` through it before Keras loads.
@@ -146,7 +146,7 @@ def path(name: str) -> Path | None:
 
 
 def markdown_table(test_only: bool = False) -> str:
-    """The README's table of the user-facing variables (or of the test-only ones)."""
+    """docs/install.md's table of the user-facing variables (or of the test-only ones)."""
     rows = ["| variable | default | what |", "|---|---|---|"]
     rows += [
         f"| `{s.name}` | {s.shown_default()} | {s.help} |" for s in _SETTINGS if s.test_only == test_only

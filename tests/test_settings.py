@@ -1,4 +1,4 @@
-"""agelab.settings: the one list of environment variables, the README's copy of it, and the code's reads."""
+"""agelab.settings: the one list of environment variables, the install guide's copy of it, and the code's reads."""
 
 from __future__ import annotations
 
@@ -60,10 +60,10 @@ def test_the_library_reads_listed_variables_only_through_settings():
     assert not direct, f"read these through agelab.settings: {direct}"
 
 
-def test_the_readme_table_is_the_settings_table():
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    assert settings.markdown_table() in readme
-    assert settings.markdown_table(test_only=True) in readme
+def test_the_install_guide_table_is_the_settings_table():
+    guide = (PROJECT_ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+    assert settings.markdown_table() in guide
+    assert settings.markdown_table(test_only=True) in guide
 
 
 def test_locations_default_under_the_project_and_follow_their_variable(monkeypatch, tmp_path):
