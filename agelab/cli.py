@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verb, rest = argv[0], argv[1:]
     if verb not in VERBS:
-        from agelab.config import suggest
+        from agelab.config_options import suggest
 
         hint = suggest(verb, VERBS)
         print(f"agelab: unknown verb {verb!r}; choose from {', '.join(VERBS)}.{hint}", file=sys.stderr)
