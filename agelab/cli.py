@@ -1,8 +1,7 @@
 """``python -m agelab VERB``: one entry point for every task.
 
-Each verb's command line lives in ``agelab/commands/<verb>.py`` (``runs`` and ``sweep`` still beside
-their logic, in ``launchers`` and ``sweeps``), imported only when the verb is used, so ``index`` never
-pays for importing TensorFlow.
+Each verb's command line lives in ``agelab/commands/<verb>.py``, imported only when the verb is used,
+so ``index`` never pays for importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ VERBS: dict[str, tuple[str, str]] = {
         "Build or load the index of a UTKFace folder or a labels.csv folder and report its flaws.",
     ),
     "train": ("agelab.commands.train", "Train a model: python -m agelab train key=value ..."),
-    "sweep": ("agelab.sweeps", "Launch a grid of runs: python -m agelab sweep key=a,b other=x,y ..."),
+    "sweep": ("agelab.commands.sweep", "Launch a grid of runs: python -m agelab sweep key=a,b other=x,y ..."),
     "runs": (
-        "agelab.launchers",
+        "agelab.commands.runs",
         "List, launch (here or on Ray), watch, and stop runs: python -m agelab runs --help",
     ),
     "cluster": (
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verb, rest = argv[0], argv[1:]
     if verb not in VERBS:
-        from agelab.config import suggest
+        from agelab.config_options import suggest
 
         hint = suggest(verb, VERBS)
         print(f"agelab: unknown verb {verb!r}; choose from {', '.join(VERBS)}.{hint}", file=sys.stderr)

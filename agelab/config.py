@@ -7,7 +7,6 @@ A config is a flat dict of plain JSON values; its keys, defaults and groups are 
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,7 @@ from agelab.config_options import (  # noqa: F401  (the option table's names, re
     WEIGHTS,
     Option,
     options_help,
+    suggest,
 )
 
 
@@ -104,12 +104,6 @@ OPTIONS["recipe"] = Option("none", "choice", "named preset applied before other 
 
 def default_config() -> dict[str, Any]:
     return {key: option.default for key, option in OPTIONS.items()}
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str:
-    """`` Did you mean 'x'?`` for the candidate closest to ``word``, or "" when none is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def unknown_key(key: str) -> ConfigError:

@@ -8,7 +8,9 @@ with the reason in its help.
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,6 +313,13 @@ EXPERIMENTAL_REASONS = {
     "rebalance_power": "worse everywhere on UTKFace's mix; kept for data with another mix",
     "rebalance_by_race": "worse everywhere on UTKFace's mix; kept for data with another mix",
 }
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the candidate closest to ``word``, or "" when none is close: for a
+    misspelt key or choice here, and for a misspelt verb (:mod:`agelab.cli`)."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def options_help(recipes: dict[str, dict[str, Any]] | None = None) -> str:

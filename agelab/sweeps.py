@@ -1,5 +1,6 @@
-"""Sweeps: a grid of runs (``python -m agelab sweep key=a,b other=x,y``), launched under a concurrency
-limit, and one table that compares their results.
+"""Sweeps: a grid of runs (``python -m agelab sweep key=a,b other=x,y``, its command line in
+:mod:`agelab.commands.sweep`), launched under a concurrency limit; :mod:`agelab.sweep_compare`
+compares their results.
 
 A sweep lives in ``runs/sweeps/<name>-<n>/sweep.json`` (written atomically, under a lock): the grid,
 the backend, the limit, and one entry per run (``pending``, ``launched`` with its run folder,
@@ -12,36 +13,23 @@ names its sweep (``sweep``), so the runs table groups them.
 
 from __future__ import annotations
 
-import argparse
-import fcntl
 import itertools
 import os
 import shutil
 import socket
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from agelab import atomic, runs, schemas
-from agelab.config import ConfigError, build_config, checked_config, load_config_file, parse_overrides
-from agelab.metric_names import TEST_KEYS
+from agelab import atomic, runs
+from agelab.config import ConfigError, build_config, checked_config, parse_overrides
 from agelab.paths import runs_dir
 from agelab.processes import pid_alive, spawn
+from agelab.sweep_records import DamagedSweep, damaged_entry, read_sweep, sweeps_root, update_sweep
 
 ENTRY_STATES = ("pending", "launched", "cancelled", "not_launched")
-# The validation metrics a sweep is compared on (at each run's best epoch), lower-is-better first.
-VAL_METRICS = ("val_loss", "val_age_bin_acc", "val_gender_acc", "val_age_mae")
-LOWER_IS_BETTER = {"val_loss", "val_age_mae", "test_age_mae"}
-TEST_METRICS = TEST_KEYS
 POLL_S = 2.0
-
-
-def sweeps_root(root: Path | None = None) -> Path:
-    return Path(root or runs_dir()) / "sweeps"
 
 
 # ---------------------------------------------------------------- the grid
@@ -98,82 +86,7 @@ def expand(
     return entries
 
 
-# ---------------------------------------------------------------- the sweep folder
-
-
-class SweepError(ValueError):
-    """A sweep that cannot be read or changed, in one sentence naming it."""
-
-
-class DamagedSweep(SweepError):
-    """A sweep folder whose ``sweep.json`` cannot be read or does not hold a sweep."""
-
-
-def read_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """A sweep's ``sweep.json``, checked (:func:`agelab.schemas.sweep_problems`). A folder without one
-    raises FileNotFoundError; a damaged one :class:`DamagedSweep`, naming the sweep and the key."""
-    sweep_dir = Path(sweep_dir)
-    path = sweep_dir / "sweep.json"
-    try:
-        sweep = atomic.read_json(path, None)
-    except ValueError:
-        raise DamagedSweep(damaged_message(sweep_dir, ["sweep.json is not valid JSON"])) from None
-    except OSError as err:
-        raise DamagedSweep(
-            damaged_message(sweep_dir, [f"sweep.json cannot be read ({err.strerror})"])
-        ) from None
-    if sweep is None:
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no sweep.json)")
-    problems = schemas.sweep_problems(sweep)
-    if problems:
-        raise DamagedSweep(damaged_message(sweep_dir, problems))
-    sweep["path"] = str(sweep_dir)
-    return sweep
-
-
-def damaged_message(sweep_dir: Path, problems: list[str]) -> str:
-    return (
-        f"Sweep {Path(sweep_dir).name} is damaged: {'; '.join(problems)}. Restore {Path(sweep_dir) / 'sweep.json'},"
-        " or delete the folder (its runs stay in the runs table)."
-    )
-
-
-def damaged_entry(sweep_dir: Path, reason: str) -> dict[str, Any]:
-    """How a damaged sweep is listed: by its folder's name, with no runs and the reason."""
-    return {
-        "name": Path(sweep_dir).name,
-        "status": "damaged",
-        "error": reason,
-        "runs": [],
-        "grid": {},
-        "path": str(sweep_dir),
-    }
-
-
-def update_sweep(sweep_dir: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Read, change and rewrite ``sweep.json`` under a lock: the scheduler and the page's Stop both write."""
-    sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / "sweep.json").is_file():
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no sweep.json)")
-    try:
-        lock = open(sweep_dir / ".sweep.lock", "a")  # noqa: SIM115  (closed below, after the rewrite)
-    except OSError as err:
-        raise SweepError(
-            f"sweep {sweep_dir.name} cannot be locked for a change ({err.strerror} on {sweep_dir / '.sweep.lock'});"
-            " give your user write access to its folder"
-        ) from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        sweep = read_sweep(sweep_dir)
-        change(sweep)
-        sweep.pop("path", None)
-        try:
-            atomic.write_json(sweep_dir / "sweep.json", sweep)
-        except OSError as err:
-            reason = atomic.why_not_written(err.filename or sweep_dir / "sweep.json", err)
-            raise SweepError(f"sweep {sweep_dir.name} was not changed: {reason}") from None
-        sweep["path"] = str(sweep_dir)
-        return sweep
+# ---------------------------------------------------------------- the queue
 
 
 def create_sweep(
@@ -352,191 +265,3 @@ def list_sweeps(root: Path | None = None) -> list[dict[str, Any]]:
         except DamagedSweep as err:
             out.append(damaged_entry(path, str(err)))
     return sorted(out, key=lambda s: s.get("created") or 0, reverse=True)
-
-
-# ---------------------------------------------------------------- comparing results
-
-
-def best_epoch_row(run: runs.Run) -> dict[str, Any]:
-    """The validation metrics at the run's best epoch (lowest ``val_loss``); ``{}`` before its first epoch."""
-    history = run.history
-    if history.empty or "val_loss" not in history or history["val_loss"].isna().all():
-        return {}
-    row = history.loc[history["val_loss"].idxmin()]
-    return {m: float(row[m]) for m in VAL_METRICS if m in row and pd.notna(row[m])}
-
-
-def compare(sweep: dict[str, Any]) -> pd.DataFrame:
-    """One row per run of the sweep: its swept values, state, validation metrics at its best epoch,
-    test metrics, and ``best`` (True on the finished run with the lowest best ``val_loss``)."""
-    keys = list(sweep.get("grid", {}))
-    rows = []
-    for entry in sweep["runs"]:
-        row: dict[str, Any] = {
-            "index": entry["index"],
-            **entry["overrides"],
-            "run": None,
-            "state": entry["state"],
-        }
-        if entry["state"] == "launched" and entry.get("run"):
-            try:
-                run = runs.load_run(entry["run"])
-            except FileNotFoundError:
-                row["state"] = "missing"
-            else:
-                row.update(run=run.name, state=run.state, duration_s=run.duration_s)
-                row.update(best_epoch_row(run))
-                row.update({m: run.metrics.get(m) for m in TEST_METRICS})
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["index", *keys, "run", "state"] if not rows else None)
-    for column in ("duration_s", *VAL_METRICS, *TEST_METRICS):
-        if column not in table:
-            table[column] = float("nan")
-    table["best"] = False
-    done = table[(table["state"] == "finished") & table["val_loss"].notna()]
-    if not done.empty:
-        table.loc[done["val_loss"].astype(float).idxmin(), "best"] = True
-    return table[["index", *keys, "run", "state", "best", *VAL_METRICS, *TEST_METRICS, "duration_s"]]
-
-
-def comparison_figure(table: pd.DataFrame, keys: list[str], metric: str = "val_loss"):
-    """A scatter of ``metric`` against the first swept key, coloured by the second (the rest in the
-    hover), with the best run marked by a star and named."""
-    import plotly.express as px
-    import plotly.graph_objects as go
-
-    from agelab import palette
-
-    data = table[table[metric].notna()].copy() if metric in table else table.iloc[0:0]
-    x = keys[0] if keys else "index"
-    color = keys[1] if len(keys) > 1 else None
-    for key in [x, *([color] if color else [])]:
-        data[key] = data[key].astype(str)
-    fig = px.scatter(
-        data,
-        x=x,
-        y=metric,
-        color=color,
-        hover_data=["run", *keys[2:], *[m for m in VAL_METRICS if m != metric]],
-        labels={metric: palette.title(metric)},
-        title=f"{palette.title(metric)} by {x}" + (f" and {color}" if color else ""),
-    )
-    fig.update_traces(marker={"size": 12})
-    best = data[data["best"]]
-    if not best.empty:
-        row = best.iloc[0]
-        fig.add_trace(
-            go.Scatter(
-                x=[row[x]],
-                y=[row[metric]],
-                mode="markers+text",
-                marker={
-                    "symbol": "star",
-                    "size": 22,
-                    "color": "gold",
-                    "line": {"width": 1, "color": "black"},
-                },
-                text=[f"best: {row['run']}"],
-                textposition="top center",
-                name="best (lowest val loss)",
-            )
-        )
-    fig.update_xaxes(type="category")
-    return fig
-
-
-# ---------------------------------------------------------------- the verb
-
-
-def format_table(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=["duration_s"]).copy()
-    shown["best"] = shown["best"].map({True: "*", False: ""})
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-
-
-def cli(argv: list[str]) -> int:
-    from agelab import tune
-    from agelab.launchers import LaunchError, ray_address, ray_missing
-
-    if tune.wanted(argv):  # search=random|asha: through Ray Tune (agelab.tune)
-        return tune.cli(argv)
-
-    parser = argparse.ArgumentParser(
-        prog="python -m agelab sweep",
-        description=(
-            "Launch a grid of training runs: every combination of the listed values, e.g."
-            " python -m agelab sweep model=baseline_cnn weights=none epochs=1,2 learning_rate=0.001,0.0003."
-            " Values split on commas (or on | for bins' comma-separated edges)."
-        ),
-    )
-    parser.add_argument("overrides", nargs="*", metavar="key=a,b")
-    parser.add_argument("--config", help="a YAML or JSON file of key: value under the grid")
-    parser.add_argument("--name", default="", help="the sweep's name (its runs are <name>-<n>)")
-    parser.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        help="runs at once (default: 1 locally; on Ray no limit: Ray queues by each run's num_cpus/num_gpus)",
-    )
-    parser.add_argument("--ray", default=None, help="a Ray dashboard address (default: AGELAB_RAY_ADDRESS)")
-    parser.add_argument(
-        "--wait", action="store_true", help="stay until every run ended; print the comparison"
-    )
-    parser.add_argument("--resume", help="go on with an existing sweep folder's queue")
-    parser.add_argument("--stop", metavar="SWEEP_DIR", help="cancel a sweep's queue and stop its runs")
-    args = parser.parse_args(argv)
-    if args.stop:
-        try:
-            print(f"{args.stop}: {stop_sweep(Path(args.stop))}")
-        except (FileNotFoundError, ValueError, OSError) as err:
-            print(f"agelab sweep: {err}", file=sys.stderr)
-            return 2
-        return 0
-    try:
-        if args.resume:
-            sweep_dir = Path(args.resume)
-            read_sweep(sweep_dir)
-        else:
-            address = ray_address(args.ray)
-            if address and (missing := ray_missing(address)):
-                print(f"agelab sweep: {missing}", file=sys.stderr)
-                return 2
-            grid, fixed = parse_grid(args.overrides)
-            base = load_config_file(args.config) if args.config else None
-            sweep_dir = create_sweep(
-                grid,
-                fixed,
-                name=args.name,
-                base=base,
-                ray_address=address,
-                max_concurrent=args.max_concurrent,
-            )
-            sweep = read_sweep(sweep_dir)
-            limit = sweep["max_concurrent"] or "no limit"
-            print(
-                f"sweep {sweep_dir}: {len(sweep['runs'])} runs on {sweep['backend']}"
-                f" ({sweep['ray_address'] or 'this machine'}), at most {limit} at once",
-                flush=True,
-            )
-    except (ConfigError, FileNotFoundError, SweepError) as err:
-        print(f"agelab sweep: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a full disk or a read-only runs folder
-        print(f"agelab sweep: no sweep made: {atomic.why_not_written(sweeps_root(), err)}", file=sys.stderr)
-        return 1
-    try:
-        sweep = run_queue(sweep_dir, wait=args.wait, say=lambda text: print(text, flush=True))
-    except (LaunchError, SweepError) as err:
-        print(f"agelab sweep: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        print(f"agelab sweep: {atomic.why_not_written(sweep_dir / 'sweep.json', err)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"agelab sweep: interrupted; stopping the sweep: {stop_sweep(sweep_dir)}", file=sys.stderr)
-        return 130
-    if args.wait:
-        print(format_table(compare(sweep)), flush=True)
-    print(sweep_dir, flush=True)
-    failed = [e for e in sweep["runs"] if e["state"] == "not_launched"]
-    return 1 if failed else 0

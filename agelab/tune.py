@@ -10,14 +10,14 @@ starts ``python -m agelab train --run-dir`` on its node, reports each epoch's ro
 saying ASHA stopped it). The trials are the sweep's runs in ``sweep.json``, so the runs table and
 the Train page's sweep comparison show them.
 
-With a Ray address the Tune driver is itself a Ray job on the cluster (the sweep verb returns, or
-follows it with ``--wait``); without one Tune runs here on a Ray started for it. Without Ray
-installed ``search=`` is refused in one sentence; the grid (:mod:`agelab.sweeps`) needs no Ray.
+With a Ray address the Tune driver is itself a Ray job on the cluster (the sweep verb,
+:mod:`agelab.commands.sweep`, returns, or follows it with ``--wait``); without one Tune runs here on
+a Ray started for it. Without Ray installed ``search=`` is refused in one sentence; the grid
+(:mod:`agelab.sweeps`) needs no Ray.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import signal
@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from agelab import runs
-from agelab.config import OPTIONS, PRETRAINED_MODELS, ConfigError, load_config_file
+from agelab.config import OPTIONS, PRETRAINED_MODELS, ConfigError
 from agelab.paths import PROJECT_ROOT
-from agelab.sweeps import compare, create_sweep, format_table, parse_grid, read_sweep, update_sweep
+from agelab.sweep_records import read_sweep, update_sweep
+from agelab.sweeps import create_sweep, parse_grid
 
 SEARCHES = ("random", "asha")
 SEARCH_KEYS = ("search", "samples", "grace_period")
@@ -42,11 +43,6 @@ INSTALL = (
     "search={search} runs through Ray Tune, which is not installed here: install it with"
     " `.venv/bin/pip install -r requirements-cluster.txt`, or leave out search= for a grid of runs"
 )
-
-
-def wanted(argv: list[str]) -> bool:
-    """Whether a sweep command line asks for Tune (``search=...``, or the driver inside a Ray job)."""
-    return any(a.startswith("search=") or a == "--tune-driver" for a in argv)
 
 
 def split_search(items: list[str]) -> tuple[dict[str, Any], list[str], dict[str, tuple[str, str]]]:
@@ -315,59 +311,3 @@ def submit_driver(sweep_dir: Path, address: str) -> str:
 def job_state(client: Any, job_id: str) -> str:
     status = client.get_job_status(job_id)
     return str(getattr(status, "value", status))
-
-
-def cli(argv: list[str]) -> int:
-    from agelab.launchers import LaunchError, RayLauncher, ray_address, ray_missing
-    from agelab.sweeps import SweepError
-
-    parser = argparse.ArgumentParser(prog="python -m agelab sweep search=random|asha", description=__doc__)
-    parser.add_argument("overrides", nargs="*", metavar="key=a,b|low..high")
-    parser.add_argument("--config", help="a YAML or JSON file of key: value under the search")
-    parser.add_argument("--name", default="", help="the sweep's name (its runs are <name>-<n>)")
-    parser.add_argument("--ray", default=None, help="a Ray dashboard address (default: AGELAB_RAY_ADDRESS)")
-    parser.add_argument(
-        "--wait", action="store_true", help="follow the search to its end; print the comparison"
-    )
-    parser.add_argument("--tune-driver", metavar="SWEEP_DIR", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    search = next((a.split("=", 1)[1] for a in args.overrides if a.startswith("search=")), "")
-    if ray_missing(search or "a Ray Tune search"):
-        print(f"agelab sweep: {INSTALL.format(search=search or 'random')}", file=sys.stderr)
-        return 2
-    try:
-        if args.tune_driver:
-            sweep = drive(Path(args.tune_driver))
-            print(format_table(compare(sweep)), flush=True)
-            return 1 if sweep.get("trials_failed") else 0
-        address = ray_address(args.ray)
-        base = load_config_file(args.config) if args.config else None
-        sweep_dir = create_search(args.overrides, args.name, base, address)
-        options = read_sweep(sweep_dir)["search"]
-        where = address or "a Ray started here"
-        print(
-            f"sweep {sweep_dir}: {options['search']} search, {options['samples']} trials on {where}",
-            flush=True,
-        )
-        if not address:
-            sweep = drive(sweep_dir, say=lambda text: print(text, flush=True))
-        else:
-            job_id = submit_driver(sweep_dir, address)
-            print(f"Tune driver: Ray job {job_id}", flush=True)
-            if not args.wait:
-                print(sweep_dir, flush=True)
-                return 0
-            client = RayLauncher(address).client
-            while (state := job_state(client, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
-                time.sleep(2.0)
-            if state != "SUCCEEDED":
-                print(client.get_job_logs(job_id)[-3000:], file=sys.stderr)
-                print(f"agelab sweep: the Tune driver job {job_id} ended {state}", file=sys.stderr)
-                return 1
-            sweep = read_sweep(sweep_dir)
-    except (ConfigError, SweepError, LaunchError, FileNotFoundError) as err:
-        print(f"agelab sweep: {err}", file=sys.stderr)
-        return 2
-    print(format_table(compare(sweep)), flush=True)
-    print(sweep_dir, flush=True)
-    return 1 if sweep.get("trials_failed") else 0

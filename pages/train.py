@@ -8,7 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from agelab import launchers, palette, run_display, run_status, runs, sweeps, train_form
+from agelab import launchers, palette, run_display, run_status, runs, sweep_compare, sweeps, train_form
 from agelab.bins import BUILTIN_SCHEMES
 from agelab.config import MODELS, OPTIONS, REBALANCE, RECIPES, ConfigError, parse_overrides
 from agelab.data_sources import comma_list, discover_sources, source_roots
@@ -390,13 +390,13 @@ def sweeps_section() -> None:
         )
     if state in ("pending", "running") and st.button("Stop sweep", icon=":material/stop_circle:"):
         st.toast(f"{chosen}: {sweeps.stop_sweep(sweep['path'])}")
-    table = sweeps.compare(sweep)
+    table = sweep_compare.compare(sweep)
     keys = list(sweep.get("grid", {}))
     st.dataframe(table, hide_index=True, width="stretch")
-    metrics = [m for m in (*sweeps.VAL_METRICS, *sweeps.TEST_METRICS) if table[m].notna().any()]
+    metrics = [m for m in (*sweep_compare.VAL_METRICS, *sweep_compare.TEST_METRICS) if table[m].notna().any()]
     if metrics:
         metric = st.selectbox("Compare on", metrics, format_func=palette.title, key="sweep_metric")
-        st.plotly_chart(sweeps.comparison_figure(table, keys, metric), width="stretch")
+        st.plotly_chart(sweep_compare.comparison_figure(table, keys, metric), width="stretch")
 
 
 sweeps_section()

@@ -19,7 +19,7 @@ import pytest
 from test_runs import wait_for
 from test_sweeps import TINY
 
-from agelab import cluster, launchers, runs, sweeps
+from agelab import cluster, launchers, runs, sweep_compare, sweep_records
 from agelab.paths import PROJECT_ROOT
 from tests.real_data import copy_real_images
 
@@ -190,7 +190,7 @@ def test_a_two_by_two_sweep_two_at_a_time(head, env):
     _, one_by_one = run_sweep(head, env, "seq", 1)
     out, wall = run_sweep(head, env, "grid", 2)
     sweep_dir = Path(out.stdout.strip().splitlines()[-1])
-    sweep = sweeps.read_sweep(sweep_dir)
+    sweep = sweep_records.read_sweep(sweep_dir)
     assert sweep["backend"] == "ray" and sweep["max_concurrent"] == 2 and sweep["status"] == "launched"
     assert [e["state"] for e in sweep["runs"]] == ["launched"] * 4
 
@@ -201,11 +201,11 @@ def test_a_two_by_two_sweep_two_at_a_time(head, env):
 
     table = runs.runs_table(runs.list_runs())
     assert (table["sweep"] == sweep_dir.name).sum() == 4
-    compared = sweeps.compare(sweep)
+    compared = sweep_compare.compare(sweep)
     assert compared["best"].sum() == 1
     best = compared[compared["best"]].iloc[0]
     assert best["val_loss"] == compared["val_loss"].min()
-    names = [t.name for t in sweeps.comparison_figure(compared, ["seed", "batch_size"]).data]
+    names = [t.name for t in sweep_compare.comparison_figure(compared, ["seed", "batch_size"]).data]
     assert "best (lowest val loss)" in names
     assert "*" in out.stdout  # the printed comparison marks the best run
 
@@ -246,12 +246,12 @@ def test_the_train_page_launches_stops_and_sweeps_on_ray(head, env):
     sweep_dir = env / "runs" / "sweeps" / app.session_state["sweep"]
     done = wait_for(
         lambda: (
-            (s := sweeps.read_sweep(sweep_dir))["status"] == "launched"
+            (s := sweep_records.read_sweep(sweep_dir))["status"] == "launched"
             and all(finished(launcher, Path(e["run"])) for e in s["runs"])
             and s
         )
     )
-    assert sweeps.read_sweep(sweep_dir)["backend"] == "ray"
+    assert sweep_records.read_sweep(sweep_dir)["backend"] == "ray"
     assert [runs.load_run(e["run"]).state for e in done["runs"]] == ["finished", "finished"]
     app.run()
     compare = next(f.value for f in app.dataframe if "best" in f.value.columns)

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agelab import cluster, launchers, sweeps, tune
+from agelab import cluster, launchers
+from agelab.commands import sweep as sweep_command
 from agelab.paths import PROJECT_ROOT
 
 
@@ -52,12 +53,12 @@ def test_the_entrypoint_runs_this_interpreter_where_it_exists_else_the_nodes_pyt
 
 def test_without_ray_a_search_is_refused_in_one_sentence(monkeypatch, capsys, isolated_dirs):
     monkeypatch.setitem(sys.modules, "ray", None)
-    assert sweeps.cli(["search=asha", "model=baseline_cnn", "seed=0,1"]) == 2
+    assert sweep_command.cli(["search=asha", "model=baseline_cnn", "seed=0,1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "Ray Tune, which is not installed" in err and "requirements-cluster.txt" in err
     assert len(err.splitlines()) == 1
     assert not (isolated_dirs / "runs" / "sweeps").exists()
-    assert tune.wanted(["search=random"]) and not tune.wanted(["seed=0,1"])
+    assert sweep_command.wants_tune(["search=random"]) and not sweep_command.wants_tune(["seed=0,1"])
 
 
 def test_cluster_status_without_a_head_says_so(isolated_dirs):

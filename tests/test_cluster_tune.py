@@ -15,7 +15,7 @@ import pytest
 from test_cluster import head  # noqa: F401  (the module's own head, as in test_cluster)
 from test_sweeps import TINY
 
-from agelab import runs, sweeps
+from agelab import runs, sweep_compare, sweep_records
 from agelab.paths import PROJECT_ROOT
 from tests.real_data import copy_real_images
 
@@ -46,7 +46,7 @@ def test_a_random_search_runs_its_samples_as_runs_of_the_sweep(head, shared):  #
     out, sweep_dir = search(
         head, shared, "search=random", "samples=3", "learning_rate=0.0001..0.01", "seed=0,1"
     )
-    sweep = sweeps.read_sweep(sweep_dir)
+    sweep = sweep_records.read_sweep(sweep_dir)
     assert sweep["search"]["search"] == "random" and sweep["backend"] == "ray" and sweep["driver_job"]
     assert len(sweep["runs"]) == 3 and [e["state"] for e in sweep["runs"]] == ["launched"] * 3
     done = [runs.load_run(e["run"]) for e in sweep["runs"]]
@@ -59,7 +59,7 @@ def test_a_random_search_runs_its_samples_as_runs_of_the_sweep(head, shared):  #
         assert run.status["sweep"] == sweep["name"] and len(run.history) == 1
     table = runs.runs_table(runs.list_runs(shared / "runs"))
     assert (table["sweep"] == sweep["name"]).sum() == 3
-    compared = sweeps.compare(sweep)
+    compared = sweep_compare.compare(sweep)
     assert len(compared) == 3 and compared["best"].sum() == 1 and "learning_rate" in compared
     assert "*" in out.stdout
 
@@ -68,7 +68,7 @@ def test_asha_stops_the_worse_trials_on_their_validation_loss(head, shared):  # 
     _, sweep_dir = search(
         head, shared, "search=asha", "samples=8", "grace_period=1", "epochs=3", "learning_rate=0.00001..0.01"
     )
-    sweep = sweeps.read_sweep(sweep_dir)
+    sweep = sweep_records.read_sweep(sweep_dir)
     assert sweep["search"] == {**sweep["search"], "search": "asha", "grace_period": 1, "max_epochs": 3}
     done = [runs.load_run(e["run"]) for e in sweep["runs"]]
     assert len(done) == 8
@@ -83,4 +83,4 @@ def test_asha_stops_the_worse_trials_on_their_validation_loss(head, shared):  # 
         # Stopped at a rung where its validation loss was worse than another trial's there.
         rung_losses = [r.history["val_loss"].iloc[epochs - 1] for r in done if len(r.history) >= epochs]
         assert run.history["val_loss"].iloc[epochs - 1] > min(rung_losses)
-    assert sweeps.compare(sweep)["best"].sum() == 1
+    assert sweep_compare.compare(sweep)["best"].sum() == 1

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, run_status, runs, sweeps
+from agelab import atomic, run_status, runs, sweep_compare, sweeps
+from agelab.commands import sweep as sweep_command
 from agelab.config import build_config
 from agelab.paths import PROJECT_ROOT
 
@@ -148,7 +149,7 @@ def test_damaged_sweeps_are_listed_as_damaged_with_the_reason(isolated_dirs):
     for name, reason in made.items():
         assert sweeps.sweep_state(listed[name]) == "damaged"
         assert f"Sweep {name} is damaged" in listed[name]["error"] and reason in listed[name]["error"]
-        assert sweeps.compare(listed[name]).empty
+        assert sweep_compare.compare(listed[name]).empty
 
 
 def test_the_train_page_shows_every_damaged_sweep_without_crashing(isolated_dirs):
@@ -175,6 +176,6 @@ def test_sweep_resume_and_stop_of_a_damaged_sweep_say_why_in_one_line(isolated_d
 
 
 def test_stopping_a_folder_that_is_no_sweep_names_it(isolated_dirs, capsys):
-    assert sweeps.cli(["--stop", str(isolated_dirs / "nowhere")]) == 2
+    assert sweep_command.cli(["--stop", str(isolated_dirs / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "nowhere is not a sweep folder" in err and "Errno" not in err

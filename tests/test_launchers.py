@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agelab import launchers, run_status, runs, sweeps
+from agelab.commands import runs as runs_command
 from agelab.config import ConfigError, build_config
 from agelab.paths import PROJECT_ROOT
 from tests.real_data import copy_real_images
@@ -255,14 +256,14 @@ def test_the_runs_verb_lists_watches_and_stops(isolated_dirs, capsys):
         done, status="finished", launcher="ray", job_id="agelab-done-1-x", ray_address="http://h:8265"
     )
     (done / "metrics.json").write_text(json.dumps({"test_age_mae": 7.5, "n_test": 9}))
-    assert launchers.cli([]) == 0
+    assert runs_command.cli([]) == 0
     listed = capsys.readouterr().out
     assert "done-1" in listed and "agelab-done-1-x" in listed and "ray" in listed
-    assert launchers.cli(["watch", "done-1"]) == 0
+    assert runs_command.cli(["watch", "done-1"]) == 0
     assert capsys.readouterr().out.splitlines() == ["done-1: finished", "test_age_mae=7.5"]
-    assert launchers.cli(["stop", str(done)]) == 0
+    assert runs_command.cli(["stop", str(done)]) == 0
     assert capsys.readouterr().out.strip() == "done-1: not running"
-    assert launchers.cli(["stop", "nothere-1"]) == 2
+    assert runs_command.cli(["stop", "nothere-1"]) == 2
     assert "no run 'nothere-1'" in capsys.readouterr().err
-    assert launchers.cli(["submit", "epoch=1"]) == 2
+    assert runs_command.cli(["submit", "epoch=1"]) == 2
     assert "Did you mean 'epochs'" in capsys.readouterr().err

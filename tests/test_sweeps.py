@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from agelab import atomic, run_status, runs, sweeps
+from agelab import atomic, run_status, runs, sweep_compare, sweep_records, sweeps
 from agelab.config import ConfigError
 from agelab.paths import PROJECT_ROOT
 from agelab.processes import identity
@@ -104,7 +104,7 @@ def test_the_queue_keeps_to_the_limit_and_launches_every_run(isolated_dirs, data
     sweep = sweeps.run_queue(sweep_dir, backend, wait=True, poll=0.05, say=said.append)
     assert len(backend.active_at_submit) == 6 and max(backend.active_at_submit) <= 1  # never a 3rd
     assert sweep["status"] == "launched" and all(e["state"] == "launched" for e in sweep["runs"])
-    assert sweeps.read_sweep(sweep_dir)["runs"] == sweep["runs"]  # what the file says
+    assert sweep_records.read_sweep(sweep_dir)["runs"] == sweep["runs"]  # what the file says
     table = runs.runs_table(runs.list_runs())
     assert sorted(table["sweep"]) == ["sweep-1"] * 6
     assert {tuple(e["overrides"].values()) for e in sweep["runs"]} == {
@@ -115,7 +115,7 @@ def test_the_queue_keeps_to_the_limit_and_launches_every_run(isolated_dirs, data
 
 def test_local_sweeps_default_to_one_at_a_time(isolated_dirs, data):
     sweep_dir = sweeps.create_sweep({"seed": ["0", "1"]}, {**TINY, "data": str(data)})
-    assert sweeps.read_sweep(sweep_dir)["max_concurrent"] == 1
+    assert sweep_records.read_sweep(sweep_dir)["max_concurrent"] == 1
     backend = TimedLauncher(0.2)
     sweeps.run_queue(sweep_dir, backend, poll=0.05, say=lambda _: None)
     assert backend.active_at_submit == [0, 0]
@@ -135,7 +135,7 @@ def test_stopping_a_sweep_cancels_the_queue_and_stops_its_runs(isolated_dirs, da
         heartbeat=run_status.now(),
         launcher="local",
     )
-    sweeps.update_sweep(sweep_dir, lambda s: s["runs"][0].update(state="launched", run=str(run_dir)))
+    sweep_records.update_sweep(sweep_dir, lambda s: s["runs"][0].update(state="launched", run=str(run_dir)))
     try:
         assert sweeps.stop_sweep(sweep_dir) == {"cancelled": 2, "stopped": 1}
         assert process.wait(timeout=30) == -signal.SIGTERM  # the run was asked to stop
@@ -169,7 +169,7 @@ def compared_sweep(isolated_dirs, data) -> dict:
     sweep_dir = sweeps.create_sweep(
         {"seed": ["0", "1"], "batch_size": ["16", "32"]}, {**TINY, "data": str(data)}, max_concurrent=2
     )
-    sweep = sweeps.read_sweep(sweep_dir)
+    sweep = sweep_records.read_sweep(sweep_dir)
     losses = {0: [2.0, 1.5], 1: [2.0, 1.1, 1.3], 2: [1.8]}  # the third run's 1.0 is a failed run's
     for i, entry in enumerate(sweep["runs"][:3]):
         path = fake_finished_run(isolated_dirs / "runs", entry["config"], losses[i])
@@ -181,17 +181,17 @@ def compared_sweep(isolated_dirs, data) -> dict:
 
 def test_the_comparison_marks_the_finished_run_with_the_lowest_validation_loss(isolated_dirs, data):
     sweep = compared_sweep(isolated_dirs, data)
-    table = sweeps.compare(sweep)
+    table = sweep_compare.compare(sweep)
     assert list(table.columns[:6]) == ["index", "seed", "batch_size", "run", "state", "best"]
     assert table["best"].tolist() == [False, True, False, False]
     best = table.iloc[1]
     # Validation metrics at the best epoch (epoch 2: val_loss 1.1), not the last one.
     assert (best["val_loss"], best["val_age_mae"], best["val_age_bin_acc"]) == (1.1, 9.0, 0.31)
     assert table.iloc[3]["state"] == "failed" and best["test_age_mae"] == 9.0
-    fig = sweeps.comparison_figure(table, ["seed", "batch_size"], "val_loss")
+    fig = sweep_compare.comparison_figure(table, ["seed", "batch_size"], "val_loss")
     star = [t for t in fig.data if t.name == "best (lowest val loss)"]
     assert len(star) == 1 and list(star[0].y) == [1.1] and star[0].text[0] == f"best: {best['run']}"
-    assert "*" in sweeps.format_table(table)
+    assert "*" in sweep_compare.format_table(table)
 
 
 def test_the_sweep_verb_rejects_a_bad_grid_before_anything_starts(isolated_dirs):
@@ -212,7 +212,7 @@ def test_the_sweep_verb_rejects_a_bad_grid_before_anything_starts(isolated_dirs)
 
 def test_the_train_page_shows_a_sweep_and_its_best_run(isolated_dirs, data):
     sweep = compared_sweep(isolated_dirs, data)
-    sweeps.update_sweep(Path(sweep["path"]), lambda s: s.update(runs=sweep["runs"], status="launched"))
+    sweep_records.update_sweep(Path(sweep["path"]), lambda s: s.update(runs=sweep["runs"], status="launched"))
     app = AppTest.from_file(str(PROJECT_ROOT / "pages" / "train.py"), default_timeout=60).run()
     assert not app.exception
     assert any("sweep-1" in m.value and "4 launched" in m.value for m in app.markdown)
@@ -240,11 +240,11 @@ def test_a_local_sweep_trains_its_runs_one_at_a_time(isolated_dirs, data):
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    sweep = sweeps.read_sweep(Path(out.stdout.strip().splitlines()[-1]))
+    sweep = sweep_records.read_sweep(Path(out.stdout.strip().splitlines()[-1]))
     done = [runs.load_run(e["run"]) for e in sweep["runs"]]
     assert [r.state for r in done] == ["finished", "finished"]
     assert done[0].status["ended"] <= done[1].status["started"]  # one at a time
-    assert sweeps.compare(sweep)["best"].sum() == 1
+    assert sweep_compare.compare(sweep)["best"].sum() == 1
 
 
 def test_the_detached_scheduler_resumes_a_sweep_folder(isolated_dirs, data):
@@ -252,8 +252,8 @@ def test_the_detached_scheduler_resumes_a_sweep_folder(isolated_dirs, data):
     sweeps.stop_sweep(sweep_dir)  # nothing left to launch: the scheduler only records the end
     pid = sweeps.start_detached(sweep_dir)
     deadline = time.time() + 120
-    while sweeps.read_sweep(sweep_dir)["status"] != "stopped" and time.time() < deadline:
+    while sweep_records.read_sweep(sweep_dir)["status"] != "stopped" and time.time() < deadline:
         time.sleep(0.2)
-    sweep = sweeps.read_sweep(sweep_dir)
+    sweep = sweep_records.read_sweep(sweep_dir)
     assert sweep["status"] == "stopped" and sweep["scheduler"]["pid"] == pid
     assert [e["state"] for e in sweep["runs"]] == ["cancelled", "cancelled"] and runs.list_runs() == []

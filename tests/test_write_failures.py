@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from agelab import launchers, sweeps
+from agelab import sweep_records, sweeps
 from agelab.commands import calibrate, ensemble, predict
 from agelab.commands import export as export_command
+from agelab.commands import runs as runs_command
+from agelab.commands import sweep as sweep_command
 from agelab.litert_serving import sha256
 from agelab.paths import PROJECT_ROOT
 from tests.fault_helpers import fill, small_tmpfs
@@ -133,10 +135,10 @@ def test_sweep_and_runs_submit_on_a_full_disk(full_disk, isolated_dirs, data, mo
     monkeypatch.setenv("AGELAB_RUNS_DIR", str(full_disk / "runs"))
     (full_disk / "runs" / "sweeps").mkdir(parents=True)
     fill(full_disk)
-    assert sweeps.cli(["seed=0,1", f"data={data}", "model=baseline_cnn", "weights=none"]) == 1
+    assert sweep_command.cli(["seed=0,1", f"data={data}", "model=baseline_cnn", "weights=none"]) == 1
     line = one_line(capsys.readouterr().err)
     assert "no sweep made" in line and "the disk is full" in line
-    assert launchers.cli(["submit", f"data={data}", "model=baseline_cnn", "weights=none"]) == 1
+    assert runs_command.cli(["submit", f"data={data}", "model=baseline_cnn", "weights=none"]) == 1
     line = one_line(capsys.readouterr().err)
     assert "no run made" in line and "the disk is full" in line
     assert list((full_disk / "runs").iterdir()) == [full_disk / "runs" / "sweeps"]
@@ -222,7 +224,7 @@ def test_runs_list_names_a_run_folder_it_cannot_read(isolated_dirs):
 def test_stopping_a_sweep_whose_folder_is_read_only_names_the_sweep(isolated_dirs, locked_before, said):
     sweep_dir = sweeps.create_sweep({"seed": ["0", "1"]}, {"model": "baseline_cnn"}, name="locked")
     if locked_before:  # its lock file made by an earlier change: now the rewrite is what fails
-        sweeps.update_sweep(sweep_dir, lambda sweep: None)
+        sweep_records.update_sweep(sweep_dir, lambda sweep: None)
     before = (sweep_dir / "sweep.json").read_bytes()
     sweep_dir.chmod(0o555)
     try:

@@ -11,7 +11,7 @@
 - :mod:`~agelab.commands.calibrate`: a model's temperatures (``agelab.model_calibration``)
 - :mod:`~agelab.commands.ensemble`: models averaged, calibrated and exported (``agelab.release``)
 - :mod:`~agelab.commands.export`: a model's LiteRT twins (``agelab.litert_export``)
-
-``runs`` (``agelab.launchers``) and ``sweep`` (``agelab.sweeps``) keep their command lines beside their
-logic for now.
+- :mod:`~agelab.commands.cluster`: a Ray head on 127.0.0.1 (``agelab.cluster``)
+- :mod:`~agelab.commands.sweep`: a grid of runs or a Tune search (``agelab.sweeps``, ``agelab.tune``)
+- :mod:`~agelab.commands.runs`: runs listed, launched, watched, stopped (``agelab.launchers``)
 """
