@@ -1,9 +1,9 @@
 """A Ray job's training process watches its head, so that a head killed under it leaves no orphan.
 
-Ray does not end a job's process when the head dies: the job supervisor (and Ray's own watcher
-beside it, which kills the job only when the supervisor goes) may live on for minutes, and the run
-would go on training, listed as ``running``, on a cluster that can neither stop it nor report it.
-So the run checks the head itself and, once it has stopped answering for ``MISSES_BEFORE_LOST``
+Ray ends a job's process late and abruptly when the head dies, if at all: its watcher kills the job
+only once the job supervisor goes, which on one machine (Ray 2.60) was a SIGKILL 63 s after the
+GCS, when the raylet gave up on it; a supervisor that lives on leaves the run training, listed as
+``running``, on a cluster that can neither stop it nor report it. So the run checks the head itself and, once it has stopped answering for ``MISSES_BEFORE_LOST``
 checks in a row, asks itself to stop as a stop request does: after the current batch, with the
 checkpoint of its last finished epoch kept. It then ends as ``lost`` (resumable with
 ``train resume=RUN``), its error naming the head and the time it stopped answering.
