@@ -100,7 +100,9 @@ def check_fields(
 
 # ---------------------------------------------------------------- run files
 
-RUN_STATES = ("queued", "running", "finished", "failed", "stopped")
+# "lost" is written by a run that ended itself because its Ray head stopped answering
+# (agelab.training.cluster_watch); otherwise it is only read, for a run whose process died.
+RUN_STATES = ("queued", "running", "finished", "failed", "stopped", "lost")
 TIME_KEYS = ("created", "started", "ended", "heartbeat", "stop_requested")
 STATUS_FIELDS: dict[str, Check] = {
     "status": one_of(*RUN_STATES),

@@ -19,6 +19,7 @@ One concept a module, imported by name (``from agelab.training.verb import train
 - :mod:`~agelab.training.run_scores`: raw outputs on a split, the test predictions and metrics
 - :mod:`~agelab.training.devices`: the device description and the distribution strategy
 - :mod:`~agelab.training.stop`: stop requests (SIGTERM, Ctrl-C)
+- :mod:`~agelab.training.cluster_watch`: a Ray job's watch of its head, which ends it lost when the head dies
 - :mod:`~agelab.training.checkpoints`: the run's last epochs saved, to go on from after a crash or a stop
 - :mod:`~agelab.training.resume`: a stopped, failed or lost run resumed from its last checkpoint
 - :mod:`~agelab.training.errors`: how a run fails, and the one-sentence reason

@@ -1,5 +1,6 @@
-"""Stop requests: the dashboard's Stop button (SIGTERM), Ctrl-C, or ``stop_requested`` in the run's
-``status.json``, turned into a flag the callbacks read after every batch.
+"""Stop requests: the dashboard's Stop button (SIGTERM), Ctrl-C, ``stop_requested`` in the run's
+``status.json``, or a Ray head that stopped answering (:mod:`agelab.training.cluster_watch`), turned
+into a flag the callbacks read after every batch.
 
 The folder is read as well as the signals because a signal may never arrive: a Ray run whose cluster
 is gone cannot be reached through Ray, and a run on another machine cannot be signalled from here,
@@ -26,12 +27,19 @@ class StopRequest:
         self.run_dir = Path(run_dir)
         self.signalled = False
         self.in_folder = False
+        # Why the run is lost rather than stopped (its Ray head stopped answering); None otherwise.
+        self.lost: str | None = None
         self._previous: dict[int, Any] = {}
         self._seen: tuple[int, int, int] | None = None
 
     @property
     def requested(self) -> bool:
-        return self.signalled or self._asked_in_folder()
+        return self.signalled or self.lost is not None or self._asked_in_folder()
+
+    def lose(self, reason: str) -> None:
+        """Stop as a request does, and end the run as ``lost`` with ``reason`` (agelab.training.cluster_watch)."""
+        self.lost = reason
+        print(f"{reason}: finishing the current batch, then saving", flush=True)
 
     def _asked_in_folder(self) -> bool:
         """Whether ``status.json`` holds a stop request. Cheap enough for every batch: the file is parsed

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from agelab import processes, run_status, runs
 from agelab.config import build_config, resolve_data
 from agelab.training import checkpoints
+from agelab.training.cluster_watch import watch_head
 from agelab.training.devices import configure_devices
 from agelab.training.errors import RunStopped, TrainingFailed, failure_reason
 from agelab.training.resume import ENDED_KEYS
@@ -37,8 +38,13 @@ def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = Fa
         raise TrainingFailed(run_dir, f"run {run_dir.name} has no readable checkpoint to resume from")
     stopper = StopRequest(run_dir)
     stopper.install()
+    head_watch = None
     try:
         status = runs.read_run_file(run_dir / "status.json", [])
+        # A Ray job whose head dies stops itself and ends lost, rather than train on as an orphan.
+        head_watch = watch_head(stopper, status)
+        if head_watch is not None:
+            head_watch.start()
         device, gpus = configure_devices(config, ray_job=status.get("launcher") == "ray")
         remove_orphan_caches()
         started = time.time()
@@ -66,13 +72,23 @@ def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = Fa
         final = "stopped" if stopper.requested else "finished"
         if final == "finished":
             checkpoints.remove(run_dir)  # it has its model now, and a finished run is not resumed
-        run_status.write_status(run_dir, status=final, ended=time.time())
-        _say(f"run {final}")
+        if stopper.lost:
+            run_status.write_status(run_dir, status="lost", ended=time.time(), error=stopper.lost)
+            _say(f"run lost: {stopper.lost}")
+        else:
+            run_status.write_status(run_dir, status=final, ended=time.time())
+            _say(f"run {final}")
     except BaseException as err:
         if stopper.requested and isinstance(err, RunStopped | InterruptedError):
             note = "stopped before the first epoch ended; no model saved"
-            run_status.write_status(run_dir, status="stopped", ended=time.time(), note=note)
-            _say(f"run stopped: {note}")
+            if stopper.lost:
+                run_status.write_status(
+                    run_dir, status="lost", ended=time.time(), error=stopper.lost, note=note
+                )
+                _say(f"run lost: {stopper.lost} ({note})")
+            else:
+                run_status.write_status(run_dir, status="stopped", ended=time.time(), note=note)
+                _say(f"run stopped: {note}")
             return run_dir
         reason = failure_reason(err, run_dir)
         trace = traceback.format_exc()
@@ -83,6 +99,8 @@ def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = Fa
             raise
         raise TrainingFailed(run_dir, reason or f"{type(err).__name__}: {err}") from err
     finally:
+        if head_watch is not None:
+            head_watch.stop()
         stopper.uninstall()
     return run_dir
 
