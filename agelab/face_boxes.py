@@ -8,22 +8,24 @@ Box = tuple[float, float, float, float]
 
 # A photo at least this large (its longer side, px) can hold faces too small for the detector, which
 # sees the whole frame at its own input size (128 px short range, 192 full range): in a 2400 px photo
-# of 30 faces 120 px wide, the full-range model found 1 and the short-range none.
+# of 30 faces 120 px wide, the full-range model finds 2 and the short-range none.
 SMALL_FACES_PHOTO = 1000
+# At most this many faces found, all small, in such a photo: the rest were likely missed.
+FEW_FACES = 3
 # Found faces narrower than this share of the photo's longer side are "small": where only such faces
 # (or none) were found, more of them were likely missed.
 SMALL_FACE_SHARE = 0.125
 
 
 def missed_faces_hint(width: int, height: int, boxes: list[tuple[int, int, int, int]]) -> str | None:
-    """A hint for a large photo in which at most one face, and no large one, was found: it may hold
-    faces too small for the detector. None when the result needs no hint."""
+    """A hint for a large photo in which a few faces at most, and no large one, were found: it may
+    hold faces too small for the detector. None when the result needs no hint."""
     longest = max(width, height)
-    if longest < SMALL_FACES_PHOTO or len(boxes) > 1:
+    if longest < SMALL_FACES_PHOTO or len(boxes) > FEW_FACES:
         return None
     if any(max(w, h) >= SMALL_FACE_SHARE * longest for _, _, w, h in boxes):
-        return None  # one face that fills the photo (a portrait): nothing was missed
-    found = "no face" if not boxes else "1 small face"
+        return None  # a face that fills the photo (a portrait): nothing was missed
+    found = "no face" if not boxes else f"{len(boxes)} small face" + ("s" if len(boxes) > 1 else "")
     return (
         f"found {found} in a {width}x{height} photo; if it holds more faces, they are too small for the"
         " detector, which sees the whole photo at 128-192 px: crop the photo around them (each face a"

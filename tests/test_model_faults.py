@@ -333,7 +333,7 @@ def test_a_group_photo_of_small_faces_gets_a_hint_and_a_portrait_does_not(
     for detector in ("full", "short"):
         assert predict.cli(["--detector", detector, "--model", str(trained_like), str(group)]) == 0
         record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert len(record["faces"]) <= 1  # what the detector finds of the 30
+        assert len(record["faces"]) <= 3  # what the detector finds of the 30
         assert "too small for the detector" in record["hint"] and "2400x1800" in record["hint"]
     portrait = tmp_path / "portrait.jpg"
     from PIL import Image
