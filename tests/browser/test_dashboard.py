@@ -165,7 +165,7 @@ def test_train_launch_watch_reload_and_stop(page, app_url):
 
     page.reload()  # the run lives in its own process, not in the browser session
     page.wait_for_selector("text=/browser-1 · running/", timeout=60_000)
-    page.get_by_role("button", name="Stop").first.click()
+    page.get_by_role("button", name="Stop", exact=True).click()  # not "Help for Early stopping"
     page.wait_for_selector("text=/browser-1 · stopped/", timeout=120_000)
     assert "stopped in" in main_text(page)
     no_exceptions(page)
@@ -311,7 +311,7 @@ def open_review(page, app_url: str) -> None:
     page.goto(app_url + "/review")
     page.wait_for_selector("h1:has-text('Review')", timeout=120_000)
     wait_idle(page)
-    page.get_by_role("button", name="Test-split mistakes").click()
+    page.get_by_role("radio", name="Test-split mistakes").click()
     # The first visit scores the shipped model on the saved test split.
     page.wait_for_selector("text=Bin distance", timeout=300_000)
     wait_idle(page, 300)
