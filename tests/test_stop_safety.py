@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -130,13 +131,18 @@ def test_the_process_recorded_at_launch_is_stopped_then_killed(isolated_dirs, si
         again.wait()
 
 
-def test_the_runs_verb_says_why_it_did_not_stop_a_run(isolated_dirs, bystander):
-    run_dir = running_run("verb", pid=bystander.pid)
-    done = subprocess.run(
+def runs_stop_verb(run_dir: Path, isolated_dirs: Path) -> subprocess.CompletedProcess:
+    """``python -m agelab runs stop`` on ``run_dir`` in its own process, as a user types it."""
+    return subprocess.run(
         [sys.executable, "-m", "agelab", "runs", "stop", run_dir.name],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
         env=dict(os.environ, AGELAB_RUNS_DIR=str(isolated_dirs / "runs")),
     )  # fmt: skip
+
+
+def test_the_runs_verb_says_why_it_did_not_stop_a_run(isolated_dirs, bystander):
+    run_dir = running_run("verb", pid=bystander.pid)
+    done = runs_stop_verb(run_dir, isolated_dirs)
     assert done.returncode == 2, done.stderr
     assert "not signalled" in done.stderr and "Traceback" not in done.stderr
     assert still_running(bystander)
@@ -181,11 +187,7 @@ def test_a_ray_run_elsewhere_whose_cluster_is_gone_is_asked_through_its_folder(i
     run_dir = running_run(
         "far", pid=4242, host="worker-7", launcher="ray", job_id="agelab-far-1-abc", ray_address="127.0.0.1:9"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "agelab", "runs", "stop", run_dir.name],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
-        env=dict(os.environ, AGELAB_RUNS_DIR=str(isolated_dirs / "runs")),
-    )  # fmt: skip
+    done = runs_stop_verb(run_dir, isolated_dirs)
     assert done.returncode == 0, done.stderr
     assert "it runs on worker-7" in done.stdout and "as its folder asks" in done.stdout
     assert runs.load_run(run_dir).status["stop_requested"] > 0
