@@ -16,6 +16,7 @@ from agelab.data import RACES, load_index
 from agelab.data_sources import SourceError, load_data, load_sources, parse_sources
 from agelab.data_sources import load_index as load_any_index
 from agelab.labels_csv import LabelsError, read_labels
+from agelab.training.errors import RunError
 from agelab.training.splits import prepare_data
 from tests.real_data import SHARED, copy_real_images, require
 
@@ -100,6 +101,13 @@ def test_bad_csvs_are_refused_at_launch_in_one_sentence(faces, tmp_path, isolate
         read_labels(labelled_folder(tmp_path / "c", ["face0.jpg,30,30,x"], faces[:1]) / "labels.csv")
     config = checked_config({"data": f"{good}, {tmp_path / 'utk'}", "source_weights": "1, 2.5"})
     assert config["data"] == f"{good.resolve()},{(tmp_path / 'utk').resolve()}"
+
+
+def test_a_run_whose_every_row_is_bad_names_the_first_bad_row(faces, tmp_path, isolated_dirs):
+    folder = labelled_folder(tmp_path / "bad", ["face0.jpg,30,39,woman?", "face1.jpg,20,29,robot"], faces[:2])
+    config = {"data": str(folder), "source_weights": ""}
+    with pytest.raises(RunError, match=r"2 file\(s\) left out; the first: face0.jpg: gender='woman\?'"):
+        prepare_data(config, GROUPS10, lambda _: None)
 
 
 def test_ethnicity_names_and_codes_map_to_utkface_groups(faces, tmp_path, isolated_dirs):

@@ -38,18 +38,26 @@ class RunData:
 
 def prepare_data(config: dict[str, Any], scheme: BinScheme, log: Callable[[str], None]) -> RunData:
     from agelab import pipeline
-    from agelab.data_sources import SourceError, load_data
+    from agelab.data_sources import SourceError, load_sources, parse_sources
     from agelab.labels_csv import LabelsError
     from agelab.rebalance import rebalance
 
     c = config
     try:
-        frame = load_data(c["data"], c.get("source_weights", ""))
+        frame, reports = load_sources(parse_sources(c["data"], c.get("source_weights", "")))
     except (SourceError, LabelsError) as err:
         raise RunError(str(err)) from None
     if frame.empty:
+        left_out = pd.concat([report.index.malformed for report in reports], ignore_index=True)
+        # The first reason a file was left out is usually the one to fix (a gender spelled "woman?").
+        why = (
+            f" ({len(left_out)} file(s) left out; the first: {left_out['file'].iloc[0]}: "
+            f"{left_out['reason'].iloc[0]})"
+            if len(left_out)
+            else ""
+        )
         raise RunError(
-            f"no usable labelled image in {c['data']}: point data= at UTKFace images or at a folder "
+            f"no usable labelled image in {c['data']}{why}: point data= at UTKFace images or at a folder "
             "with a labels.csv (file,age_low,age_high,gender)"
         )
     n_excluded = None
