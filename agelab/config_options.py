@@ -307,7 +307,7 @@ GROUP_OF = {key: group for group, keys in GROUPS.items() for key in keys}
 # Why each experiment is not in the shipped recipes (docs/recipes.md has the measurements).
 EXPERIMENTAL_REASONS = {
     "soft_bins": "no gain beyond the seed's noise, and an under-confident bin head",
-    "teacher": "students gained on UTKFace and lost on other photos",
+    "teacher": "a student of the face model gained under 0.2 years on the same run without a teacher and stayed a year behind the face model",
     "teacher_weight": "goes with teacher",
     "mixup": "mixed changes inside the seeds' noise (better calibrated before scaling)",
     "rebalance_power": "worse everywhere on UTKFace's mix; kept for data with another mix",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from agelab.paths import PROJECT_ROOT
 from tests.real_data import real_images_fixture
@@ -27,6 +28,7 @@ def train(data: Path, name: str, *keys: str) -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_two_runs_with_one_seed_give_identical_predictions(small_data, isolated_dirs):
     first, second = train(small_data, "first"), train(small_data, "second")
     assert first != second

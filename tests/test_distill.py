@@ -109,6 +109,7 @@ def test_training_order_keeps_each_image_with_its_weight(frame):
     assert seen == len(frame)
 
 
+@pytest.mark.slow
 def test_a_distilled_run_learns_beside_the_teacher(faces, isolated_dirs, capsys):
     config = {
         "data": str(faces), "fast": True, "epochs": 2, "batch_size": 32, "name": "student",

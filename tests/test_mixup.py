@@ -100,6 +100,7 @@ def test_config_bounds_mixup():
         build_config({"mixup": 3})
 
 
+@pytest.mark.slow
 def test_a_mixup_run_fine_tunes_on_blended_faces_and_loads_in_a_fresh_process(faces, isolated_dirs):
     config = {
         "data": str(faces), "fast": True, "epochs": 1, "batch_size": 16, "name": "mixup", "image_size": 64,

@@ -67,6 +67,7 @@ def probabilities(run_dir: Path) -> np.ndarray:
     return predictions[columns].to_numpy(dtype=float)
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_lost_then_resumed_to_the_uninterrupted_result(small_data, isolated_dirs):
     root = isolated_dirs / "runs"
     whole = train_process(f"data={small_data}", "name=whole", *RUN)
