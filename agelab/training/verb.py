@@ -72,23 +72,12 @@ def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = Fa
         final = "stopped" if stopper.requested else "finished"
         if final == "finished":
             checkpoints.remove(run_dir)  # it has its model now, and a finished run is not resumed
-        if stopper.lost:
-            run_status.write_status(run_dir, status="lost", ended=time.time(), error=stopper.lost)
-            _say(f"run lost: {stopper.lost}")
-        else:
-            run_status.write_status(run_dir, status=final, ended=time.time())
-            _say(f"run {final}")
+        _record_end(run_dir, stopper, final)
     except BaseException as err:
         if stopper.requested and isinstance(err, RunStopped | InterruptedError):
-            note = "stopped before the first epoch ended; no model saved"
-            if stopper.lost:
-                run_status.write_status(
-                    run_dir, status="lost", ended=time.time(), error=stopper.lost, note=note
-                )
-                _say(f"run lost: {stopper.lost} ({note})")
-            else:
-                run_status.write_status(run_dir, status="stopped", ended=time.time(), note=note)
-                _say(f"run stopped: {note}")
+            _record_end(
+                run_dir, stopper, "stopped", note="stopped before the first epoch ended; no model saved"
+            )
             return run_dir
         reason = failure_reason(err, run_dir)
         trace = traceback.format_exc()
@@ -103,6 +92,18 @@ def train(config: dict[str, Any], run_dir: Path | None = None, resume: bool = Fa
             head_watch.stop()
         stopper.uninstall()
     return run_dir
+
+
+def _record_end(run_dir: Path, stopper: StopRequest, final: str, note: str | None = None) -> None:
+    """Write and say how the run ended: ``final`` (finished or stopped), or ``lost``, with the
+    sentence naming its Ray head, when the head stopped answering (agelab.training.cluster_watch)."""
+    extra = {"note": note} if note else {}
+    if stopper.lost:
+        run_status.write_status(run_dir, status="lost", ended=time.time(), error=stopper.lost, **extra)
+        _say(f"run lost: {stopper.lost}" + (f" ({note})" if note else ""))
+    else:
+        run_status.write_status(run_dir, status=final, ended=time.time(), **extra)
+        _say(f"run {final}" + (f": {note}" if note else ""))
 
 
 def _say(text: str, stream: TextIO | None = None) -> None:
